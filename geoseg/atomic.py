@@ -1,0 +1,59 @@
+"""Atomic file outputs: write under a temporary name beside the target, rename at the end.
+
+A crash, an exception or a killed process therefore never leaves a half-written file under
+its final name, and a rerun can trust that any final name it finds is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+TMP_MARK = ".geoseg-tmp"
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A unique temporary path in the same folder (same filesystem, so rename is atomic)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_MARK}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write; on success rename it (and its sidecars) to ``path``.
+
+    Sidecar files written next to the temporary path with the same stem (``.prj``, ``.dbf``,
+    ``.shx`` … of a Shapefile) are renamed along with it. On failure everything is removed.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(final)
+    try:
+        yield tmp
+        for sidecar in _sidecars(tmp):
+            os.replace(sidecar, final.with_suffix(sidecar.suffix))
+        os.replace(tmp, final)
+    finally:
+        for leftover in [tmp, *_sidecars(tmp)]:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def _sidecars(tmp: Path) -> list[Path]:
+    stem = tmp.with_suffix("").name
+    return [p for p in tmp.parent.glob(f"{stem}.*") if p != tmp]
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Delete temporaries left by an interrupted run under ``folder``; return how many."""
+    count = 0
+    for leftover in Path(folder).rglob(f"*{TMP_MARK}*"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+            count += 1
+    return count
