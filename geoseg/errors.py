@@ -28,3 +28,12 @@ class CheckpointError(GeosegError):
 
 class LabelError(GeosegError):
     """Training labels cannot be read or do not match their scene."""
+
+
+class VectorizeError(GeosegError):
+    """A mask cannot be vectorised or its polygons cannot be written (bad mask, bad format)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

@@ -1,0 +1,1 @@
+"""Segmentation models: the U-Net generator, its discriminator, and self-describing checkpoints."""

@@ -1,0 +1,105 @@
+"""The U-Net segmentation generator (Ronneberger et al. 2015; the generator of pix2pix).
+
+Convolutions are 3×3 with zero padding, down-sampling is 2×2 max-pooling and up-sampling a
+2×2 transposed convolution, so a pixel's output depends only on input pixels within
+``receptive_radius_px``; and a tile whose origin is a multiple of ``total_stride`` sees the same
+pooling grid as the whole image. Those two numbers are what makes tiled inference seam-free.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNetGenerator(nn.Module):
+    """U-Net mapping an image (N, bands, H, W) to class logits (N, K, H, W).
+
+    ``K`` is 1 for a binary task (a single foreground logit) and ``num_classes`` otherwise.
+    H and W must be multiples of ``total_stride``.
+    """
+
+    def __init__(self, in_bands: int, num_classes: int, base_width: int = 16, depth: int = 3):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError("num_classes counts the background too, so it is at least 2")
+        self.in_bands = in_bands
+        self.num_classes = num_classes
+        self.depth = depth
+        widths = [base_width * 2**level for level in range(depth + 1)]
+        self.encoders = nn.ModuleList(
+            _double_conv(in_bands if level == 0 else widths[level - 1], widths[level])
+            for level in range(depth)
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = _double_conv(widths[depth - 1], widths[depth])
+        self.upsamplers = nn.ModuleList(
+            nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2)
+            for level in reversed(range(depth))
+        )
+        self.decoders = nn.ModuleList(
+            _double_conv(2 * widths[level], widths[level]) for level in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(widths[0], logit_channels(num_classes), 1)
+
+    @property
+    def total_stride(self) -> int:
+        """Tile sizes and origins must be multiples of this."""
+        return int(2**self.depth)
+
+    @property
+    def receptive_radius_px(self) -> int:
+        """Upper bound on how far (in input pixels) an output pixel can see."""
+        return receptive_radius_px(self.depth)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Class logits for a normalised image batch."""
+        skips = []
+        x = image
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck(x)
+        for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips), strict=True):
+            x = decoder(torch.cat([upsample(x), skip], dim=1))
+        out: torch.Tensor = self.head(x)
+        return out
+
+
+def logit_channels(num_classes: int) -> int:
+    """One logit for binary segmentation, one per class otherwise."""
+    return 1 if num_classes == 2 else num_classes
+
+
+def receptive_radius_px(depth: int) -> int:
+    """Receptive radius of a depth-``depth`` U-Net, counted layer by layer.
+
+    At a level where one feature pixel spans ``j`` input pixels, a 3×3 conv adds ``j``, a 2×2
+    pool or transposed conv at most ``j`` (one-sided). Encoder: 2 convs + pool per level;
+    bottleneck: 2 convs; decoder: transposed conv + 2 convs per level.
+    """
+    radius = 0
+    for level in range(depth):
+        radius += 2 * 2**level + 2**level  # encoder convs, pool
+        radius += 2**level + 2 * 2**level  # transposed conv, decoder convs
+    return radius + 2 * 2**depth  # bottleneck
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Per-class probabilities (N, num_classes, H, W) from the generator's logits."""
+    if logits.shape[1] == 1:
+        foreground = torch.sigmoid(logits)
+        return torch.cat([1 - foreground, foreground], dim=1)
+    return torch.softmax(logits, dim=1)

@@ -1,0 +1,214 @@
+"""Scenes: open and validate a GeoTIFF, then read windows of it.
+
+A ``Scene`` is a small immutable description (path, size, CRS, transform, bands, nodata) that
+can travel to Dask workers; pixels are only ever read by window with ``read_window``, the one
+window-reading function of the package. Validation happens up front and every failure is a
+``SceneError`` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.windows import Window
+
+from geoseg.errors import SceneError
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A validated raster scene (no pixels)."""
+
+    path: str
+    id: str
+    width: int
+    height: int
+    crs: CRS
+    transform: Affine
+    dtype: str
+    bands: tuple[int, ...]
+    """1-based band indexes that are read (alpha bands excluded by default)."""
+    nodata: float | None
+    block_shape: tuple[int, int]
+
+    @property
+    def window(self) -> Window:
+        """The whole scene as a window."""
+        return Window(0, 0, self.width, self.height)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the scene's CRS."""
+        return rasterio.windows.bounds(self.window, self.transform)
+
+    @property
+    def area_m2(self) -> float:
+        """Ground area of the scene's footprint in square metres."""
+        from geoseg.units import pixel_area_m2
+
+        return pixel_area_m2(self.crs, self.transform, self.height) * self.width * self.height
+
+
+def scene_id(path: str | os.PathLike[str]) -> str:
+    """The id outputs are named after: the file name without its extension."""
+    name = Path(str(path)).name
+    for suffix in (".tif", ".tiff", ".TIF", ".TIFF", ".vrt", ".jp2"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def open_scene(
+    path: str | os.PathLike[str],
+    *,
+    bands: Sequence[int] | None = None,
+    expected_bands: int | None = None,
+    require_valid_pixels: bool = True,
+) -> Scene:
+    """Open ``path`` and check it can be segmented; raise ``SceneError`` naming the problem.
+
+    Without ``bands``, all non-alpha bands are read. ``expected_bands`` is the model's band count.
+    """
+    path = str(path)
+    if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
+        raise SceneError(path, "file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(path)
+        with ds:
+            scene = _describe(ds, path, bands, expected_bands)
+            _check_readable(ds, scene)
+            if require_valid_pixels and not _has_valid_pixels(ds, scene):
+                raise SceneError(path, "every pixel is nodata (nothing to segment)")
+    except SceneError:
+        raise
+    except RasterioIOError as exc:
+        raise SceneError(path, f"not a readable raster ({_first_line(exc)})") from None
+    except RasterioError as exc:
+        raise SceneError(path, f"cannot read ({_first_line(exc)})") from None
+    return scene
+
+
+def _describe(
+    ds: rasterio.DatasetReader, path: str, bands: Sequence[int] | None, expected_bands: int | None
+) -> Scene:
+    if ds.crs is None:
+        raise SceneError(path, "has no CRS (georeference it first, e.g. gdal_edit.py -a_srs)")
+    if ds.transform == Affine.identity() and not ds.gcps[0]:
+        raise SceneError(path, "has no geotransform (pixel coordinates are not georeferenced)")
+    if ds.transform.b != 0 or ds.transform.d != 0:
+        raise SceneError(path, "has a rotated geotransform (warp it to a north-up grid first)")
+    if bands is None:
+        bands = [i for i, ci in zip(ds.indexes, ds.colorinterp, strict=True) if ci != ColorInterp.alpha]
+    bad = [b for b in bands if not 1 <= b <= ds.count]
+    if bad:
+        raise SceneError(path, f"bands {bad} do not exist (the file has {ds.count} bands)")
+    if expected_bands is not None and len(bands) != expected_bands:
+        raise SceneError(
+            path,
+            f"has {len(bands)} usable bands but the model expects {expected_bands} "
+            "(choose bands explicitly)",
+        )
+    dtypes = {ds.dtypes[b - 1] for b in bands}
+    if len(dtypes) > 1:
+        raise SceneError(path, f"bands have mixed dtypes {sorted(dtypes)}")
+    block_h, block_w = ds.block_shapes[bands[0] - 1]
+    return Scene(
+        path=path,
+        id=scene_id(path),
+        width=ds.width,
+        height=ds.height,
+        crs=ds.crs,
+        transform=ds.transform,
+        dtype=dtypes.pop(),
+        bands=tuple(bands),
+        nodata=ds.nodata,
+        block_shape=(block_h, block_w),
+    )
+
+
+def _check_readable(ds: rasterio.DatasetReader, scene: Scene) -> None:
+    """Decode the first and last internal blocks, so truncated files fail before any work."""
+    bh, bw = scene.block_shape
+    for row, col in ((0, 0), (scene.height - 1, scene.width - 1)):
+        window = Window(col - col % bw, row - row % bh, bw, bh).intersection(scene.window)
+        try:
+            ds.read(list(scene.bands), window=window)
+        except RasterioError as exc:
+            raise SceneError(scene.path, f"pixels cannot be decoded, corrupt or truncated ({_first_line(exc)})") from None
+
+
+def _has_valid_pixels(ds: rasterio.DatasetReader, scene: Scene) -> bool:
+    """True as soon as one block of the validity mask has a valid pixel."""
+    if all(flags == [rasterio.enums.MaskFlags.all_valid] for flags in ds.mask_flag_enums):
+        return True
+    step = max(1024, scene.block_shape[0])
+    for row in range(0, scene.height, step):
+        window = Window(0, row, scene.width, min(step, scene.height - row))
+        if _valid_mask(ds, scene, window).any():
+            return True
+    return False
+
+
+def _valid_mask(ds: rasterio.DatasetReader, scene: Scene, window: Window) -> np.ndarray:
+    """True where any of the scene's bands is valid (nodata, alpha and internal masks)."""
+    masks = ds.read_masks(list(scene.bands), window=window)
+    valid: np.ndarray = masks.any(axis=0)
+    return valid
+
+
+def read_window(
+    scene: Scene, window: Window, dataset: rasterio.DatasetReader | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (bands, h, w) and validity (h, w) of ``window``, which may reach outside the scene.
+
+    Outside the scene the pixels are the reflection of the scene about its edges (so a tile at
+    the border sees what the whole-image prediction sees) and validity is False. Pass an open
+    ``dataset`` to avoid reopening the file for every window.
+    """
+    if dataset is None:
+        with rasterio.open(scene.path) as ds:
+            return read_window(scene, window, ds)
+    inside = window.intersection(scene.window) if _overlaps(window, scene.window) else None
+    if inside is None:
+        raise SceneError(scene.path, f"window {window} lies outside the scene")
+    try:
+        pixels = dataset.read(list(scene.bands), window=inside)
+        valid = _valid_mask(dataset, scene, inside)
+    except RasterioError as exc:
+        raise SceneError(scene.path, f"pixels cannot be decoded, corrupt or truncated ({_first_line(exc)})") from None
+    pad = (
+        (int(inside.row_off - window.row_off), int(window.row_off + window.height - inside.row_off - inside.height)),
+        (int(inside.col_off - window.col_off), int(window.col_off + window.width - inside.col_off - inside.width)),
+    )
+    if any(p for pair in pad for p in pair):
+        pixels = np.pad(pixels, ((0, 0), *pad), mode="symmetric" if min(pixels.shape[1:]) == 1 else "reflect")
+        valid = np.pad(valid, pad, mode="constant", constant_values=False)
+    return pixels, valid
+
+
+def _overlaps(a: Window, b: Window) -> bool:
+    return bool(
+        a.col_off < b.col_off + b.width
+        and b.col_off < a.col_off + a.width
+        and a.row_off < b.row_off + b.height
+        and b.row_off < a.row_off + a.height
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    """The most specific one-line message of a GDAL error (its cause, when chained)."""
+    while exc.__cause__ is not None and "See previous exception" in str(exc):
+        exc = exc.__cause__
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
