@@ -1,0 +1,91 @@
+"""Vector outputs, chosen by file extension, always written atomically.
+
+``.geojson`` is RFC 7946 (EPSG:4326 lon/lat, counter-clockwise exterior rings); ``.shp``,
+``.gpkg``, ``.fgb`` (FlatGeobuf) and ``.parquet`` (GeoParquet) keep the scene's CRS. A
+Shapefile cannot hold names over 10 characters, so ``perimeter_m`` is written as ``perim_m``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+import shapely
+
+from geoseg.atomic import atomic_output
+from geoseg.errors import VectorizeError
+
+DRIVERS = {
+    ".geojson": "GeoJSON",
+    ".shp": "ESRI Shapefile",
+    ".gpkg": "GPKG",
+    ".fgb": "FlatGeobuf",
+    ".parquet": "GeoParquet",
+}
+SHAPEFILE_NAMES = {"perimeter_m": "perim_m"}
+WGS84 = "EPSG:4326"
+
+
+def vector_driver(path: str | os.PathLike[str]) -> str:
+    """The format written for ``path``; raise ``VectorizeError`` for an unknown extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in DRIVERS:
+        known = ", ".join(DRIVERS)
+        raise VectorizeError(path, f"unsupported vector format {suffix or '(none)'!r}; use {known}")
+    return DRIVERS[suffix]
+
+
+def write_features(features: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``features`` to ``path`` in the format its extension names; return the path."""
+    driver = vector_driver(path)
+    final = Path(path)
+    with atomic_output(final) as tmp:
+        if driver == "GeoParquet":
+            features.to_parquet(tmp)
+        elif driver == "GeoJSON":
+            lonlat = features.to_crs(WGS84)
+            lonlat = lonlat.set_geometry(shapely.orient_polygons(lonlat.geometry.values))
+            pyogrio.write_dataframe(
+                lonlat, tmp, driver=driver, layer=final.stem, layer_options={"RFC7946": "YES"}
+            )
+        elif driver == "ESRI Shapefile":
+            pyogrio.write_dataframe(features.rename(columns=SHAPEFILE_NAMES), tmp, driver=driver)
+        else:
+            pyogrio.write_dataframe(features, tmp, driver=driver, layer=final.stem)
+    return final
+
+
+def read_features(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
+    """Read a vector file written by ``write_features``."""
+    driver = vector_driver(path)
+    if not Path(path).exists():
+        raise VectorizeError(path, "vector file not found")
+    if driver == "GeoParquet":
+        return gpd.read_parquet(path)
+    features = gpd.read_file(path, engine="pyogrio")
+    return features.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
+
+
+def gather_layers(
+    paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]
+) -> gpd.GeoDataFrame:
+    """Gather per-scene vector files into one run-level layer in EPSG:4326 at ``out``.
+
+    Each feature keeps its ``scene_id`` (the file stem where a file has none).
+    """
+    vector_driver(out)
+    frames = []
+    for path in paths:
+        features = read_features(path).to_crs(WGS84)
+        if "scene_id" not in features.columns:
+            features["scene_id"] = Path(path).stem
+        frames.append(features)
+    if not frames:
+        raise VectorizeError(out, "no vector files to gather")
+    gathered = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=WGS84)
+    write_features(gathered, out)
+    return gathered

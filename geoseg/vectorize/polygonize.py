@@ -1,0 +1,144 @@
+"""Blockwise polygonising: one block of class ids → polygon pieces in the scene's pixel grid.
+
+A block is a rectangle of *core* pixels (no halo) at ``(row_off, col_off)`` in the scene. Its
+connected components become pieces whose vertices are exact integers of the scene's pixel grid,
+so pieces of one object cut by a block border share their edges exactly and merge without
+slivers (see ``merge.py``). Each piece keeps what the merge and the attributes need: class id,
+pixel count, probability sum, and the labels along the block's four edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from rasterio.features import shapes
+from rasterio.transform import Affine
+from scipy import ndimage
+
+Connectivity = Literal[4, 8]
+NODATA = 255
+
+_STRUCTURES = {
+    4: ndimage.generate_binary_structure(2, 1),
+    8: ndimage.generate_binary_structure(2, 2),
+}
+
+
+@dataclass(frozen=True)
+class BlockPieces:
+    """The connected components of one block; piece ``i`` has label ``i + 1`` on the edges.
+
+    Edge arrays hold the label of each pixel along the block's top and bottom rows and left and
+    right columns (0 where there is no piece), which is all the cross-block merge looks at.
+    """
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+    connectivity: Connectivity
+    class_ids: npt.NDArray[np.uint8]
+    pixel_counts: npt.NDArray[np.int64]
+    prob_sums: npt.NDArray[np.float64]
+    prob_counts: npt.NDArray[np.int64]
+    geometries: npt.NDArray[np.object_]
+    top: npt.NDArray[np.int32]
+    bottom: npt.NDArray[np.int32]
+    left: npt.NDArray[np.int32]
+    right: npt.NDArray[np.int32]
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+
+def label_components(
+    classes: npt.NDArray[np.uint8], connectivity: Connectivity, nodata: int = NODATA
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
+    """Label connected components of each class (0 and ``nodata`` excluded).
+
+    Returns the label image (0 = no component, labels 1..n) and the class id of each label.
+    """
+    labels = np.zeros(classes.shape, dtype=np.int32)
+    class_of: list[npt.NDArray[np.uint8]] = []
+    count = 0
+    for class_id in np.unique(classes):
+        if class_id in (0, nodata):
+            continue
+        member = classes == class_id
+        class_labels, n = ndimage.label(member, structure=_STRUCTURES[connectivity])
+        labels[member] = class_labels[member] + count
+        class_of.append(np.full(n, class_id, dtype=np.uint8))
+        count += n
+    ids = np.concatenate(class_of) if class_of else np.zeros(0, dtype=np.uint8)
+    return labels, ids
+
+
+def polygonize_labels(
+    labels: npt.NDArray[np.int32], count: int, row_off: int = 0, col_off: int = 0
+) -> npt.NDArray[np.object_]:
+    """One (Multi)Polygon per label, in scene pixel coordinates (x = column, y = row).
+
+    GDAL polygonises 4-connected regions; the parts of an 8-connected label that touch only at
+    corners are gathered into one MultiPolygon, which is valid since parts meet at points only.
+    """
+    parts: list[list[shapely.Polygon]] = [[] for _ in range(count)]
+    transform = Affine.translation(col_off, row_off)
+    for geojson, value in shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
+        rings = geojson["coordinates"]
+        parts[int(value) - 1].append(shapely.Polygon(rings[0], rings[1:]))
+    geometries = np.empty(count, dtype=object)
+    for i, polys in enumerate(parts):
+        geometries[i] = polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+    invalid = ~shapely.is_valid(geometries)
+    if invalid.any():
+        geometries[invalid] = shapely.make_valid(geometries[invalid])
+    return geometries
+
+
+def polygonize_block(
+    classes: npt.NDArray[np.uint8],
+    row_off: int,
+    col_off: int,
+    *,
+    connectivity: Connectivity = 8,
+    probability: npt.NDArray[np.uint8] | None = None,
+    nodata: int = NODATA,
+) -> BlockPieces:
+    """Polygonise one block of class ids whose top-left pixel is ``(row_off, col_off)``.
+
+    ``probability`` is the mask's optional band 2 (percent, ``nodata`` where unknown) for the
+    same block. Pure: no I/O, so a distributed task can call it on the block it just stitched.
+    """
+    if classes.ndim != 2:
+        raise ValueError(f"classes must be 2-D, got shape {classes.shape}")
+    labels, class_ids = label_components(classes, connectivity, nodata)
+    count = len(class_ids)
+    index = np.arange(1, count + 1)
+    pixel_counts = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
+    if probability is None or count == 0:
+        prob_sums = np.zeros(count, dtype=np.float64)
+        prob_counts = np.zeros(count, dtype=np.int64)
+    else:
+        known = np.where(probability != nodata, labels, 0)
+        prob_sums = np.asarray(ndimage.sum_labels(probability, known, index), dtype=np.float64)
+        prob_counts = np.bincount(known.ravel(), minlength=count + 1)[1:].astype(np.int64)
+    return BlockPieces(
+        row_off=row_off,
+        col_off=col_off,
+        height=classes.shape[0],
+        width=classes.shape[1],
+        connectivity=connectivity,
+        class_ids=class_ids,
+        pixel_counts=pixel_counts,
+        prob_sums=prob_sums,
+        prob_counts=prob_counts,
+        geometries=polygonize_labels(labels, count, row_off, col_off),
+        top=labels[0].copy(),
+        bottom=labels[-1].copy(),
+        left=labels[:, 0].copy(),
+        right=labels[:, -1].copy(),
+    )
