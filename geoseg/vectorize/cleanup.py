@@ -49,7 +49,7 @@ def metric_frame(info: MaskInfo) -> MetricFrame:
     crs = info.crs
     if crs.is_projected and crs.to_dict().get("proj") != "merc":
         return MetricFrame(None, float(crs.linear_units_factor[1]))
-    cx, cy = info.transform * (info.width / 2, info.height / 2)
+    cx, cy = info.transform @ (info.width / 2, info.height / 2)
     (lon,), (lat,) = transform_coords(crs, "EPSG:4326", [cx], [cy])
     laea = CRS.from_proj4(f"+proj=laea +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m +no_defs")
     return MetricFrame(laea)

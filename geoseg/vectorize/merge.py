@@ -62,7 +62,8 @@ def merge_blocks(blocks: Sequence[BlockPieces]) -> Components:
     starts = np.cumsum(sizes) - sizes
     for g in np.flatnonzero(sizes > 1):
         members = order[starts[g] : starts[g] + sizes[g]]
-        merged[g] = shapely.union_all(geometries[members])
+        # Simplifying by 0 drops the collinear vertices left where block borders were.
+        merged[g] = shapely.simplify(shapely.union_all(geometries[members]), 0)
 
     def total(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         return np.bincount(group, weights=values, minlength=group_count).astype(np.float64)
