@@ -62,7 +62,7 @@ class Predictor:
         target = resolve_device(device)
         model = model.to(target)
         if target.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return cls(model, metadata, target, batch_size)
 
     @property

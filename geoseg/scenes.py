@@ -49,7 +49,8 @@ class Scene:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the scene's CRS."""
-        return rasterio.windows.bounds(self.window, self.transform)
+        left, bottom, right, top = rasterio.windows.bounds(self.window, self.transform)
+        return float(left), float(bottom), float(right), float(top)
 
     @property
     def area_m2(self) -> float:
@@ -145,7 +146,7 @@ def _check_readable(ds: rasterio.DatasetReader, scene: Scene) -> None:
         try:
             ds.read(list(scene.bands), window=window)
         except RasterioError as exc:
-            raise SceneError(scene.path, f"pixels cannot be decoded, corrupt or truncated ({_first_line(exc)})") from None
+            raise _decode_error(scene, exc) from None
 
 
 def _has_valid_pixels(ds: rasterio.DatasetReader, scene: Scene) -> bool:
@@ -168,17 +169,21 @@ def _valid_mask(ds: rasterio.DatasetReader, scene: Scene, window: Window) -> np.
 
 
 def read_window(
-    scene: Scene, window: Window, dataset: rasterio.DatasetReader | None = None
+    scene: Scene,
+    window: Window,
+    dataset: rasterio.DatasetReader | None = None,
+    nodata_fill: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixels (bands, h, w) and validity (h, w) of ``window``, which may reach outside the scene.
 
     Outside the scene the pixels are the reflection of the scene about its edges (so a tile at
-    the border sees what the whole-image prediction sees) and validity is False. Pass an open
-    ``dataset`` to avoid reopening the file for every window.
+    the border sees what the whole-image prediction sees) and validity is False. Invalid pixels
+    inside the scene are replaced by ``nodata_fill`` (one value per band) when it is given.
+    Pass an open ``dataset`` to avoid reopening the file for every window.
     """
     if dataset is None:
         with rasterio.open(scene.path) as ds:
-            return read_window(scene, window, ds)
+            return read_window(scene, window, ds, nodata_fill)
     inside = window.intersection(scene.window) if _overlaps(window, scene.window) else None
     if inside is None:
         raise SceneError(scene.path, f"window {window} lies outside the scene")
@@ -186,15 +191,27 @@ def read_window(
         pixels = dataset.read(list(scene.bands), window=inside)
         valid = _valid_mask(dataset, scene, inside)
     except RasterioError as exc:
-        raise SceneError(scene.path, f"pixels cannot be decoded, corrupt or truncated ({_first_line(exc)})") from None
+        raise _decode_error(scene, exc) from None
+    if nodata_fill is not None and not valid.all():
+        fill = np.asarray(nodata_fill, dtype=np.float64).astype(pixels.dtype)
+        pixels = np.where(valid[None], pixels, fill[:, None, None])
     pad = (
-        (int(inside.row_off - window.row_off), int(window.row_off + window.height - inside.row_off - inside.height)),
-        (int(inside.col_off - window.col_off), int(window.col_off + window.width - inside.col_off - inside.width)),
+        _padding(window.row_off, window.height, inside.row_off, inside.height),
+        _padding(window.col_off, window.width, inside.col_off, inside.width),
     )
     if any(p for pair in pad for p in pair):
         pixels = np.pad(pixels, ((0, 0), *pad), mode="symmetric" if min(pixels.shape[1:]) == 1 else "reflect")
         valid = np.pad(valid, pad, mode="constant", constant_values=False)
     return pixels, valid
+
+
+def _padding(outer_off: float, outer_size: float, inner_off: float, inner_size: float) -> tuple[int, int]:
+    """Pixels to pad before and after ``inner`` to reach ``outer`` along one axis."""
+    return int(inner_off - outer_off), int(outer_off + outer_size - inner_off - inner_size)
+
+
+def _decode_error(scene: Scene, exc: BaseException) -> SceneError:
+    return SceneError(scene.path, f"pixels cannot be decoded, corrupt or truncated ({_first_line(exc)})")
 
 
 def _overlaps(a: Window, b: Window) -> bool:

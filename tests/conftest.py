@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,3 +23,30 @@ def sample_data() -> Path:
     if not (root / "README.md").exists():
         pytest.skip(f"real sample data not found at {root} (set GEOSEG_SAMPLE_DATA)")
     return root
+
+
+def make_checkpoint(path: Path, pixels: np.ndarray, seed: int = 0, depth: int = 3) -> Path:
+    """An untrained generator whose outputs split ``pixels`` (bands, h, w) into both classes.
+
+    Normalisation comes from the pixels; the head's bias is set to the median logit so the
+    random network gives a non-trivial mask (a test that would pass on an all-zero mask is no
+    test of seams).
+    """
+
+    import torch
+
+    from geoseg.model.checkpoint import ModelMetadata, save_checkpoint
+    from geoseg.model.unet import UNetGenerator
+
+    torch.manual_seed(seed)
+    bands = pixels.shape[0]
+    model = UNetGenerator(bands, 2, base_width=8, depth=depth).eval()
+    flat = pixels.reshape(bands, -1).astype(np.float64)
+    mean, std = flat.mean(axis=1), flat.std(axis=1) + 1e-6
+    crop = pixels[:, :128, :128].astype(np.float32)
+    with torch.no_grad():
+        x = (torch.from_numpy(crop)[None] - torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)) / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        logits = model(x)
+        model.head.bias -= logits.median()
+    meta = ModelMetadata.for_generator(model, classes=["background", "thing"], mean=list(mean), std=list(std))
+    return save_checkpoint(path, model, meta)

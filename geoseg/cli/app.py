@@ -9,3 +9,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Segment satellite and aerial scenes into georeferenced masks and vector maps."""

@@ -74,7 +74,7 @@ class ModelMetadata(BaseModel):
             architecture=Architecture(
                 in_bands=model.in_bands,
                 num_classes=model.num_classes,
-                base_width=model.encoders[0][0].out_channels,
+                base_width=model.base_width,
                 depth=model.depth,
             ),
             classes=classes,

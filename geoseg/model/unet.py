@@ -36,7 +36,8 @@ class UNetGenerator(nn.Module):
             raise ValueError("num_classes counts the background too, so it is at least 2")
         self.in_bands = in_bands
         self.num_classes = num_classes
-        self.depth = depth
+        self.depth: int = depth
+        self.base_width: int = base_width
         widths = [base_width * 2**level for level in range(depth + 1)]
         self.encoders = nn.ModuleList(
             _double_conv(in_bands if level == 0 else widths[level - 1], widths[level])
@@ -56,12 +57,12 @@ class UNetGenerator(nn.Module):
     @property
     def total_stride(self) -> int:
         """Tile sizes and origins must be multiples of this."""
-        return int(2**self.depth)
+        return 1 << self.depth
 
     @property
     def receptive_radius_px(self) -> int:
         """Upper bound on how far (in input pixels) an output pixel can see."""
-        return receptive_radius_px(self.depth)
+        return receptive_radius_px(int(self.depth))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits for a normalised image batch."""
@@ -92,9 +93,10 @@ def receptive_radius_px(depth: int) -> int:
     """
     radius = 0
     for level in range(depth):
-        radius += 2 * 2**level + 2**level  # encoder convs, pool
-        radius += 2**level + 2 * 2**level  # transposed conv, decoder convs
-    return radius + 2 * 2**depth  # bottleneck
+        jump = 1 << level
+        radius += 2 * jump + jump  # encoder convs, pool
+        radius += jump + 2 * jump  # transposed conv, decoder convs
+    return radius + 2 * (1 << depth)  # bottleneck
 
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:

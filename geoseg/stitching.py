@@ -1,0 +1,108 @@
+"""Stitching: block predictions become one Cloud-Optimized GeoTIFF mask of the whole scene.
+
+Blocks are written with windowed writes into a tiled working GeoTIFF, so memory is bounded by
+a block, never by the scene; on success GDAL's COG driver copies it (with overviews) to a
+temporary name beside the target, which is then renamed. A failure or a killed process never
+leaves a file under the final name.
+
+The mask format: band 1 = class id (uint8, 0 = background), band 2 (optional) = probability of
+that class in percent (uint8, 0..100); 255 is nodata in both. Class names are in the
+``GEOSEG_CLASSES`` tag (JSON list, index = class id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from geoseg.atomic import atomic_output, temporary_sibling
+from geoseg.scenes import Scene
+
+NODATA = 255
+CLASSES_TAG = "GEOSEG_CLASSES"
+_WORKING_OPTIONS = {"tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "ZSTD", "zstd_level": 1}
+
+
+class MaskWriter:
+    """Context manager writing block results into a COG mask with the scene's georeferencing."""
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        scene: Scene,
+        classes: list[str],
+        with_probability: bool = False,
+        compress: str = "DEFLATE",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self.out = Path(out)
+        self.scene = scene
+        self.classes = classes
+        self.with_probability = with_probability
+        self.compress = compress
+        self.tags = tags or {}
+        self._working = temporary_sibling(self.out.with_suffix(".working.tif"))
+        self._dataset: rasterio.io.DatasetWriter | None = None
+
+    def __enter__(self) -> MaskWriter:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._dataset = rasterio.open(
+            self._working,
+            "w",
+            driver="GTiff",
+            width=self.scene.width,
+            height=self.scene.height,
+            count=2 if self.with_probability else 1,
+            dtype="uint8",
+            crs=self.scene.crs,
+            transform=self.scene.transform,
+            nodata=NODATA,
+            **_WORKING_OPTIONS,
+        )
+        self._dataset.update_tags(**{CLASSES_TAG: json.dumps(self.classes)}, **self.tags)
+        self._dataset.set_band_description(1, "class")
+        if self.with_probability:
+            self._dataset.set_band_description(2, "probability_percent")
+        return self
+
+    def write(self, window: Window, classes: np.ndarray, probability: np.ndarray | None = None) -> None:
+        """Write one block's class ids (and probabilities) at ``window``."""
+        assert self._dataset is not None, "MaskWriter used outside its with-block"
+        self._dataset.write(classes, 1, window=window)
+        if self.with_probability and probability is not None:
+            self._dataset.write(probability, 2, window=window)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._dataset is not None:
+                self._dataset.close()
+            if exc_type is None:
+                with atomic_output(self.out) as tmp:
+                    write_cog(self._working, tmp, self.compress)
+        finally:
+            self._working.unlink(missing_ok=True)
+
+
+def write_cog(src: str | os.PathLike[str], dst: str | os.PathLike[str], compress: str = "DEFLATE") -> None:
+    """Copy a mask GeoTIFF to a COG with nearest-neighbour (class-preserving) overviews."""
+    rasterio.shutil.copy(
+        src,
+        dst,
+        driver="COG",
+        compress=compress,
+        blocksize=512,
+        overview_resampling="NEAREST",
+        num_threads="ALL_CPUS",
+    )

@@ -1,0 +1,72 @@
+"""``geoseg predict`` from the shell: bad input gives one clear line, exit code ≠ 0, no output."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rasterio
+
+from geoseg.scenes import open_scene, read_window
+from tests.conftest import make_checkpoint
+
+GEOSEG = [sys.executable, "-m", "geoseg"]
+
+
+@pytest.fixture(scope="module")
+def rgb_model(sample_data, tmp_path_factory):
+    scene = open_scene(sample_data / "edge/RGB.byte.tif")
+    pixels, _ = read_window(scene, scene.window)
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "rgb.safetensors", pixels)
+
+
+def run_predict(image, model, out, *extra):
+    command = [*GEOSEG, "predict", str(image), "--model", str(model), "--out", str(out), *extra]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_predict_writes_a_mask(sample_data, rgb_model, tmp_path):
+    result = run_predict(sample_data / "edge/RGB.byte.tif", rgb_model, tmp_path / "mask.tif")
+    assert result.returncode == 0, result.stderr
+    with rasterio.open(tmp_path / "mask.tif") as mask:
+        assert mask.shape == (718, 791)
+
+
+@pytest.mark.parametrize(
+    "make_input,reason",
+    [
+        (lambda data, tmp: data / "edge/corrupt.tif", "corrupt or truncated"),
+        (lambda data, tmp: data / "edge/no-georeference.tif", "no CRS"),
+        (lambda data, tmp: data / "edge/all-nodata.tif", "every pixel is nodata"),
+        (lambda data, tmp: data / "labeled/spacenet-atlanta-pan/image.tif", "model expects 3"),
+        (lambda data, tmp: _text_file_named_tif(tmp), "not a readable raster"),
+        (lambda data, tmp: tmp / "missing.tif", "file not found"),
+    ],
+    ids=["corrupt", "no-georeference", "all-nodata", "wrong-bands", "text-as-tif", "missing"],
+)
+def test_bad_input_gives_one_line_naming_the_file_and_leaves_nothing(sample_data, rgb_model, tmp_path, make_input, reason):
+    image = make_input(sample_data, tmp_path)
+    out_dir = tmp_path / "out"
+    extra = ["--bands", "1,2,3"] if "all-nodata" in str(image) else []  # a 4-band file
+    result = run_predict(image, rgb_model, out_dir / "mask.tif", *extra)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(image) in lines[0] and reason in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_pickled_model_is_refused(sample_data, tmp_path):
+    import torch
+
+    fake = tmp_path / "model.safetensors"
+    torch.save({"weight": torch.zeros(1)}, fake)
+    result = run_predict(sample_data / "edge/RGB.byte.tif", fake, tmp_path / "mask.tif")
+    assert result.returncode != 0 and "pickled" in result.stderr and "Traceback" not in result.stderr
+
+
+def _text_file_named_tif(tmp: Path) -> Path:
+    path = tmp / "notes.tif"
+    path.write_text("this is not a GeoTIFF\n")
+    return path

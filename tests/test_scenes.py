@@ -1,0 +1,70 @@
+"""Scenes: any GeoTIFF rasterio reads is accepted; bad ones fail up front, naming the reason."""
+
+import numpy as np
+import pytest
+from rasterio.windows import Window
+
+from geoseg.errors import SceneError
+from geoseg.scenes import open_scene, read_window
+
+
+@pytest.mark.parametrize(
+    "relative,reason",
+    [
+        ("edge/corrupt.tif", "corrupt or truncated"),
+        ("edge/no-georeference.tif", "no CRS"),
+        ("edge/all-nodata.tif", "every pixel is nodata"),
+        ("README.md", "not a readable raster"),
+        ("edge/missing.tif", "file not found"),
+    ],
+)
+def test_bad_scene_fails_with_a_reason_naming_the_file(sample_data, relative, reason):
+    with pytest.raises(SceneError) as info:
+        open_scene(sample_data / relative)
+    assert reason in str(info.value)
+    assert str(sample_data / relative) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_wrong_band_count_for_the_model_is_refused(sample_data):
+    with pytest.raises(SceneError, match="has 1 usable bands but the model expects 3"):
+        open_scene(sample_data / "labeled/spacenet-atlanta-pan/image.tif", expected_bands=3)
+
+
+def test_alpha_band_is_not_a_model_band_but_masks_pixels(sample_data):
+    scene = open_scene(sample_data / "edge/RGBA.byte.tif", expected_bands=3)
+    assert scene.bands == (1, 2, 3)
+    _, valid = read_window(scene, scene.window)
+    assert 0 < valid.mean() < 1
+
+
+@pytest.mark.parametrize(
+    "relative,dtype",
+    [
+        ("labeled/spacenet-atlanta-pan/image.tif", "uint16"),
+        ("labeled/landsat-albers/image.tif", "int16"),
+        ("edge/float64-4band.tif", "float64"),
+        ("labeled/sen1floods11-water/sample/S1/Spain_7370579_S1Hand.tif", "float32"),
+    ],
+)
+def test_scenes_of_every_dtype_open(sample_data, relative, dtype):
+    path = sample_data / relative
+    if not path.exists():
+        pytest.skip(f"{path} not in this copy of the sample data")
+    assert open_scene(path).dtype == dtype
+
+
+def test_window_outside_the_scene_is_reflected_and_invalid(sample_data):
+    scene = open_scene(sample_data / "labeled/spacenet-atlanta-pan/image.tif")
+    pixels, valid = read_window(scene, Window(-4, -4, 12, 12))
+    inside, _ = read_window(scene, Window(0, 0, 8, 8))
+    assert np.array_equal(pixels[:, 4:, 4:], inside)
+    assert np.array_equal(pixels[:, 4 - 1, 4:], inside[:, 1])  # reflection about row 0
+    assert not valid[:4].any() and not valid[:, :4].any()
+
+
+def test_nodata_pixels_are_filled_before_reflection(sample_data):
+    scene = open_scene(sample_data / "edge/RGB.byte.tif")  # nodata 0 around the Landsat swath
+    pixels, valid = read_window(scene, scene.window, nodata_fill=[7, 7, 7])
+    assert 0.1 < (~valid).mean() < 0.9
+    assert (pixels[:, ~valid] == 7).all()
