@@ -55,9 +55,7 @@ def metric_frame(info: MaskInfo) -> MetricFrame:
     return MetricFrame(laea)
 
 
-def measure(
-    geometries: GeometryArray, crs: CRS, frame: MetricFrame
-) -> tuple[FloatArray, FloatArray]:
+def measure(geometries: GeometryArray, crs: CRS, frame: MetricFrame) -> tuple[FloatArray, FloatArray]:
     """Area (m²) and perimeter (m) of scene-CRS geometries."""
     if frame.equal_area_crs is None:
         scale = frame.metres_per_unit
@@ -93,9 +91,7 @@ def fill_small_holes(geometries: GeometryArray, max_hole_area: float) -> Geometr
     return filled
 
 
-def to_features(
-    components: Components, info: MaskInfo, cleanup: Cleanup, scene_id: str
-) -> gpd.GeoDataFrame:
+def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_id: str) -> gpd.GeoDataFrame:
     """Clean the components and build the attribute table, in the mask's CRS.
 
     Columns: ``class_id``, ``class_name``, ``area_m2``, ``perimeter_m``, ``mean_prob`` (0–1,

@@ -70,9 +70,7 @@ def read_features(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     return features.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
 
 
-def gather_layers(
-    paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]
-) -> gpd.GeoDataFrame:
+def gather_layers(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     """Gather per-scene vector files into one run-level layer in EPSG:4326 at ``out``.
 
     Each feature keeps its ``scene_id`` (the file stem where a file has none).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import rasterio
 from rasterio.crs import CRS
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
@@ -86,7 +87,9 @@ def _open(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     if not Path(path).is_file():
         raise VectorizeError(path, "mask not found")
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # reported as an error below
+            return rasterio.open(path)
     except RasterioIOError as exc:
         raise VectorizeError(path, f"not a raster: {exc}") from exc
 

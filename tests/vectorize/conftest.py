@@ -29,9 +29,7 @@ def vectorize_array(
             r,
             c,
             connectivity=connectivity,
-            probability=None
-            if probability is None
-            else probability[r : r + block_size, c : c + block_size],
+            probability=None if probability is None else probability[r : r + block_size, c : c + block_size],
         )
         for r in range(0, height, block_size)
         for c in range(0, width, block_size)
@@ -52,9 +50,7 @@ def assert_same_components(a: Components, b: Components) -> None:
     np.testing.assert_array_equal(a.class_ids[ia], b.class_ids[ib])
     np.testing.assert_array_equal(a.pixel_counts[ia], b.pixel_counts[ib])
     assert shapely.equals(a.geometries[ia], b.geometries[ib]).all()
-    assert shapely.area(shapely.symmetric_difference(a.geometries[ia], b.geometries[ib])).max(
-        initial=0
-    ) == 0
+    assert shapely.area(shapely.symmetric_difference(a.geometries[ia], b.geometries[ib])).max(initial=0) == 0
 
 
 def write_mask(

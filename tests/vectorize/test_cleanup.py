@@ -29,9 +29,9 @@ def squares(sizes: list[int], gap: int = 2) -> np.ndarray:
     return classes
 
 
-def features_of(classes, crs="EPSG:32631", transform=UTM, cleanup=Cleanup(), **kwargs):
+def features_of(classes, crs="EPSG:32631", transform=UTM, cleanup=None, **kwargs):
     info = info_for(classes, crs, transform, **kwargs)
-    return to_features(vectorize_array(classes, 4), info, cleanup, "scene")
+    return to_features(vectorize_array(classes, 4), info, cleanup or Cleanup(), "scene")
 
 
 def test_area_and_perimeter_are_in_metres_in_a_utm_crs():

@@ -35,9 +35,7 @@ def test_ring_whose_hole_crosses_a_block_border_keeps_its_hole():
 
 
 @pytest.mark.parametrize(("connectivity", "count"), [(8, 1), (4, 3)])
-def test_diagonal_pixels_across_a_block_corner_merge_only_with_8_connectivity(
-    connectivity, count
-):
+def test_diagonal_pixels_across_a_block_corner_merge_only_with_8_connectivity(connectivity, count):
     classes = np.zeros((4, 4), dtype=np.uint8)
     classes[1, 1] = classes[2, 2] = 1  # NW block to SE block, across the corner at (2, 2)
     classes[0, 2] = 1  # NE block, diagonal to (1, 1) across the vertical border

@@ -49,9 +49,7 @@ def test_diagonal_pixels_are_one_multipolygon_only_with_8_connectivity(connectiv
 
 
 def test_hole_touching_the_shell_at_a_corner_gives_a_valid_polygon():
-    classes = np.array(
-        [[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 1]], dtype=np.uint8
-    )
+    classes = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 1]], dtype=np.uint8)
     pieces = polygonize_block(classes, 0, 0, connectivity=8)
     assert len(pieces) == 1
     assert shapely.is_valid(pieces.geometries[0])

@@ -1,0 +1,105 @@
+"""Writers by extension: RFC 7946 GeoJSON, Shapefile, GeoPackage, GeoParquet, FlatGeobuf."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from rasterio.warp import transform_bounds
+
+from geoseg.errors import VectorizeError
+from geoseg.vectorize import (
+    Cleanup,
+    MaskInfo,
+    gather_layers,
+    read_features,
+    to_features,
+    write_features,
+)
+from tests.vectorize.conftest import vectorize_array
+
+TRANSFORM = Affine(0.5, 0, 733_601.0, 0, -0.5, 3_725_139.0)  # SpaceNet Atlanta's grid
+CRS_UTM = CRS.from_epsg(32616)
+
+
+@pytest.fixture
+def features() -> gpd.GeoDataFrame:
+    classes = np.zeros((20, 30), dtype=np.uint8)
+    classes[2:8, 2:12] = 1
+    classes[4:6, 4:6] = 0  # a hole
+    classes[10:18, 15:28] = 2
+    info = MaskInfo(30, 20, TRANSFORM, CRS_UTM, ("background", "building", "road"))
+    return to_features(vectorize_array(classes, 8), info, Cleanup(), "atlanta")
+
+
+def mask_bounds_4326() -> tuple[float, float, float, float]:
+    left, top = TRANSFORM @ (0, 0)
+    right, bottom = TRANSFORM @ (30, 20)
+    return transform_bounds(CRS_UTM, "EPSG:4326", left, bottom, right, top)
+
+
+def test_geojson_is_rfc7946_lonlat_at_the_right_place_with_ccw_exteriors(features, tmp_path):
+    path = write_features(features, tmp_path / "out.geojson")
+    document = json.loads(path.read_text())
+    assert "crs" not in document  # RFC 7946: always WGS 84 lon/lat, no crs member
+    back = gpd.read_file(path)
+    assert back.crs == CRS.from_epsg(4326)
+    west, south, east, north = mask_bounds_4326()
+    minx, miny, maxx, maxy = back.total_bounds
+    eps = 1e-6
+    assert west - eps <= minx and maxx <= east + eps and south - eps <= miny and maxy <= north + eps
+    for geometry in back.geometry:
+        assert geometry.exterior.is_ccw
+        assert all(not ring.is_ccw for ring in geometry.interiors)
+    assert sorted(back["class_name"]) == ["building", "road"]
+
+
+def test_shapefile_reads_back_in_the_scene_crs_with_a_prj(features, tmp_path):
+    path = write_features(features, tmp_path / "out.shp")
+    assert path.with_suffix(".prj").exists()
+    back = read_features(path)
+    assert back.crs == CRS_UTM
+    assert "perimeter_m" in back.columns
+    assert back["area_m2"].tolist() == features["area_m2"].tolist()
+    assert not list(tmp_path.glob("*geoseg-tmp*"))
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet", ".fgb"])
+def test_other_formats_round_trip_in_the_scene_crs(features, tmp_path, suffix):
+    back = read_features(write_features(features, tmp_path / f"out{suffix}"))
+    assert back.crs == CRS_UTM
+    assert list(back.columns) == list(features.columns)
+    back = back.sort_values("class_id")  # FlatGeobuf's spatial index reorders features
+    expected = features.sort_values("class_id")
+    assert shapely.equals(back.geometry.values, expected.geometry.values).all()
+
+
+def test_an_empty_layer_is_written(features, tmp_path):
+    for suffix in (".gpkg", ".geojson", ".parquet", ".shp", ".fgb"):
+        back = read_features(write_features(features.iloc[:0], tmp_path / f"empty{suffix}"))
+        assert len(back) == 0
+
+
+def test_an_unknown_extension_is_refused_naming_the_file(features, tmp_path):
+    with pytest.raises(VectorizeError, match=r"out\.kml: unsupported vector format '\.kml'"):
+        write_features(features, tmp_path / "out.kml")
+    assert not list(tmp_path.iterdir())
+
+
+def test_gather_layers_makes_one_lonlat_layer_with_scene_ids(features, tmp_path):
+    first = write_features(features, tmp_path / "a.gpkg")
+    second = write_features(features.assign(scene_id="other"), tmp_path / "b.parquet")
+    gathered = gather_layers([first, second], tmp_path / "run.gpkg")
+    back = read_features(tmp_path / "run.gpkg")
+    assert back.crs == CRS.from_epsg(4326) and len(back) == len(gathered) == 2 * len(features)
+    assert sorted(set(back["scene_id"])) == ["atlanta", "other"]
+
+
+def test_gathering_nothing_is_an_error(tmp_path):
+    with pytest.raises(VectorizeError, match="no vector files"):
+        gather_layers([], tmp_path / "run.gpkg")
