@@ -1,0 +1,62 @@
+"""``geoseg train``: train a generator from a YAML config (progress bar, final metrics table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geoseg.cli.app import app
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (YAML).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Checkpoint path (overrides 'out').")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Training steps (overrides).")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Train a segmentation generator (optionally adversarially) and save a checkpoint."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from geoseg.training.config import load_config
+    from geoseg.training.trainer import TrainEvent
+    from geoseg.training.trainer import train as run_training
+
+    settings = load_config(config, steps=steps)
+    if out is not None:
+        settings = settings.model_copy(update={"out": str(out)})
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("train", total=settings.training.steps, status="")
+
+        def report(event: TrainEvent) -> None:
+            status = f"loss {event.losses.supervised:.3f}"
+            if settings.adversarial:
+                status += f" adv {event.losses.adversarial_g:.3f} D {event.losses.discriminator:.3f}"
+            if event.metrics is not None:
+                m = event.metrics
+                progress.console.print(
+                    f"step {event.step}: IoU {m.iou:.3f} F1 {m.f1:.3f} boundary-F1 {m.boundary_f1:.3f}"
+                )
+            progress.update(task, completed=event.step, status=status)
+
+        result = run_training(settings, device=device, callback=report)
+    table = Table(title=f"validation after {settings.training.steps} steps ({result.seconds:.0f} s)")
+    for name in ("IoU", "F1", "precision", "recall", "boundary F1"):
+        table.add_column(name, justify="right")
+    m = result.metrics
+    table.add_row(*(f"{v:.3f}" for v in (m.iou, m.f1, m.precision, m.recall, m.boundary_f1)))
+    Console().print(table)
+    typer.echo(str(result.checkpoint))

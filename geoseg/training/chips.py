@@ -1,0 +1,275 @@
+"""Training chips: which windows to read, how to split them, how to sample and augment them.
+
+A ``LabelledScene`` pairs a scene with its labels. Candidate chips are windows on a regular grid
+(``chip_windows``); ``split_by_scene`` holds out whole scenes and ``split_by_block`` holds out
+spatial blocks whose chips never cross a block edge, so no training pixel is ever in a
+validation chip. ``ChipSampler`` draws batches from a numpy ``Generator`` (the same seed gives
+the same batches), favouring chips with enough foreground, and applies a random dihedral
+transform (flips and 90° rotations) to each chip.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from geoseg.errors import ConfigError, LabelError
+from geoseg.scenes import Scene, open_scene, read_window
+from geoseg.training.config import DatasetConfig
+from geoseg.training.labels import (
+    LabelSource,
+    VectorLabelFile,
+    open_mask_labels,
+    read_vector_labels,
+    vector_labels_for,
+)
+
+
+@dataclass(frozen=True)
+class LabelledScene:
+    """A scene and the source of its labels."""
+
+    scene: Scene
+    labels: LabelSource
+    label_path: str
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One square window of one labelled scene; ``positive_fraction`` is its foreground share."""
+
+    scene_index: int
+    col_off_px: int
+    row_off_px: int
+    size_px: int
+    positive_fraction: float = 0.0
+
+    @property
+    def window(self) -> Window:
+        """The chip as a rasterio window of its scene."""
+        return Window(self.col_off_px, self.row_off_px, self.size_px, self.size_px)
+
+
+def open_datasets(datasets: Sequence[DatasetConfig], classes: list[str]) -> list[LabelledScene]:
+    """Open every scene of every dataset entry with its mask or vector labels."""
+    scenes: list[LabelledScene] = []
+    vector_files: dict[tuple[str, str | None], VectorLabelFile] = {}
+    for entry in datasets:
+        paths = sorted(glob.glob(entry.images))
+        if not paths:
+            raise ConfigError(f"no scenes match images {entry.images!r}")
+        for path in paths:
+            scene = open_scene(path, bands=entry.bands)
+            if entry.masks is not None:
+                mask_path = entry.masks.format(stem=scene.id, name=Path(path).name)
+                if not Path(mask_path).exists():
+                    raise LabelError(f"{mask_path}: mask of {path} not found")
+                labels: LabelSource = open_mask_labels(scene, mask_path, len(classes))
+                scenes.append(LabelledScene(scene, labels, mask_path))
+            else:
+                assert entry.labels is not None
+                key = (entry.labels, entry.class_field)
+                if key not in vector_files:
+                    vector_files[key] = read_vector_labels(entry.labels, classes, entry.class_field)
+                scenes.append(LabelledScene(scene, vector_labels_for(scene, vector_files[key]), entry.labels))
+    bands = {len(s.scene.bands) for s in scenes}
+    if len(bands) > 1:
+        raise ConfigError(f"scenes have different band counts {sorted(bands)}; choose 'bands'")
+    return scenes
+
+
+def grid_offsets(length_px: int, size_px: int, stride_px: int) -> list[int]:
+    """Window origins covering ``length_px``; the last one is flush with the end (≥ 1 window)."""
+    if length_px <= size_px:
+        return [0]
+    offsets = list(range(0, length_px - size_px + 1, stride_px))
+    if offsets[-1] != length_px - size_px:
+        offsets.append(length_px - size_px)
+    return offsets
+
+
+def chip_windows(scene_index: int, width_px: int, height_px: int, size_px: int, stride_px: int) -> list[Chip]:
+    """Chips on a regular grid over a width × height area (chips larger than it reach outside)."""
+    return [
+        Chip(scene_index, col, row, size_px)
+        for row in grid_offsets(height_px, size_px, stride_px)
+        for col in grid_offsets(width_px, size_px, stride_px)
+    ]
+
+
+def split_by_scene(
+    scenes: Sequence[LabelledScene], val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Indexes of training and validation scenes: whole scenes are held out (≥ 1 each)."""
+    if len(scenes) < 2:
+        raise ConfigError("split 'scene' needs at least two scenes (use split: block)")
+    order = np.random.default_rng(seed).permutation(len(scenes))
+    n_val = min(len(scenes) - 1, max(1, round(val_fraction * len(scenes))))
+    return sorted(int(i) for i in order[n_val:]), sorted(int(i) for i in order[:n_val])
+
+
+def _block_is_val(scene_id: str, block_row: int, block_col: int, val_fraction: float, seed: int) -> bool:
+    digest = hashlib.sha256(f"{seed}/{scene_id}/{block_row}/{block_col}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2**64 < val_fraction
+
+
+def split_by_block(
+    scenes: Sequence[LabelledScene],
+    block_size_px: int,
+    chip_size_px: int,
+    stride_px: int,
+    val_fraction: float,
+    seed: int,
+) -> tuple[list[Chip], list[Chip]]:
+    """Training and validation chips from spatial blocks; no chip crosses a block edge."""
+    if block_size_px < chip_size_px:
+        raise ConfigError(f"block_size_px {block_size_px} is smaller than chip_size_px {chip_size_px}")
+    train: list[Chip] = []
+    val: list[Chip] = []
+    for index, item in enumerate(scenes):
+        scene = item.scene
+        for block_row, row0 in enumerate(range(0, scene.height, block_size_px)):
+            for block_col, col0 in enumerate(range(0, scene.width, block_size_px)):
+                width = min(block_size_px, scene.width - col0)
+                height = min(block_size_px, scene.height - row0)
+                if min(width, height) < chip_size_px // 2:
+                    continue
+                chips = [
+                    Chip(index, col0 + c.col_off_px, row0 + c.row_off_px, chip_size_px)
+                    for c in chip_windows(index, width, height, chip_size_px, stride_px)
+                ]
+                if _block_is_val(scene.id, block_row, block_col, val_fraction, seed):
+                    val.extend(chips)
+                else:
+                    train.extend(chips)
+    return train, val
+
+
+@dataclass(frozen=True)
+class ChipPixels:
+    """A chip's raw pixels (bands, h, w) in the scene's dtype, class ids (h, w) uint8, validity."""
+
+    image: np.ndarray
+    target: np.ndarray
+    valid: np.ndarray
+
+
+class ChipReader:
+    """Reads chips by window (image with ``read_window``, labels from their source), cached."""
+
+    def __init__(self, scenes: Sequence[LabelledScene], cache_max_bytes: int = 0) -> None:
+        self.scenes = list(scenes)
+        self._cache: dict[Chip, ChipPixels] = {}
+        self._cache_bytes = 0
+        self._cache_max_bytes = cache_max_bytes
+
+    def read(self, chip: Chip) -> ChipPixels:
+        """The chip's pixels, labels and validity (image validity and label validity combined)."""
+        key = Chip(chip.scene_index, chip.col_off_px, chip.row_off_px, chip.size_px)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        item = self.scenes[chip.scene_index]
+        with rasterio.open(item.scene.path) as dataset:
+            pixels, image_valid = read_window(item.scene, chip.window, dataset)
+        target, label_valid = item.labels.read(chip.window)
+        result = ChipPixels(pixels, target, image_valid & label_valid)
+        size = result.image.nbytes + result.target.nbytes + result.valid.nbytes
+        if self._cache_bytes + size <= self._cache_max_bytes:
+            self._cache[key] = result
+            self._cache_bytes += size
+        return result
+
+    def with_positive_fraction(self, chips: Sequence[Chip]) -> list[Chip]:
+        """The chips with their foreground share filled in (reads each chip's labels once)."""
+        out = []
+        for chip in chips:
+            pixels = self.read(chip)
+            fg = (pixels.target > 0) & pixels.valid
+            share = float(fg.sum()) / max(1, int(pixels.valid.sum()))
+            out.append(Chip(chip.scene_index, chip.col_off_px, chip.row_off_px, chip.size_px, share))
+        return out
+
+
+def dihedral(image: np.ndarray, *labels: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """Apply one of the 8 flips/rotations (k in 0..7) to an image (C, H, W) and its (H, W) labels."""
+
+    def transform(array: np.ndarray) -> np.ndarray:
+        out = np.rot90(array, k % 4, axes=(-2, -1))
+        return np.flip(out, axis=-1) if k >= 4 else out
+
+    return tuple(np.ascontiguousarray(transform(a)) for a in (image, *labels))
+
+
+def normalization_stats(reader: ChipReader, chips: Sequence[Chip]) -> tuple[list[float], list[float]]:
+    """Per-band mean and std of the valid pixels of ``chips`` (raw units, as stored in checkpoints)."""
+    total: np.ndarray | None = None
+    total_sq: np.ndarray | None = None
+    count = 0
+    for chip in chips:
+        pixels = reader.read(chip)
+        values = pixels.image[:, pixels.valid].astype(np.float64)
+        total = values.sum(axis=1) if total is None else total + values.sum(axis=1)
+        total_sq = (values**2).sum(axis=1) if total_sq is None else total_sq + (values**2).sum(axis=1)
+        count += values.shape[1]
+    if total is None or total_sq is None or count == 0:
+        raise LabelError("no valid training pixels to compute normalisation statistics from")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return [float(m) for m in mean], [float(max(s, 1e-6)) for s in std]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of raw pixels (N, C, H, W) float32, class ids (N, H, W) and validity (N, H, W)."""
+
+    image: np.ndarray
+    target: np.ndarray
+    valid: np.ndarray
+
+
+class ChipSampler:
+    """Draws augmented batches; ``positive_share`` of the chips come from positive chips."""
+
+    def __init__(
+        self,
+        reader: ChipReader,
+        chips: Sequence[Chip],
+        rng: np.random.Generator,
+        *,
+        min_positive_fraction: float = 0.01,
+        positive_share: float = 0.75,
+        augment: bool = True,
+    ) -> None:
+        if not chips:
+            raise ConfigError("no training chips (check the images, chip_size_px and split)")
+        self.reader = reader
+        self.chips = list(chips)
+        self.positive = [c for c in self.chips if c.positive_fraction >= min_positive_fraction]
+        self.rng = rng
+        self.positive_share = positive_share if self.positive else 0.0
+        self.augment = augment
+
+    def draw(self) -> Chip:
+        """One chip: positive with probability ``positive_share``, otherwise any chip."""
+        pool = self.positive if self.rng.random() < self.positive_share else self.chips
+        return pool[int(self.rng.integers(len(pool)))]
+
+    def batch(self, batch_size: int) -> Batch:
+        """``batch_size`` chips, each with a random dihedral transform when augmenting."""
+        images, targets, valids = [], [], []
+        for _ in range(batch_size):
+            pixels = self.reader.read(self.draw())
+            k = int(self.rng.integers(8)) if self.augment else 0
+            image, target, valid = dihedral(pixels.image, pixels.target, pixels.valid, k=k)
+            images.append(image.astype(np.float32))
+            targets.append(target)
+            valids.append(valid)
+        return Batch(np.stack(images), np.stack(targets), np.stack(valids))

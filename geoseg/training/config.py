@@ -1,0 +1,178 @@
+"""The training config: a versioned pydantic model loaded from YAML, errors naming the field.
+
+Paths may use ``${GEOSEG_SAMPLE_DATA}`` (default: ``../shared/data`` beside the repository)
+and other environment variables; relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from geoseg.errors import ConfigError
+
+SAMPLE_DATA_ENV = "GEOSEG_SAMPLE_DATA"
+_REPO = Path(__file__).resolve().parents[2]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Frozen):
+    """Scenes (a glob) with either raster masks (a ``{stem}`` pattern) or vector labels."""
+
+    images: str = Field(description="glob of GeoTIFF scenes")
+    masks: str | None = Field(
+        None, description="mask path per scene, '{stem}' is the scene file name without .tif"
+    )
+    labels: str | None = Field(None, description="vector labels (GeoJSON/GPKG/Shapefile, any CRS)")
+    class_field: str | None = Field(
+        None, description="attribute holding the class (name or id); None: every polygon is class 1"
+    )
+    bands: list[int] | None = Field(None, description="1-based bands to read; None: all non-alpha")
+
+    @model_validator(mode="after")
+    def _one_label_source(self) -> DatasetConfig:
+        if (self.masks is None) == (self.labels is None):
+            raise ValueError("give exactly one of 'masks' or 'labels'")
+        return self
+
+
+class DataConfig(_Frozen):
+    """Where the chips come from and how they are cut and split."""
+
+    train: list[DatasetConfig] = Field(min_length=1)
+    val: list[DatasetConfig] = Field(
+        default_factory=list, description="empty: split 'train' by 'split' and 'val_fraction'"
+    )
+    classes: list[str] = Field(default_factory=lambda: ["background", "building"], min_length=2)
+    chip_size_px: int = Field(128, ge=16, description="training chip side (multiple of the stride)")
+    chip_stride_px: int | None = Field(None, ge=1, description="grid step; None: half a chip")
+    val_chip_size_px: int = Field(256, ge=16, description="validation window side")
+    split: Literal["scene", "block"] = Field(
+        "scene", description="when 'val' is empty: hold out whole scenes or spatial blocks"
+    )
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    block_size_px: int = Field(512, ge=16, description="spatial block side for split='block'")
+    min_positive_fraction: float = Field(
+        0.01, ge=0, le=1, description="a chip with at least this foreground share is 'positive'"
+    )
+    positive_chip_share: float = Field(
+        0.75, ge=0, le=1, description="share of sampled chips drawn from positive chips"
+    )
+    cache_max_mb: int = Field(1024, ge=0, description="keep read chips in memory up to this size")
+
+
+class GeneratorConfig(_Frozen):
+    """The U-Net generator's size."""
+
+    base_width: int = Field(16, ge=1)
+    depth: int = Field(3, ge=1, le=6)
+
+
+class DiscriminatorConfig(_Frozen):
+    """The conditional PatchGAN critic (pix2pix ``NLayerDiscriminator``)."""
+
+    base_width: int = Field(32, ge=1)
+    n_layers: int = Field(3, ge=1, le=5)
+    spectral_norm: bool = True
+
+
+class OptimConfig(_Frozen):
+    """Steps, losses and optimiser settings."""
+
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0, description="a larger lr_d gives two time-scale updates")
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    dice_weight: float = Field(1.0, ge=0, description="supervised loss = BCE/CE + dice_weight × Dice")
+    adversarial_weight: float = Field(0.01, ge=0, description="0 trains supervised-only (no D)")
+    gan_mode: Literal["vanilla", "lsgan", "hinge"] = "hinge"
+    warmup_steps: int = Field(500, ge=0, description="supervised-only steps before the GAN term")
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=1, description="real masks shown to D are y(1-s) + s/K (Luc et al. 2016)"
+    )
+    label_noise_std: float = Field(0.05, ge=0, description="Gaussian noise on real masks for D")
+    eval_every_steps: int = Field(250, ge=1)
+    seed: int = 0
+    mixed_precision: bool = Field(True, description="autocast + GradScaler on CUDA only")
+    boundary_tolerance_px: int = Field(2, ge=0)
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None: default")
+
+
+class TrainConfig(_Frozen):
+    """A whole training run."""
+
+    version: Literal[1] = 1
+    data: DataConfig
+    generator: GeneratorConfig = Field(default_factory=lambda: GeneratorConfig.model_validate({}))
+    discriminator: DiscriminatorConfig = Field(default_factory=lambda: DiscriminatorConfig.model_validate({}))
+    training: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
+    out: str = Field("model.safetensors", description="checkpoint path")
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether a discriminator is trained at all."""
+        return self.training.adversarial_weight > 0
+
+
+def expand_path(value: str, base: Path) -> str:
+    """Expand environment variables (``GEOSEG_SAMPLE_DATA`` has a default) and anchor at base."""
+    env = dict(os.environ)
+    env.setdefault(SAMPLE_DATA_ENV, str(_REPO.parent / "shared" / "data"))
+    expanded = value
+    for name in sorted(env, key=len, reverse=True):
+        expanded = expanded.replace("${" + name + "}", env[name]).replace("$" + name, env[name])
+    path = Path(os.path.expanduser(expanded))
+    return str(path if path.is_absolute() else (base / path))
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for split in ("train", "val"):
+            entries = data.get(split)
+            if isinstance(entries, list):
+                for entry in entries:
+                    if isinstance(entry, dict):
+                        for key in ("images", "masks", "labels"):
+                            if isinstance(entry.get(key), str):
+                                entry[key] = expand_path(entry[key], base)
+    if isinstance(raw.get("out"), str):
+        raw["out"] = expand_path(raw["out"], base)
+    return raw
+
+
+def parse_config(raw: Any, base: Path, source: str = "train config") -> TrainConfig:
+    """Validate a mapping; the first problem becomes one ``ConfigError`` naming the field."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return TrainConfig.model_validate(_resolve_paths(raw, base))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{source} field {field!r}: {first['msg']}") from None
+
+
+def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+    """Read a YAML training config; ``overrides`` replace ``training`` fields (e.g. steps)."""
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: train config not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(raw, dict) and overrides:
+        training = dict(raw.get("training") or {})
+        training.update({k: v for k, v in overrides.items() if v is not None})
+        raw["training"] = training
+    return parse_config(raw, file.resolve().parent, source=f"{file}: train config")

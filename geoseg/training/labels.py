@@ -1,0 +1,175 @@
+"""Training labels for a window of a scene: vector polygons rasterised on the fly, or masks.
+
+Vector labels may be in any CRS: they are reprojected once to the scene's CRS, then only the
+polygons touching a window are burned into it with ``rasterio.features.rasterize``. Raster masks
+are read by window with ``read_window`` and must share the scene's grid. Labels are class ids
+(uint8) plus a validity mask (False outside the scene, or where a mask has no data).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.features import rasterize
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from shapely.geometry import box
+
+from geoseg.errors import LabelError, SceneError
+from geoseg.scenes import Scene, open_scene, read_window
+
+
+class LabelSource(Protocol):
+    """Labels of one scene, read by window."""
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids (h, w) uint8 and validity (h, w) bool for ``window`` of the scene."""
+        ...
+
+
+@dataclass(frozen=True)
+class MaskLabels:
+    """A label raster on the scene's grid (binary tasks: any value > 0 is foreground)."""
+
+    mask: Scene
+    num_classes: int
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids and validity of ``window``; ids ≥ num_classes are treated as no data."""
+        values, valid = read_window(self.mask, window)
+        ids = values[0]
+        if self.num_classes == 2:
+            return (ids > 0).astype(np.uint8), valid
+        valid = valid & (ids < self.num_classes)
+        return np.where(valid, ids, 0).astype(np.uint8), valid
+
+
+def open_mask_labels(scene: Scene, mask_path: str, num_classes: int) -> MaskLabels:
+    """Open a mask raster and check that it lies on the scene's pixel grid."""
+    try:
+        mask = open_scene(mask_path, bands=[1], require_valid_pixels=False)
+    except SceneError as exc:
+        raise LabelError(f"{mask_path}: mask of {scene.path} cannot be used ({exc.reason})") from None
+    if (mask.width, mask.height) != (scene.width, scene.height):
+        raise LabelError(
+            f"{mask_path}: mask is {mask.width}×{mask.height} px but its scene {scene.path} is "
+            f"{scene.width}×{scene.height}"
+        )
+    if not mask.transform.almost_equals(scene.transform, precision=1e-9) or mask.crs != scene.crs:
+        raise LabelError(f"{mask_path}: mask is not on the pixel grid of {scene.path}")
+    return MaskLabels(mask, num_classes)
+
+
+@dataclass
+class VectorLabelFile:
+    """A vector label file read once, with its class ids and one reprojection per CRS."""
+
+    path: str
+    frame: gpd.GeoDataFrame
+    _by_crs: dict[str, gpd.GeoDataFrame] = field(default_factory=dict, repr=False)
+
+    def in_crs(self, crs: CRS) -> gpd.GeoDataFrame:
+        """The polygons reprojected to ``crs`` (cached)."""
+        key = crs.to_wkt()
+        if key not in self._by_crs:
+            self._by_crs[key] = self.frame.to_crs(key)
+        return self._by_crs[key]
+
+
+def read_vector_labels(
+    path: str | os.PathLike[str], classes: list[str], class_field: str | None = None
+) -> VectorLabelFile:
+    """Read polygons and their class ids (1 for every polygon when ``class_field`` is None)."""
+    path = str(path)
+    if not Path(path).exists():
+        raise LabelError(f"{path}: label file not found")
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:  # pyogrio raises several unrelated types for unreadable files
+        raise LabelError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
+    if frame.crs is None:
+        raise LabelError(f"{path}: labels have no CRS")
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
+    frame = frame[frame.geom_type.isin(["Polygon", "MultiPolygon"])]
+    ids = _class_ids(frame, path, classes, class_field)
+    labels = gpd.GeoDataFrame({"class_id": ids}, geometry=frame.geometry.make_valid().values, crs=frame.crs)
+    return VectorLabelFile(path, labels)
+
+
+def _class_ids(frame: gpd.GeoDataFrame, path: str, classes: list[str], class_field: str | None) -> np.ndarray:
+    if class_field is None:
+        return np.ones(len(frame), dtype=np.uint8)
+    if class_field not in frame.columns:
+        raise LabelError(f"{path}: no attribute {class_field!r} (has {sorted(map(str, frame.columns))})")
+    ids: list[int] = []
+    for value in frame[class_field]:
+        ids.append(_class_id(value, path, classes))
+    return np.asarray(ids, dtype=np.uint8)
+
+
+def _class_id(value: Any, path: str, classes: list[str]) -> int:
+    if isinstance(value, str) and value in classes:
+        return classes.index(value)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if not 0 <= number < len(classes):
+        raise LabelError(
+            f"{path}: class value {value!r} is not one of {classes} nor an id below {len(classes)}"
+        )
+    return number
+
+
+def rasterize_window(
+    frame: gpd.GeoDataFrame, transform: rasterio.Affine, shape: tuple[int, int]
+) -> np.ndarray:
+    """Burn the polygons' ``class_id`` into a (h, w) uint8 grid (0 where no polygon)."""
+    height, width = shape
+    left, top = transform * (0, 0)
+    right, bottom = transform * (width, height)
+    extent = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+    hits = frame.iloc[frame.sindex.query(extent, predicate="intersects")]
+    if hits.empty:
+        return np.zeros(shape, dtype=np.uint8)
+    burned: np.ndarray = rasterize(
+        zip(hits.geometry.values, hits["class_id"].astype(int), strict=True),
+        out_shape=shape,
+        transform=transform,
+        fill=0,
+        dtype="uint8",
+    )
+    return burned
+
+
+@dataclass(frozen=True)
+class VectorLabels:
+    """Vector labels of one scene, reprojected to its CRS."""
+
+    scene: Scene
+    frame: gpd.GeoDataFrame
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Rasterised class ids of ``window``; validity is False outside the scene."""
+        shape = (int(window.height), int(window.width))
+        ids = rasterize_window(self.frame, window_transform(window, self.scene.transform), shape)
+        valid = np.zeros(shape, dtype=bool)
+        rows = slice(max(0, -int(window.row_off)), min(shape[0], self.scene.height - int(window.row_off)))
+        cols = slice(max(0, -int(window.col_off)), min(shape[1], self.scene.width - int(window.col_off)))
+        valid[rows, cols] = True
+        return np.where(valid, ids, 0).astype(np.uint8), valid
+
+
+def vector_labels_for(scene: Scene, labels: VectorLabelFile) -> VectorLabels:
+    """The labels of ``labels`` that fall on ``scene``, in the scene's CRS."""
+    frame = labels.in_crs(scene.crs)
+    left, bottom, right, top = scene.bounds
+    on_scene = frame.iloc[frame.sindex.query(box(left, bottom, right, top), predicate="intersects")]
+    return VectorLabels(scene, on_scene.reset_index(drop=True))
