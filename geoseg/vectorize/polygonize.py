@@ -65,12 +65,10 @@ def label_components(
     labels = np.zeros(classes.shape, dtype=np.int32)
     class_of: list[npt.NDArray[np.uint8]] = []
     count = 0
-    for class_id in np.unique(classes):
-        if class_id in (0, nodata):
-            continue
-        member = classes == class_id
-        class_labels, n = ndimage.label(member, structure=_STRUCTURES[connectivity])
-        labels[member] = class_labels[member] + count
+    present = np.flatnonzero(np.bincount(classes.ravel(), minlength=256))
+    for class_id in present[(present != 0) & (present != nodata)]:
+        class_labels, n = ndimage.label(classes == class_id, structure=_STRUCTURES[connectivity])
+        np.add(labels, class_labels + count, out=labels, where=class_labels > 0)
         class_of.append(np.full(n, class_id, dtype=np.uint8))
         count += n
     ids = np.concatenate(class_of) if class_of else np.zeros(0, dtype=np.uint8)
@@ -85,14 +83,37 @@ def polygonize_labels(
     GDAL polygonises 4-connected regions; the parts of an 8-connected label that touch only at
     corners are gathered into one MultiPolygon, which is valid since parts meet at points only.
     """
-    parts: list[list[shapely.Polygon]] = [[] for _ in range(count)]
+    coords: list[npt.NDArray[np.float64]] = []
+    ring_sizes: list[int] = []
+    rings_per_polygon: list[int] = []
+    polygon_labels: list[int] = []
     transform = Affine.translation(col_off, row_off)
     for geojson, value in shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
-        rings = geojson["coordinates"]
-        parts[int(value) - 1].append(shapely.Polygon(rings[0], rings[1:]))
+        for ring in geojson["coordinates"]:
+            coords.append(np.asarray(ring, dtype=np.float64))
+            ring_sizes.append(len(ring))
+        rings_per_polygon.append(len(geojson["coordinates"]))
+        polygon_labels.append(int(value) - 1)
     geometries = np.empty(count, dtype=object)
-    for i, polys in enumerate(parts):
-        geometries[i] = polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+    if not coords:
+        return geometries
+    rings = shapely.linearrings(
+        np.concatenate(coords), indices=np.repeat(np.arange(len(ring_sizes)), ring_sizes)
+    )
+    polygons = shapely.polygons(
+        rings, indices=np.repeat(np.arange(len(rings_per_polygon)), rings_per_polygon)
+    )
+    owner = np.asarray(polygon_labels)
+    parts_per_label = np.bincount(owner, minlength=count)
+    single = parts_per_label[owner] == 1
+    geometries[owner[single]] = polygons[single]
+    if not single.all():
+        multi = np.flatnonzero(~single)
+        multi = multi[np.argsort(owner[multi], kind="stable")]
+        labels_with_parts = np.unique(owner[multi])
+        geometries[labels_with_parts] = shapely.multipolygons(
+            polygons[multi], indices=np.searchsorted(labels_with_parts, owner[multi])
+        )
     invalid = ~shapely.is_valid(geometries)
     if invalid.any():
         geometries[invalid] = shapely.make_valid(geometries[invalid])
