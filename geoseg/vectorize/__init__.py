@@ -15,8 +15,8 @@ splits the same steps across tasks:
 from geoseg.vectorize.cleanup import Cleanup, to_features
 from geoseg.vectorize.formats import gather_layers, read_features, write_features
 from geoseg.vectorize.mask import MaskInfo, read_mask_info
-from geoseg.vectorize.merge import Components, merge_blocks
-from geoseg.vectorize.polygonize import BlockPieces, polygonize_block
+from geoseg.vectorize.merge import merge_blocks
+from geoseg.vectorize.polygonize import BlockPieces, Components, polygonize_block
 from geoseg.vectorize.scene import VectorizeSummary, vectorize_mask
 
 __all__ = [

@@ -20,7 +20,7 @@ from rasterio.transform import Affine
 from rasterio.warp import transform as transform_coords
 
 from geoseg.vectorize.mask import MaskInfo
-from geoseg.vectorize.merge import Components
+from geoseg.vectorize.polygonize import Components
 
 GeometryArray = npt.NDArray[np.object_]
 FloatArray = npt.NDArray[np.float64]

@@ -23,8 +23,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from geoseg.errors import VectorizeError
-
-CLASSES_TAG = "GEOSEG_CLASSES"
+from geoseg.stitching import CLASSES_TAG
 
 
 @dataclass(frozen=True)

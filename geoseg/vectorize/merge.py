@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,22 +20,7 @@ import shapely
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
-from geoseg.vectorize.polygonize import BlockPieces, Connectivity
-
-
-@dataclass(frozen=True)
-class Components:
-    """Whole objects of a scene, column-wise; geometries in scene pixel coordinates."""
-
-    class_ids: npt.NDArray[np.uint8]
-    pixel_counts: npt.NDArray[np.int64]
-    prob_sums: npt.NDArray[np.float64]
-    prob_counts: npt.NDArray[np.int64]
-    geometries: npt.NDArray[np.object_]
-
-    def __len__(self) -> int:
-        return len(self.class_ids)
-
+from geoseg.vectorize.polygonize import BlockPieces, Components, Connectivity
 
 IntArray = npt.NDArray[np.int64]
 # One side of a border line: (offset along the line, global piece ids of the edge pixels).
@@ -47,32 +31,30 @@ def merge_blocks(blocks: Sequence[BlockPieces]) -> Components:
     """Merge the pieces of non-overlapping blocks (any order) into whole components."""
     connectivity = _common_connectivity(blocks)
     offsets = np.cumsum([0, *(len(b) for b in blocks)])
-    class_of = _concat([b.class_ids for b in blocks], np.uint8)
-    geometries = _concat([b.geometries for b in blocks], np.object_)
-    a, b = _adjacent_pieces(blocks, offsets, class_of, diagonal=connectivity == 8)
-    n = int(offsets[-1])
+    pieces = Components.concat([b.pieces for b in blocks])
+    a, b = _adjacent_pieces(blocks, offsets, pieces.class_ids, diagonal=connectivity == 8)
+    n = len(pieces)
     graph = coo_array((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
     group_count, group = connected_components(graph, directed=False)
-    merged = np.empty(group_count, dtype=object)
     first = np.full(group_count, -1, dtype=np.int64)
     first[group[::-1]] = np.arange(n)[::-1]
-    merged[:] = geometries[first]
+    merged = pieces.geometries[first]
     sizes = np.bincount(group, minlength=group_count)
     order = np.argsort(group, kind="stable")
     starts = np.cumsum(sizes) - sizes
     for g in np.flatnonzero(sizes > 1):
         members = order[starts[g] : starts[g] + sizes[g]]
         # Simplifying by 0 drops the collinear vertices left where block borders were.
-        merged[g] = shapely.simplify(shapely.union_all(geometries[members]), 0)
+        merged[g] = shapely.simplify(shapely.union_all(pieces.geometries[members]), 0)
 
     def total(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         return np.bincount(group, weights=values, minlength=group_count).astype(np.float64)
 
     return Components(
-        class_ids=class_of[first],
-        pixel_counts=total(_concat([b.pixel_counts for b in blocks], np.int64)).astype(np.int64),
-        prob_sums=total(_concat([b.prob_sums for b in blocks], np.float64)),
-        prob_counts=total(_concat([b.prob_counts for b in blocks], np.int64)).astype(np.int64),
+        class_ids=pieces.class_ids[first],
+        pixel_counts=total(pieces.pixel_counts).astype(np.int64),
+        prob_sums=total(pieces.prob_sums),
+        prob_counts=total(pieces.prob_counts).astype(np.int64),
         geometries=merged,
     )
 
@@ -82,10 +64,6 @@ def _common_connectivity(blocks: Sequence[BlockPieces]) -> Connectivity:
     if len(kinds) > 1:
         raise ValueError(f"blocks were polygonised with different connectivities {sorted(kinds)}")
     return kinds.pop() if kinds else 8
-
-
-def _concat(arrays: list[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
-    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
 
 
 def _adjacent_pieces(

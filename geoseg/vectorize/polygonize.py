@@ -9,7 +9,8 @@ pixel count, probability sum, and the labels along the block's four edges.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -19,13 +20,47 @@ from rasterio.features import shapes
 from rasterio.transform import Affine
 from scipy import ndimage
 
+from geoseg.stitching import NODATA
+
 Connectivity = Literal[4, 8]
-NODATA = 255
 
 _STRUCTURES = {
     4: ndimage.generate_binary_structure(2, 1),
     8: ndimage.generate_binary_structure(2, 2),
 }
+
+
+@dataclass(frozen=True)
+class Components:
+    """Connected components, column-wise; geometries in scene pixel coordinates."""
+
+    class_ids: npt.NDArray[np.uint8]
+    pixel_counts: npt.NDArray[np.int64]
+    prob_sums: npt.NDArray[np.float64]
+    prob_counts: npt.NDArray[np.int64]
+    geometries: npt.NDArray[np.object_]
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Components]) -> Components:
+        """All components of ``parts``, in order."""
+        if not parts:
+            return cls.empty()
+        columns = [np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)]
+        return cls(*columns)
+
+    @classmethod
+    def empty(cls) -> Components:
+        """No components."""
+        return cls(
+            np.zeros(0, np.uint8),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float64),
+            np.zeros(0, np.int64),
+            np.zeros(0, object),
+        )
 
 
 @dataclass(frozen=True)
@@ -41,18 +76,14 @@ class BlockPieces:
     height: int
     width: int
     connectivity: Connectivity
-    class_ids: npt.NDArray[np.uint8]
-    pixel_counts: npt.NDArray[np.int64]
-    prob_sums: npt.NDArray[np.float64]
-    prob_counts: npt.NDArray[np.int64]
-    geometries: npt.NDArray[np.object_]
+    pieces: Components
     top: npt.NDArray[np.int32]
     bottom: npt.NDArray[np.int32]
     left: npt.NDArray[np.int32]
     right: npt.NDArray[np.int32]
 
     def __len__(self) -> int:
-        return len(self.class_ids)
+        return len(self.pieces)
 
 
 def label_components(
@@ -153,11 +184,13 @@ def polygonize_block(
         height=classes.shape[0],
         width=classes.shape[1],
         connectivity=connectivity,
-        class_ids=class_ids,
-        pixel_counts=pixel_counts,
-        prob_sums=prob_sums,
-        prob_counts=prob_counts,
-        geometries=polygonize_labels(labels, count, row_off, col_off),
+        pieces=Components(
+            class_ids=class_ids,
+            pixel_counts=pixel_counts,
+            prob_sums=prob_sums,
+            prob_counts=prob_counts,
+            geometries=polygonize_labels(labels, count, row_off, col_off),
+        ),
         top=labels[0].copy(),
         bottom=labels[-1].copy(),
         left=labels[:, 0].copy(),
