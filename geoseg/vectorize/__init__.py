@@ -10,11 +10,14 @@ splits the same steps across tasks:
   ``features = to_features(components, read_mask_info(mask), Cleanup(...), scene_id)``,
   ``write_features(features, out)``;
 * in one run-level task: ``gather_layers(per_scene_paths, run_out)``.
+
+Pieces carry geometries in the scene's pixel grid (exact integer vertices), so the merge is
+exact whatever the block layout; metres and the CRS enter only in ``to_features``.
 """
 
 from geoseg.vectorize.cleanup import Cleanup, to_features
 from geoseg.vectorize.formats import gather_layers, read_features, write_features
-from geoseg.vectorize.mask import MaskInfo, read_mask_info
+from geoseg.vectorize.mask import MaskBlock, MaskInfo, iter_mask_blocks, read_mask_info
 from geoseg.vectorize.merge import merge_blocks
 from geoseg.vectorize.polygonize import BlockPieces, Components, polygonize_block
 from geoseg.vectorize.scene import VectorizeSummary, vectorize_mask
@@ -23,9 +26,11 @@ __all__ = [
     "BlockPieces",
     "Cleanup",
     "Components",
+    "MaskBlock",
     "MaskInfo",
     "VectorizeSummary",
     "gather_layers",
+    "iter_mask_blocks",
     "merge_blocks",
     "polygonize_block",
     "read_features",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import random
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,7 +14,17 @@ import shapely
 from rasterio.features import rasterize
 
 from geoseg.errors import VectorizeError
-from geoseg.vectorize import read_features, vectorize_mask
+from geoseg.vectorize import (
+    Cleanup,
+    iter_mask_blocks,
+    merge_blocks,
+    polygonize_block,
+    read_features,
+    read_mask_info,
+    to_features,
+    vectorize_mask,
+    write_features,
+)
 from tests.vectorize.conftest import write_mask
 
 
@@ -93,3 +105,19 @@ def test_a_bad_output_extension_is_refused_before_any_work(tmp_path):
     with pytest.raises(VectorizeError, match="unsupported vector format"):
         vectorize_mask(mask, [tmp_path / "ok.gpkg", tmp_path / "bad.csv"])
     assert not (tmp_path / "ok.gpkg").exists()
+
+
+def test_pipeline_split_with_pickled_pieces_in_any_order_equals_vectorize_mask(sample_data, tmp_path):
+    """What the distributed pipeline does: pieces per task, shipped, merged by one task."""
+    mask = atlanta_building_mask(sample_data, tmp_path / "atlanta.tif")
+    pieces = [
+        pickle.loads(
+            pickle.dumps(polygonize_block(b.classes, b.row_off, b.col_off, probability=b.probability))
+        )
+        for b in iter_mask_blocks(mask, 100)
+    ]
+    random.Random(0).shuffle(pieces)
+    features = to_features(merge_blocks(pieces), read_mask_info(mask), Cleanup(), "atlanta")
+    write_features(features, tmp_path / "split.gpkg")
+    vectorize_mask(mask, tmp_path / "whole.gpkg", block_size=900)
+    assert_same_layers(read_features(tmp_path / "split.gpkg"), read_features(tmp_path / "whole.gpkg"))
