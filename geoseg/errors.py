@@ -4,18 +4,27 @@ Messages are one line and name the thing that is wrong (scene path, config field
 so the CLI can print them as they are, without a traceback.
 """
 
+from __future__ import annotations
+
 
 class GeosegError(Exception):
     """Base class of all errors geoseg reports to users."""
 
 
-class SceneError(GeosegError):
-    """A scene cannot be used: missing, not a raster, corrupt, no CRS, wrong bands, all nodata."""
+class PathError(GeosegError):
+    """An error about one file: the message is ``<path>: <reason>``."""
 
     def __init__(self, path: object, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(self.path, reason)  # args pickle, so the error survives Dask workers
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class SceneError(PathError):
+    """A scene cannot be used: missing, not a raster, corrupt, no CRS, wrong bands, all nodata."""
 
 
 class ConfigError(GeosegError):
@@ -30,10 +39,5 @@ class LabelError(GeosegError):
     """Training labels cannot be read or do not match their scene."""
 
 
-class VectorizeError(GeosegError):
+class VectorizeError(PathError):
     """A mask cannot be vectorised or its polygons cannot be written (bad mask, bad format)."""
-
-    def __init__(self, path: object, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")

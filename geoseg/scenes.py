@@ -117,8 +117,7 @@ def _describe(
     if expected_bands is not None and len(bands) != expected_bands:
         raise SceneError(
             path,
-            f"has {len(bands)} usable bands but the model expects {expected_bands} "
-            "(choose bands explicitly)",
+            f"has {len(bands)} usable bands but the model expects {expected_bands} (choose bands explicitly)",
         )
     dtypes = {ds.dtypes[b - 1] for b in bands}
     if len(dtypes) > 1:

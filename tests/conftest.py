@@ -45,7 +45,9 @@ def make_checkpoint(path: Path, pixels: np.ndarray, seed: int = 0, depth: int = 
     mean, std = flat.mean(axis=1), flat.std(axis=1) + 1e-6
     crop = pixels[:, :128, :128].astype(np.float32)
     with torch.no_grad():
-        x = (torch.from_numpy(crop)[None] - torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)) / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        x = (
+            torch.from_numpy(crop)[None] - torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        ) / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         logits = model(x)
         model.head.bias -= logits.median()
     meta = ModelMetadata.for_generator(model, classes=["background", "thing"], mean=list(mean), std=list(std))

@@ -28,7 +28,9 @@ def scene_and_predictor(request, sample_data, tmp_path):
 def test_tiled_mask_equals_whole_image_mask(scene_and_predictor, tmp_path):
     scene, predictor = scene_and_predictor
     radius = predictor.metadata.receptive_radius_px
-    tiled = predict_scene(scene.path, predictor, tmp_path / "tiled.tif", tile_size_px=128, halo_px=radius, block_size_px=256)
+    tiled = predict_scene(
+        scene.path, predictor, tmp_path / "tiled.tif", tile_size_px=128, halo_px=radius, block_size_px=256
+    )
     whole = predict_scene(scene.path, predictor, tmp_path / "whole.tif", tile_size_px=4096)
     with rasterio.open(tiled) as a, rasterio.open(whole) as b:
         tiled_mask, whole_mask = a.read(1), b.read(1)
@@ -49,14 +51,21 @@ def test_mask_has_the_scene_georeferencing_and_nodata(scene_and_predictor, tmp_p
     scene, predictor = scene_and_predictor
     out = predict_scene(scene.path, predictor, tmp_path / "mask.tif", tile_size_px=256, with_probability=True)
     with rasterio.open(out) as mask, rasterio.open(scene.path) as src:
-        assert (mask.crs, mask.transform, mask.width, mask.height) == (src.crs, src.transform, src.width, src.height)
+        assert (mask.crs, mask.transform, mask.width, mask.height) == (
+            src.crs,
+            src.transform,
+            src.width,
+            src.height,
+        )
         classes, probability = mask.read(1), mask.read(2)
         invalid = ~src.read_masks(list(scene.bands)).any(axis=0)
         assert np.array_equal(classes == NODATA, invalid)
         assert np.array_equal(probability == NODATA, invalid)
         assert probability[~invalid].min() >= 50 and probability[~invalid].max() <= 100
         assert mask.tags()[CLASSES_TAG] == '["background", "thing"]'
-        assert (mask.driver == "GTiff" and mask.profile["tiled"] and mask.overviews(1)) or max(mask.shape) <= 512
+        assert (mask.driver == "GTiff" and mask.profile["tiled"] and mask.overviews(1)) or max(
+            mask.shape
+        ) <= 512
 
 
 def test_output_is_a_cloud_optimized_geotiff(sample_data, tmp_path):

@@ -13,7 +13,10 @@ def cover(width, height, spec):
         block_tiles = list(tiles_in_block(block, width, height, spec))
         tiles += block_tiles
         for t in block_tiles:
-            seen[t.core.row_off : t.core.row_off + t.core.height, t.core.col_off : t.core.col_off + t.core.width] += 1
+            seen[
+                t.core.row_off : t.core.row_off + t.core.height,
+                t.core.col_off : t.core.col_off + t.core.width,
+            ] += 1
     return seen, tiles
 
 

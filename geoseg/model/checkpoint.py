@@ -150,4 +150,3 @@ def _read_header(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: not a safetensors checkpoint (unreadable header)") from None
-

@@ -44,7 +44,9 @@ def test_predict_writes_a_mask(sample_data, rgb_model, tmp_path):
     ],
     ids=["corrupt", "no-georeference", "all-nodata", "wrong-bands", "text-as-tif", "missing"],
 )
-def test_bad_input_gives_one_line_naming_the_file_and_leaves_nothing(sample_data, rgb_model, tmp_path, make_input, reason):
+def test_bad_input_gives_one_line_naming_the_file_and_leaves_nothing(
+    sample_data, rgb_model, tmp_path, make_input, reason
+):
     image = make_input(sample_data, tmp_path)
     out_dir = tmp_path / "out"
     extra = ["--bands", "1,2,3"] if "all-nodata" in str(image) else []  # a 4-band file

@@ -1,0 +1,217 @@
+"""Catalogs: which scenes a run reads (STAC or paths), and STAC catalogs geoseg writes.
+
+Inputs are a STAC catalog, collection, item collection or item (local JSON; asset hrefs are
+resolved against the file that holds them, as the STAC spec says), or a list of paths and
+globs. pystac does the href resolution and catalog layout, which are easy to get subtly wrong.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pystac
+import rasterio
+from rasterio.warp import transform_bounds
+
+from geoseg.errors import ConfigError, SceneError
+from geoseg.sampledata import expand_variables
+from geoseg.scenes import scene_id
+
+_TIFF_TYPES = ("image/tiff", "image/geotiff", "image/tiff; application=geotiff")
+
+
+@dataclass(frozen=True)
+class SceneInput:
+    """One scene to process: its id (names the outputs) and where its pixels are."""
+
+    id: str
+    href: str
+    error: str | None = None
+    """Set when the input itself is unusable (e.g. a STAC item without the asset)."""
+
+
+def load_inputs(
+    inputs: str | Sequence[str], *, asset_key: str | None = None, base_dir: Path = Path(".")
+) -> list[SceneInput]:
+    """Scenes named by a STAC file or by paths/globs (relative to ``base_dir``)."""
+    entries = [inputs] if isinstance(inputs, str) else list(inputs)
+    scenes: list[SceneInput] = []
+    for entry in map(expand_variables, entries):
+        path = Path(entry) if Path(entry).is_absolute() else base_dir / entry
+        if path.suffix.lower() == ".json":
+            scenes += _stac_inputs(path, asset_key)
+        else:
+            matches = (
+                sorted(glob.glob(str(path), recursive=True)) if glob.has_magic(str(path)) else [str(path)]
+            )
+            scenes += [SceneInput(scene_id(m), str(Path(m).resolve())) for m in matches]
+    _check_unique_ids(scenes)
+    return scenes
+
+
+def _stac_inputs(path: Path, asset_key: str | None) -> list[SceneInput]:
+    try:
+        kind = json.loads(path.read_text()).get("type")
+        if kind == "FeatureCollection":
+            items: Iterable[pystac.Item] = pystac.ItemCollection.from_file(str(path))
+        else:
+            stac = pystac.read_file(str(path))
+            if isinstance(stac, pystac.Item):
+                items = [stac]
+            elif isinstance(stac, pystac.Catalog):  # collections are catalogs too
+                items = stac.get_items(recursive=True)
+            else:
+                raise ConfigError(f"inputs: {path} is a STAC {type(stac).__name__}, not a catalog of items")
+        return [_item_input(item, asset_key) for item in items]
+    except FileNotFoundError:
+        raise ConfigError(f"inputs: STAC file {path} not found") from None
+    except (json.JSONDecodeError, pystac.STACError, KeyError, TypeError) as exc:
+        raise ConfigError(f"inputs: {path} is not a readable STAC file ({exc})") from None
+
+
+def _item_input(item: pystac.Item, asset_key: str | None) -> SceneInput:
+    if asset_key is not None:
+        asset = item.assets.get(asset_key)
+        if asset is None:
+            return SceneInput(item.id, "", f"STAC item has no asset {asset_key!r} (asset_key)")
+    else:
+        candidates = [a for a in item.assets.values() if _is_geotiff(a)]
+        if not candidates:
+            return SceneInput(item.id, "", "STAC item has no GeoTIFF asset (set asset_key)")
+        asset = next((a for a in candidates if "data" in (a.roles or [])), candidates[0])
+    return SceneInput(item.id, asset.get_absolute_href() or asset.href)
+
+
+def _is_geotiff(asset: pystac.Asset) -> bool:
+    media = (asset.media_type or "").lower()
+    return media.startswith(_TIFF_TYPES) or asset.href.lower().endswith((".tif", ".tiff"))
+
+
+def _check_unique_ids(scenes: list[SceneInput]) -> None:
+    seen: dict[str, str] = {}
+    for scene in scenes:
+        if scene.id in seen:
+            raise ConfigError(
+                f"inputs: two scenes have the id {scene.id!r} ({seen[scene.id]} and {scene.href}); "
+                "outputs are named by id, so ids must be unique"
+            )
+        seen[scene.id] = scene.href
+
+
+def build_catalog(
+    paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], title: str = "geoseg scenes"
+) -> tuple[Path, list[str]]:
+    """Write a STAC catalog with one item per readable GeoTIFF; return it and the skipped files.
+
+    A folder in ``paths`` contributes every ``*.tif``/``*.tiff`` under it. Asset hrefs are
+    written relative to the catalog, so the catalog can move with its data.
+    """
+    files: list[Path] = []
+    for entry in map(Path, paths):
+        files += (
+            sorted(p for p in entry.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
+            if entry.is_dir()
+            else [entry]
+        )
+    catalog = pystac.Catalog(id=Path(out).parent.name or "scenes", description=title, title=title)
+    skipped: list[str] = []
+    for file in files:
+        try:
+            catalog.add_item(scene_item(file))
+        except SceneError as exc:
+            skipped.append(str(exc))
+    _save(catalog, Path(out))
+    return Path(out), skipped
+
+
+def scene_item(path: Path, properties: dict[str, Any] | None = None) -> pystac.Item:
+    """A STAC item for a GeoTIFF: footprint in lon/lat, projection info, an ``image`` asset."""
+    try:
+        with rasterio.open(path) as ds:
+            if ds.crs is None:
+                raise SceneError(path, "has no CRS")
+            bbox = list(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21))
+            proj = {
+                "proj:code": f"EPSG:{ds.crs.to_epsg()}" if ds.crs.to_epsg() else None,
+                "proj:wkt2": None if ds.crs.to_epsg() else ds.crs.to_wkt(),
+                "proj:shape": [ds.height, ds.width],
+                "proj:transform": list(ds.transform)[:6],
+            }
+    except rasterio.errors.RasterioError as exc:
+        raise SceneError(path, f"not a readable raster ({exc})") from None
+    west, south, east, north = bbox
+    item = pystac.Item(
+        id=scene_id(path),
+        geometry={
+            "type": "Polygon",
+            "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]],
+        },
+        bbox=bbox,
+        datetime=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
+        properties={**{k: v for k, v in proj.items() if v is not None}, **(properties or {})},
+        stac_extensions=["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
+    )
+    item.add_asset(
+        "image",
+        pystac.Asset(str(path.resolve()), media_type=pystac.MediaType.GEOTIFF, roles=["data"]),
+    )
+    return item
+
+
+_VECTOR_MEDIA = {
+    ".geojson": pystac.MediaType.GEOJSON,
+    ".gpkg": pystac.MediaType.GEOPACKAGE,
+    ".parquet": pystac.MediaType.PARQUET,
+    ".shp": "application/vnd.shp",
+    ".fgb": pystac.MediaType.FLATGEOBUF,
+}
+
+
+def write_results_catalog(
+    records: Sequence[Any], out: Path, model: str, parameters: dict[str, Any], metadata: Any
+) -> Path:
+    """A STAC catalog of a run's results: per scene, its mask COG and vector files."""
+    catalog = pystac.Catalog(id="geoseg-results", description=f"Segmentation results of {Path(model).name}")
+    for record in records:
+        mask = Path(record.outputs["mask"])
+        item = scene_item(
+            mask,
+            {
+                "geoseg:model": Path(model).name,
+                "geoseg:classes": metadata.classes,
+                "geoseg:parameters": parameters,
+                "geoseg:input": record.input,
+                "geoseg:polygons": record.polygons,
+            },
+        )
+        item.id = record.id
+        item.assets.pop("image")
+        item.add_asset(
+            "mask", pystac.Asset(str(mask.resolve()), media_type=pystac.MediaType.COG, roles=["data"])
+        )
+        for vector in map(Path, record.outputs.get("vectors", [])):
+            item.add_asset(
+                f"vectors-{vector.suffix[1:]}",
+                pystac.Asset(
+                    str(vector.resolve()), media_type=_VECTOR_MEDIA.get(vector.suffix), roles=["data"]
+                ),
+            )
+        catalog.add_item(item)
+    _save(catalog, out)
+    return out
+
+
+def _save(catalog: pystac.Catalog, out: Path) -> None:
+    """Save with items in ``<id>/<id>.json`` beside ``out`` and relative hrefs throughout."""
+    out = out.resolve()
+    catalog.normalize_hrefs(str(out.parent))
+    catalog.set_self_href(str(out))
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)

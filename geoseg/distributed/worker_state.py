@@ -1,0 +1,57 @@
+"""Worker-side state: one loaded model per worker process, reused by every task it runs.
+
+Building the model on the worker takes seconds; shipping it through the scheduler can take
+minutes (dask-ml #281). The cache is keyed by checkpoint path, file stamp, device and batch
+size, and ``clear_predictors`` resets it (tests, or a worker switching models).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import torch
+
+from geoseg.inference import Predictor
+
+_PREDICTORS: dict[tuple[str, int, str, int], Predictor] = {}
+_LOCK = threading.Lock()
+
+
+def predictor_for(checkpoint: str, device: str = "auto", batch_size: int = 8) -> Predictor:
+    """The process's predictor for ``checkpoint``, loading it on first use."""
+    stamp = os.stat(checkpoint).st_mtime_ns
+    target = worker_device(device)
+    key = (checkpoint, stamp, target, batch_size)
+    with _LOCK:
+        if key not in _PREDICTORS:
+            _PREDICTORS[key] = Predictor.from_checkpoint(checkpoint, device=target, batch_size=batch_size)
+        return _PREDICTORS[key]
+
+
+def clear_predictors() -> None:
+    """Forget every loaded model of this process."""
+    with _LOCK:
+        _PREDICTORS.clear()
+
+
+def worker_device(device: str) -> str:
+    """Resolve ``auto`` per worker: with several visible GPUs, worker N takes GPU N mod count.
+
+    dask-cuda workers see one GPU each (``CUDA_VISIBLE_DEVICES``), so they all use ``cuda:0``.
+    """
+    if device != "auto":
+        return device
+    count = torch.cuda.device_count()
+    if count == 0:
+        return "cpu"
+    if count == 1:
+        return "cuda:0"
+    from distributed import get_worker
+
+    try:
+        name = get_worker().name
+    except ValueError:
+        return "cuda:0"
+    index = name if isinstance(name, int) else sum(map(ord, str(name)))
+    return f"cuda:{index % count}"

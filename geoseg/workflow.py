@@ -1,0 +1,116 @@
+"""Workflow files: what a batch run does, validated before any work starts.
+
+A workflow is a YAML file; every field except ``inputs``, ``model`` and ``output`` has a
+default. Unknown or mistyped fields fail at load time with a message naming the field.
+Relative paths are resolved against the workflow file's folder, and ``$GEOSEG_SAMPLE_DATA``
+(default: ``../shared/data`` beside the repository) can be used in paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from geoseg.errors import ConfigError
+from geoseg.sampledata import expand_variables
+
+VectorFormat = Literal["geojson", "gpkg", "shp", "parquet", "fgb"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TilingConfig(_Strict):
+    """How scenes are cut: tile core, halo (default: the model's receptive radius), blocks."""
+
+    tile_size_px: int = Field(512, ge=16)
+    halo_px: int | None = Field(None, ge=0)
+    block_size_px: int = Field(2048, ge=16, description="pixels per task side (work and memory unit)")
+    batch_size: int = Field(8, ge=1, description="tiles per forward pass")
+
+
+class OutputConfig(_Strict):
+    """What is written per scene."""
+
+    probability: bool = Field(False, description="add a probability band (percent) to the mask")
+    compress: Literal["DEFLATE", "ZSTD", "LZW"] = "DEFLATE"
+    vector_formats: tuple[VectorFormat, ...] = ("gpkg", "geojson")
+    connectivity: Literal[4, 8] = 8
+    min_area_m2: float = Field(0.0, ge=0)
+    fill_holes_below_m2: float = Field(0.0, ge=0)
+    simplify_tolerance_m: float = Field(0.0, ge=0)
+    run_layer: VectorFormat | None = Field("gpkg", description="one layer gathering every scene")
+
+
+class ClusterConfig(_Strict):
+    """The local cluster started when no ``--scheduler`` is given."""
+
+    n_workers: int | None = Field(None, ge=1, description="default: one per GPU, else 2")
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "auto"
+    dashboard_address: str = Field("127.0.0.1:8787", description="loopback unless you open it")
+    device: str = Field("auto", description="auto, cpu or cuda")
+
+
+class Workflow(_Strict):
+    """A batch run: inputs → model → masks and vectors under ``output``."""
+
+    inputs: str | list[str] = Field(description="STAC catalog/collection/item collection, or paths/globs")
+    model: Path
+    output: Path
+    asset_key: str | None = Field(None, description="STAC asset to segment (default: first GeoTIFF)")
+    bands: list[int] | None = None
+    tiling: TilingConfig = TilingConfig()
+    outputs: OutputConfig = OutputConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("inputs")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if not value:
+            raise ValueError("no inputs given")
+        return value
+
+    def resolve(self, path: str | os.PathLike[str]) -> Path:
+        """A path from the workflow, relative to the workflow file, with variables expanded."""
+        expanded = Path(expand_variables(str(path)))
+        return expanded if expanded.is_absolute() else (self.base_dir / expanded).resolve()
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the outputs: a rerun with the same one may skip scenes."""
+        model = self.resolve(self.model)
+        stamp = f"{model.stat().st_size}:{model.stat().st_mtime_ns}" if model.exists() else "missing"
+        relevant = self.model_dump(mode="json", include={"bands", "tiling", "outputs"})
+        return hashlib.sha256(f"{relevant}|{model}|{stamp}".encode()).hexdigest()[:16]
+
+
+def load_workflow(path: str | os.PathLike[str], **overrides: Any) -> Workflow:
+    """Read and validate a workflow YAML; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: workflow file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a workflow is a mapping with inputs, model and output")
+    return parse_workflow({**raw, **overrides}, base_dir=path.resolve().parent, source=str(path))
+
+
+def parse_workflow(raw: dict[str, Any], base_dir: Path, source: str = "workflow") -> Workflow:
+    """Validate a workflow given as a mapping."""
+    try:
+        return Workflow.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(f"{source}: field '{field}': {message}") from None

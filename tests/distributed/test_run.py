@@ -1,0 +1,173 @@
+"""``geoseg run`` on a real LocalCluster of 2 worker processes, over real scenes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import rasterio
+
+from geoseg.catalog import build_catalog
+from geoseg.vectorize import read_features
+from tests.distributed.conftest import GOOD_SCENES, geoseg, write_workflow
+
+
+def report_of(folder: Path) -> dict:
+    return json.loads((folder / "out" / "run-report.json").read_text())
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {s["id"]: s["status"] for s in report["scenes"]}
+
+
+def assert_same_outputs(a: Path, b: Path, scene_ids) -> None:
+    for scene_id in scene_ids:
+        with (
+            rasterio.open(a / "out/masks" / f"{scene_id}.tif") as x,
+            rasterio.open(b / "out/masks" / f"{scene_id}.tif") as y,
+        ):
+            assert np.array_equal(x.read(), y.read()), scene_id
+        fx = read_features(a / "out/vectors" / f"{scene_id}.gpkg")
+        fy = read_features(b / "out/vectors" / f"{scene_id}.gpkg")
+        assert len(fx) == len(fy), scene_id
+        assert fx.union_all().symmetric_difference(fy.union_all()).area == pytest.approx(0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def undisturbed(sample_data, rgb_checkpoint, tmp_path_factory) -> Path:
+    """One complete run over a STAC catalog of real scenes plus a corrupt one."""
+    folder = tmp_path_factory.mktemp("undisturbed")
+    catalog, skipped = build_catalog(
+        [sample_data / s for s in [*GOOD_SCENES, "edge/corrupt.tif"]], folder / "stac" / "catalog.json"
+    )
+    assert skipped == []  # corrupt.tif has a valid header: only reading its pixels fails
+    result = geoseg("run", str(write_workflow(folder, catalog, rgb_checkpoint)))
+    assert result.returncode == 1, result.stderr
+    return folder
+
+
+def test_good_scenes_give_masks_and_vectors_and_the_corrupt_one_is_reported(undisturbed, sample_data):
+    report = report_of(undisturbed)
+    assert statuses(report) == {"RGB.byte": "ok", "image_1": "ok", "image-RGB": "ok", "corrupt": "failed"}
+    corrupt = next(s for s in report["scenes"] if s["id"] == "corrupt")
+    assert corrupt["error"].startswith(str(sample_data / "edge/corrupt.tif") + ": pixels cannot be decoded")
+    for scene in report["scenes"]:
+        if scene["status"] != "ok":
+            continue
+        with rasterio.open(scene["outputs"]["mask"]) as mask, rasterio.open(scene["input"]) as src:
+            assert (mask.crs, mask.transform, mask.shape) == (src.crs, src.transform, src.shape)
+        for vector in scene["outputs"]["vectors"]:
+            assert len(read_features(vector)) == scene["polygons"] > 0
+    assert report["summary"]["ok"] == 3 and report["summary"]["failed"] == 1
+    assert Path(report["run_layer"]).exists() and Path(report["catalog"]).exists()
+
+
+def test_results_catalog_links_each_scene_mask_and_vectors(undisturbed):
+    import pystac
+
+    catalog = pystac.Catalog.from_file(str(undisturbed / "out/catalog/catalog.json"))
+    items = {item.id: item for item in catalog.get_items(recursive=True)}
+    assert set(items) == {"RGB.byte", "image_1", "image-RGB"}
+    for item in items.values():
+        assert Path(item.assets["mask"].get_absolute_href()).exists()
+        assert Path(item.assets["vectors-gpkg"].get_absolute_href()).exists()
+        assert item.properties["geoseg:model"] == "rgb.safetensors"
+
+
+def test_killing_a_worker_mid_run_gives_the_same_outputs(sample_data, rgb_checkpoint, undisturbed, tmp_path):
+    scenes = [sample_data / s for s in GOOD_SCENES]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "geoseg", "run", str(write_workflow(tmp_path, scenes, rgb_checkpoint))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    parts = tmp_path / "out" / ".parts"
+    deadline = time.monotonic() + 120
+    while not (parts.exists() and len(list(parts.rglob("*.npy"))) >= 2):
+        assert run.poll() is None and time.monotonic() < deadline, "run ended before a worker could be killed"
+        time.sleep(0.05)
+    workers = [
+        p for p in psutil.Process(run.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())
+    ]
+    assert workers, "no worker processes found"
+    os.kill(workers[0].pid, signal.SIGKILL)
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    assert set(statuses(report_of(tmp_path)).values()) == {"ok"}
+    assert_same_outputs(tmp_path, undisturbed, ["RGB.byte", "image_1", "image-RGB"])
+
+
+def test_interrupted_run_resumes_skipping_finished_scenes(sample_data, rgb_checkpoint, undisturbed, tmp_path):
+    scenes = [sample_data / s for s in GOOD_SCENES]
+    workflow = write_workflow(tmp_path, scenes, rgb_checkpoint)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "geoseg", "run", str(workflow)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    records = tmp_path / "out" / "scenes"
+    deadline = time.monotonic() + 120
+    while not (records.exists() and any(records.glob("*.json"))):
+        assert run.poll() is None and time.monotonic() < deadline, "run ended before it could be interrupted"
+        time.sleep(0.02)
+    for child in psutil.Process(run.pid).children(recursive=True):
+        child.kill()
+    run.kill()
+    run.wait()
+    finished = {p.stem for p in records.glob("*.json")}
+    assert finished and finished != {"RGB.byte", "image_1", "image-RGB"}
+
+    result = geoseg("run", str(workflow))
+    assert result.returncode == 0, result.stderr
+    report = statuses(report_of(tmp_path))
+    assert {s for s, status in report.items() if status == "skipped"} == finished
+    assert {s for s, status in report.items() if status == "ok"} == set(report) - finished
+    assert not list((tmp_path / "out").rglob("*.geoseg-tmp*"))
+    assert_same_outputs(tmp_path, undisturbed, ["RGB.byte", "image_1", "image-RGB"])
+
+
+def test_remote_scheduler_with_two_dask_workers(sample_data, rgb_checkpoint, tmp_path):
+    from distributed import Client
+
+    bin_dir = Path(sys.executable).parent
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [
+        subprocess.Popen(
+            [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        processes += [
+            subprocess.Popen(
+                [bin_dir / "dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        workflow = write_workflow(tmp_path, [sample_data / GOOD_SCENES[1]], rgb_checkpoint)
+        result = geoseg("run", str(workflow), "--scheduler", address)
+        assert result.returncode == 0, result.stderr
+        assert statuses(report_of(tmp_path)) == {"image_1": "ok"}
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
