@@ -1,0 +1,49 @@
+"""Catalogs: STAC in (catalog, item collection, relative hrefs, asset keys) and out."""
+
+import json
+
+import pytest
+
+from geoseg.catalog import build_catalog, load_inputs
+from geoseg.errors import ConfigError
+from geoseg.scenes import open_scene
+
+
+def test_built_catalog_has_relative_hrefs_that_resolve_to_the_scenes(sample_data, tmp_path):
+    scenes = [sample_data / "edge/RGB.byte.tif", sample_data / "labeled/landsat-albers/image.tif"]
+    catalog, skipped = build_catalog([*scenes, sample_data / "edge/no-georeference.tif"], tmp_path / "stac" / "catalog.json")
+    assert len(skipped) == 1 and "no-georeference.tif" in skipped[0]
+    item = json.loads((tmp_path / "stac/RGB.byte/RGB.byte.json").read_text())
+    assert not item["assets"]["image"]["href"].startswith("/")
+    assert item["properties"]["proj:code"] == "EPSG:32618"
+    inputs = load_inputs(str(catalog))
+    assert [(s.id, s.href) for s in inputs] == [("RGB.byte", str(scenes[0])), ("image", str(scenes[1]))]
+    assert all(open_scene(s.href) for s in inputs)
+
+
+def test_item_collection_and_missing_asset_key(sample_data, tmp_path):
+    catalog, _ = build_catalog([sample_data / "edge/RGB.byte.tif"], tmp_path / "stac" / "catalog.json")
+    item = json.loads((tmp_path / "stac/RGB.byte/RGB.byte.json").read_text())
+    item["assets"]["image"]["href"] = str(sample_data / "edge/RGB.byte.tif")
+    collection = tmp_path / "items.json"
+    collection.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    assert load_inputs(str(collection))[0].href == str(sample_data / "edge/RGB.byte.tif")
+    missing = load_inputs(str(collection), asset_key="visual")[0]
+    assert missing.error == "STAC item has no asset 'visual' (asset_key)"
+
+
+def test_globs_and_duplicate_ids(sample_data, tmp_path):
+    found = load_inputs([str(sample_data / "labeled/quebec-aerial-tiles/image_*.tif")])
+    assert [s.id for s in found] == ["image_1", "image_2"]
+    with pytest.raises(ConfigError, match="two scenes have the id 'image'"):
+        load_inputs([str(sample_data / "labeled/landsat-albers/image.tif"), str(sample_data / "labeled/spacenet-atlanta-pan/image.tif")])
+
+
+def test_bundled_example_catalog_points_at_the_sample_data(sample_data):
+    from geoseg.demo import EXAMPLE_WORKFLOW
+    from geoseg.workflow import load_workflow
+
+    workflow = load_workflow(EXAMPLE_WORKFLOW)
+    inputs = load_inputs(workflow.inputs, base_dir=workflow.base_dir)
+    assert len(inputs) >= 10
+    assert all(open_scene(s.href, expected_bands=3) for s in inputs)

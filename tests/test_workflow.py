@@ -1,0 +1,51 @@
+"""Workflow files: validated before any work, errors name the field, paths resolve."""
+
+import pytest
+
+from geoseg.errors import ConfigError
+from geoseg.workflow import load_workflow
+
+
+def write(tmp_path, text):
+    path = tmp_path / "wf.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_workflow_gets_defaults_and_resolves_paths_against_its_folder(tmp_path):
+    wf = load_workflow(write(tmp_path, "inputs: scenes/*.tif\nmodel: m.safetensors\noutput: out\n"))
+    assert wf.tiling.tile_size_px == 512 and wf.tiling.halo_px is None
+    assert wf.outputs.vector_formats == ("gpkg", "geojson")
+    assert wf.cluster.dashboard_address.startswith("127.0.0.1")
+    assert wf.resolve(wf.output) == tmp_path / "out"
+
+
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ("inputs: a.tif\nmodel: m\noutput: o\ntileing: {}\n", "tileing"),
+        ("inputs: a.tif\nmodel: m\noutput: o\ntiling: {tile_size_px: -5}\n", "tiling.tile_size_px"),
+        ("inputs: a.tif\nmodel: m\noutput: o\noutputs: {vector_formats: [kml]}\n", "outputs.vector_formats.0"),
+        ("inputs: a.tif\nmodel: m\n", "output"),
+        ("inputs: []\nmodel: m\noutput: o\n", "inputs"),
+    ],
+)
+def test_bad_field_fails_naming_it(tmp_path, text, field):
+    with pytest.raises(ConfigError, match=f"field '{field}'"):
+        load_workflow(write(tmp_path, text))
+
+
+def test_not_yaml_and_missing_file_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_workflow(write(tmp_path, "inputs: [unclosed\n"))
+    with pytest.raises(ConfigError, match="workflow file not found"):
+        load_workflow(tmp_path / "nope.yaml")
+
+
+def test_fingerprint_changes_with_what_changes_outputs(tmp_path):
+    (tmp_path / "m").write_bytes(b"x")
+    base = load_workflow(write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\n"))
+    other_tiles = load_workflow(write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ntiling: {tile_size_px: 256}\n"))
+    other_cluster = load_workflow(write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ncluster: {n_workers: 4}\n"))
+    assert base.fingerprint() != other_tiles.fingerprint()
+    assert base.fingerprint() == other_cluster.fingerprint()
