@@ -6,6 +6,7 @@ and other environment variables; relative paths are resolved against the config 
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -135,6 +136,7 @@ def expand_path(value: str, base: Path) -> str:
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
     data = raw.get("data")
     if isinstance(data, dict):
         for split in ("train", "val"):

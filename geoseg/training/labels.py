@@ -79,7 +79,10 @@ class VectorLabelFile:
         """The polygons reprojected to ``crs`` (cached)."""
         key = crs.to_wkt()
         if key not in self._by_crs:
-            self._by_crs[key] = self.frame.to_crs(key)
+            frame = self.frame.to_crs(key)
+            if len(frame) and not np.isfinite(frame.total_bounds).all():
+                raise LabelError(f"{self.path}: labels cannot be reprojected to {crs.to_string()[:60]}")
+            self._by_crs[key] = frame
         return self._by_crs[key]
 
 
@@ -96,6 +99,13 @@ def read_vector_labels(
         raise LabelError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
     if frame.crs is None:
         raise LabelError(f"{path}: labels have no CRS")
+    if frame.crs.is_geographic and len(frame):
+        west, south, east, north = frame.total_bounds
+        if not (-360 <= west <= east <= 360 and -90 <= south <= north <= 90):
+            raise LabelError(
+                f"{path}: coordinates are not longitudes/latitudes although the CRS is "
+                f"{frame.crs.to_string()} (are the labels in another CRS?)"
+            )
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
     frame = frame[frame.geom_type.isin(["Polygon", "MultiPolygon"])]
     ids = _class_ids(frame, path, classes, class_field)
@@ -133,8 +143,8 @@ def rasterize_window(
 ) -> np.ndarray:
     """Burn the polygons' ``class_id`` into a (h, w) uint8 grid (0 where no polygon)."""
     height, width = shape
-    left, top = transform * (0, 0)
-    right, bottom = transform * (width, height)
+    left, top = transform @ (0, 0)
+    right, bottom = transform @ (width, height)
     extent = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
     hits = frame.iloc[frame.sindex.query(extent, predicate="intersects")]
     if hits.empty:

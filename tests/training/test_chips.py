@@ -1,0 +1,106 @@
+"""Chips: grid windows, leak-free splits, deterministic positive-favouring sampling, dihedral augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geoseg.training.chips import (
+    ChipReader,
+    ChipSampler,
+    chip_windows,
+    dihedral,
+    grid_offsets,
+    open_datasets,
+    split_by_block,
+    split_by_scene,
+)
+from geoseg.training.config import DatasetConfig
+
+CLASSES = ["background", "building"]
+
+
+def _ramp_scenes(sample_data, pattern="OAM-1238450-*.tif"):
+    ramp = sample_data / "labeled" / "hotosm-ramp"
+    entry = DatasetConfig.model_validate(
+        {"images": str(ramp / "chips" / pattern), "masks": str(ramp / "binarymasks" / "{stem}.mask.tif")}
+    )
+    return open_datasets([entry], CLASSES)
+
+
+def _overlap(a, b):
+    return (
+        a.scene_index == b.scene_index
+        and a.col_off_px < b.col_off_px + b.size_px
+        and b.col_off_px < a.col_off_px + a.size_px
+        and a.row_off_px < b.row_off_px + b.size_px
+        and b.row_off_px < a.row_off_px + a.size_px
+    )
+
+
+def test_grid_covers_the_scene_with_the_last_window_flush():
+    assert grid_offsets(256, 128, 64) == [0, 64, 128]
+    assert grid_offsets(300, 128, 128) == [0, 128, 172]
+    assert grid_offsets(100, 128, 64) == [0]
+    assert len(chip_windows(0, 256, 256, 128, 64)) == 9
+
+
+def test_scene_split_holds_out_whole_scenes(sample_data):
+    scenes = _ramp_scenes(sample_data)
+    train, val = split_by_scene(scenes, 0.25, seed=3)
+    assert set(train).isdisjoint(val) and sorted(train + val) == list(range(len(scenes)))
+    assert len(val) == 2
+    assert split_by_scene(scenes, 0.25, seed=3) == (train, val)
+
+
+def test_block_split_never_puts_a_pixel_in_both_splits(sample_data):
+    folder = sample_data / "labeled" / "spacenet-atlanta-pan"
+    entry = DatasetConfig.model_validate(
+        {"images": str(folder / "image.tif"), "labels": str(folder / "buildings.geojson")}
+    )
+    scenes = open_datasets([entry], CLASSES)
+    train, val = split_by_block(
+        scenes, block_size_px=256, chip_size_px=64, stride_px=32, val_fraction=0.3, seed=1
+    )
+    assert train and val
+    assert not any(_overlap(t, v) for t in train for v in val)
+    for chip in train + val:  # every chip stays inside one block
+        assert chip.col_off_px // 256 == (chip.col_off_px + 63) // 256
+        assert chip.row_off_px // 256 == (chip.row_off_px + 63) // 256
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_dihedral_moves_image_and_mask_together(k):
+    image = np.arange(2 * 4 * 4).reshape(2, 4, 4)
+    mask = image[0] % 7
+    new_image, new_mask = dihedral(image, mask, k=k)
+    np.testing.assert_array_equal(new_mask, new_image[0] % 7)
+    assert sorted(new_image[1].ravel()) == sorted(image[1].ravel())
+
+
+def test_dihedral_gives_eight_distinct_views():
+    image = np.arange(9).reshape(1, 3, 3)
+    views = {dihedral(image, k=k)[0].tobytes() for k in range(8)}
+    assert len(views) == 8
+
+
+def test_sampler_favours_positive_chips_and_repeats_with_the_seed(sample_data):
+    scenes = _ramp_scenes(sample_data)
+    reader = ChipReader(scenes, cache_max_bytes=2**26)
+    chips = reader.with_positive_fraction(
+        [c for i, s in enumerate(scenes) for c in chip_windows(i, s.scene.width, s.scene.height, 64, 64)]
+    )
+    positives = [c for c in chips if c.positive_fraction >= 0.05]
+    assert 0 < len(positives) < len(chips)
+
+    def draws(seed):
+        sampler = ChipSampler(
+            reader, chips, np.random.default_rng(seed), min_positive_fraction=0.05, positive_share=1.0
+        )
+        return sampler.batch(6)
+
+    first, again = draws(7), draws(7)
+    np.testing.assert_array_equal(first.image, again.image)
+    np.testing.assert_array_equal(first.target, again.target)
+    assert first.image.shape == (6, 3, 64, 64) and first.image.dtype == np.float32
+    assert all((t.sum() / t.size) >= 0.05 for t in first.target)

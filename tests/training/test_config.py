@@ -1,0 +1,88 @@
+"""Training configs: YAML in, validated model out; every error names its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from geoseg.errors import ConfigError
+from geoseg.training.config import load_config, parse_config
+
+MINIMAL = {"data": {"train": [{"images": "chips/*.tif", "masks": "masks/{stem}.tif"}]}}
+
+
+def test_defaults_follow_the_literature(tmp_path):
+    config = parse_config(MINIMAL, tmp_path)
+    assert config.training.adversarial_weight == 0.01
+    assert (config.training.lr_g, config.training.beta1) == (2e-4, 0.5)
+    assert config.training.gan_mode == "hinge" and config.discriminator.spectral_norm
+    assert config.training.warmup_steps > 0
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    config = parse_config(MINIMAL, tmp_path)
+    assert config.data.train[0].images == str(tmp_path / "chips" / "*.tif")
+
+
+@pytest.mark.parametrize("spelling", ["${GEOSEG_SAMPLE_DATA}", "$GEOSEG_SAMPLE_DATA"])
+def test_sample_data_variable_is_expanded(tmp_path, monkeypatch, spelling):
+    monkeypatch.setenv("GEOSEG_SAMPLE_DATA", "/data/here")
+    raw = {"data": {"train": [{"images": f"{spelling}/chips/*.tif", "labels": "l.geojson"}]}}
+    assert parse_config(raw, tmp_path).data.train[0].images == "/data/here/chips/*.tif"
+
+
+def test_sample_data_variable_has_a_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("GEOSEG_SAMPLE_DATA", raising=False)
+    raw = {"data": {"train": [{"images": "${GEOSEG_SAMPLE_DATA}/x.tif", "labels": "l.gpkg"}]}}
+    assert parse_config(raw, tmp_path).data.train[0].images.endswith("shared/data/x.tif")
+
+
+def test_error_names_the_nested_field(tmp_path):
+    raw = {**MINIMAL, "training": {"steps": 0}}
+    with pytest.raises(ConfigError, match=r"train config field 'training\.steps'"):
+        parse_config(raw, tmp_path)
+
+
+def test_unknown_field_is_named(tmp_path):
+    raw = {**MINIMAL, "training": {"adversarial_wieght": 0.1}}
+    with pytest.raises(ConfigError, match=r"training\.adversarial_wieght"):
+        parse_config(raw, tmp_path)
+
+
+def test_a_dataset_needs_exactly_one_label_source(tmp_path):
+    raw = {"data": {"train": [{"images": "a/*.tif", "masks": "m/{stem}.tif", "labels": "b.gpkg"}]}}
+    with pytest.raises(ConfigError, match=r"data\.train\.0.*exactly one of 'masks' or 'labels'"):
+        parse_config(raw, tmp_path)
+
+
+def test_gan_mode_is_one_of_three(tmp_path):
+    with pytest.raises(ConfigError, match=r"training\.gan_mode"):
+        parse_config({**MINIMAL, "training": {"gan_mode": "wgan"}}, tmp_path)
+
+
+def test_yaml_file_with_overrides(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "training": {"steps": 100}}))
+    assert load_config(path, steps=7).training.steps == 7
+    assert load_config(path).training.steps == 100
+
+
+def test_missing_and_broken_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_shipped_workflows_are_valid_twins():
+    workflows = Path(__file__).resolve().parents[2] / "workflows"
+    adversarial = load_config(workflows / "train-buildings.yaml")
+    supervised = load_config(workflows / "train-buildings-supervised.yaml")
+    assert adversarial.adversarial and not supervised.adversarial
+    assert adversarial.training.seed == supervised.training.seed
+    assert adversarial.training.steps == supervised.training.steps
+    assert adversarial.data == supervised.data

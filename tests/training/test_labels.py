@@ -1,0 +1,102 @@
+"""Labels for a window: vector polygons in any CRS land on the right pixels; masks by window."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import transform as warp_transform
+from rasterio.windows import Window
+
+from geoseg.errors import LabelError
+from geoseg.scenes import open_scene
+from geoseg.training.labels import open_mask_labels, read_vector_labels, vector_labels_for
+
+CLASSES = ["background", "building"]
+
+
+def test_lonlat_square_lands_on_its_pixel_of_a_utm_scene(sample_data, tmp_path):
+    scene = open_scene(sample_data / "labeled" / "spacenet-atlanta-pan" / "image.tif")
+    assert scene.crs.to_epsg() == 32616
+    row, col = 300, 417
+    x, y = scene.transform @ (col + 0.5, row + 0.5)  # the pixel's centre in UTM metres
+    (lon,), (lat,) = warp_transform(scene.crs, "EPSG:4326", [x], [y])
+    half = 0.15 / 111_000  # a 0.3 m square (the pixels are 0.5 m) around the centre, in degrees
+    square = [
+        [lon - half, lat - half],
+        [lon + half, lat - half],
+        [lon + half, lat + half],
+        [lon - half, lat + half],
+    ]
+    square.append(square[0])
+    path = tmp_path / "square.geojson"
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [square]}}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+
+    labels = vector_labels_for(scene, read_vector_labels(path, CLASSES))
+    ids, valid = labels.read(Window(col - 10, row - 20, 32, 32))
+
+    assert valid.all()
+    assert list(zip(*np.nonzero(ids), strict=True)) == [(20, 10)]
+
+
+def test_window_reaching_outside_the_scene_is_invalid_there(sample_data):
+    folder = sample_data / "labeled" / "spacenet-atlanta-pan"
+    scene = open_scene(folder / "image.tif")
+    labels = vector_labels_for(scene, read_vector_labels(folder / "buildings.geojson", CLASSES))
+    ids, valid = labels.read(Window(scene.width - 16, -8, 32, 32))
+    assert not valid[:8].any() and not valid[:, 16:].any() and valid[8:, :16].all()
+    assert not ids[~valid].any()
+
+
+def test_windows_tile_to_the_whole_scene_rasterisation(sample_data):
+    folder = sample_data / "labeled" / "spacenet7-mosaic"
+    scene = open_scene(next(folder.glob("*.tif")))
+    labels = vector_labels_for(scene, read_vector_labels(folder / "buildings.geojson", CLASSES))
+    assert scene.crs.to_epsg() == 3857 and labels.frame.crs.to_epsg() == 3857
+    whole, _ = labels.read(scene.window)
+    assert whole.any(), "EPSG:4326 labels must fall on the EPSG:3857 scene"
+    w, h = scene.width // 2, scene.height // 2
+    tiles = [labels.read(Window(c, r, w, h))[0] for r in (0, h) for c in (0, w)]
+    np.testing.assert_array_equal(np.block([tiles[:2], tiles[2:]]), whole)
+
+
+def test_labels_whose_coordinates_contradict_their_crs_are_refused(sample_data):
+    path = sample_data / "labeled" / "landsat-albers" / "labels.geojson"  # says 4326, holds metres
+    with pytest.raises(LabelError, match="not longitudes/latitudes"):
+        read_vector_labels(path, CLASSES)
+
+
+def test_mask_window_equals_the_same_slice_of_the_mask(sample_data):
+    ramp = sample_data / "labeled" / "hotosm-ramp"
+    chip = sorted((ramp / "chips").glob("*.tif"))[5]
+    mask_path = ramp / "binarymasks" / f"{chip.stem}.mask.tif"
+    labels = open_mask_labels(open_scene(chip), str(mask_path), 2)
+    ids, valid = labels.read(Window(64, 32, 128, 96))
+    with rasterio.open(mask_path) as ds:
+        expected = ds.read(1)[32:128, 64:192]
+    np.testing.assert_array_equal(ids, expected > 0)
+    assert valid.all()
+
+
+def test_mask_on_another_grid_is_refused(sample_data):
+    ramp = sample_data / "labeled" / "hotosm-ramp"
+    chips = sorted((ramp / "chips").glob("*.tif"))
+    wrong = ramp / "binarymasks" / f"{chips[1].stem}.mask.tif"
+    with pytest.raises(LabelError, match="not on the pixel grid"):
+        open_mask_labels(open_scene(chips[0]), str(wrong), 2)
+
+
+def test_class_field_maps_names_and_rejects_unknown_values(sample_data):
+    path = sample_data / "labeled" / "new-brunswick-landcover" / "landcover.gpkg"
+    with pytest.raises(LabelError, match="class value"):
+        read_vector_labels(path, ["background", "x"], class_field="Quatreclasses")
+    with pytest.raises(LabelError, match="no attribute 'nope'"):
+        read_vector_labels(path, CLASSES, class_field="nope")
+
+
+def test_missing_label_file_is_a_label_error(tmp_path):
+    with pytest.raises(LabelError, match="not found"):
+        read_vector_labels(tmp_path / "none.geojson", CLASSES)
