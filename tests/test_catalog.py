@@ -22,7 +22,7 @@ def test_built_catalog_has_relative_hrefs_that_resolve_to_the_scenes(sample_data
 
 
 def test_item_collection_and_missing_asset_key(sample_data, tmp_path):
-    catalog, _ = build_catalog([sample_data / "edge/RGB.byte.tif"], tmp_path / "stac" / "catalog.json")
+    build_catalog([sample_data / "edge/RGB.byte.tif"], tmp_path / "stac" / "catalog.json")
     item = json.loads((tmp_path / "stac/RGB.byte/RGB.byte.json").read_text())
     item["assets"]["image"]["href"] = str(sample_data / "edge/RGB.byte.tif")
     collection = tmp_path / "items.json"
