@@ -23,6 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOEr
 from rasterio.windows import Window
 
 from geoseg.errors import SceneError
+from geoseg.units import footprint_area_m2
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,7 @@ class Scene:
     @property
     def area_m2(self) -> float:
         """Ground area of the scene's footprint in square metres."""
-        from geoseg.units import pixel_area_m2
-
-        return pixel_area_m2(self.crs, self.transform, self.height) * self.width * self.height
+        return footprint_area_m2(self.crs, self.transform, self.width, self.height)
 
 
 def scene_id(path: str | os.PathLike[str]) -> str:

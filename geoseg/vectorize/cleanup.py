@@ -1,8 +1,7 @@
 """Clean-up and attributes of merged components, with every threshold in metres.
 
-Areas and lengths are measured in metres whatever the mask's CRS: in the CRS's own linear
-unit when it is projected and not Mercator, otherwise (geographic, Mercator) in a Lambert
-azimuthal equal-area CRS centred on the scene. Hole filling and simplification run on the
+Areas and lengths are measured in metres whatever the mask's CRS (see ``geoseg.units``).
+Hole filling and simplification run on the
 pixel-grid geometries, with metre thresholds converted through the pixel size in metres at the
 scene's centre; the scene's affine transform is applied once, at the end.
 """
@@ -13,17 +12,12 @@ from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
-import numpy.typing as npt
 import shapely
-from rasterio.crs import CRS
 from rasterio.transform import Affine
-from rasterio.warp import transform as transform_coords
 
+from geoseg.units import GeometryArray, MetricFrame, measure, metric_frame
 from geoseg.vectorize.mask import MaskInfo
 from geoseg.vectorize.polygonize import Components
-
-GeometryArray = npt.NDArray[np.object_]
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -33,35 +27,6 @@ class Cleanup:
     min_area_m2: float = 0.0
     fill_holes_below_m2: float = 0.0
     simplify_tolerance_m: float = 0.0
-
-
-@dataclass(frozen=True)
-class MetricFrame:
-    """How to measure geometries of a scene CRS in metres."""
-
-    equal_area_crs: CRS | None
-    """Reproject to this CRS before measuring; ``None``: scale the scene CRS's own units."""
-    metres_per_unit: float = 1.0
-
-
-def metric_frame(info: MaskInfo) -> MetricFrame:
-    """The metric frame for a mask: its own units when safe, a local LAEA otherwise."""
-    crs = info.crs
-    if crs.is_projected and crs.to_dict().get("proj") != "merc":
-        return MetricFrame(None, float(crs.linear_units_factor[1]))
-    cx, cy = info.transform @ (info.width / 2, info.height / 2)
-    (lon,), (lat,) = transform_coords(crs, "EPSG:4326", [cx], [cy])
-    laea = CRS.from_proj4(f"+proj=laea +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m +no_defs")
-    return MetricFrame(laea)
-
-
-def measure(geometries: GeometryArray, crs: CRS, frame: MetricFrame) -> tuple[FloatArray, FloatArray]:
-    """Area (m²) and perimeter (m) of scene-CRS geometries."""
-    if frame.equal_area_crs is None:
-        scale = frame.metres_per_unit
-        return shapely.area(geometries) * scale**2, shapely.length(geometries) * scale
-    metric = gpd.GeoSeries(geometries, crs=crs).to_crs(frame.equal_area_crs).values
-    return shapely.area(metric), shapely.length(metric)
 
 
 def pixel_to_scene(geometries: GeometryArray, transform: Affine) -> GeometryArray:
@@ -98,7 +63,7 @@ def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_
     only when the mask has a probability band; null where no pixel had one) and ``scene_id``.
     Every feature has ``area_m2 >= cleanup.min_area_m2``.
     """
-    frame = metric_frame(info)
+    frame = metric_frame(info.crs, info.transform, info.width, info.height)
     pixel_area_m2 = _pixel_area_m2(info, frame)
     geometries = components.geometries
     if cleanup.fill_holes_below_m2 > 0:
