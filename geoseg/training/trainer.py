@@ -141,6 +141,7 @@ def prepare_data(config: TrainConfig) -> TrainingData:
             "val_chips": len(val_chips),
         },
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "geoseg_version": geoseg.__version__,
     }
     return TrainingData(scenes, reader, train_chips, val_chips, mean, std, provenance)
@@ -160,6 +161,22 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def git_dirty() -> bool | None:
+    """Whether the package's files differ from the commit (None outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
