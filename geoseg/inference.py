@@ -16,6 +16,7 @@ import torch
 
 from geoseg.model.checkpoint import ModelMetadata, load_generator
 from geoseg.model.unet import class_probabilities
+from geoseg.timing import stage
 
 PROBABILITY_SCALE = 100
 """Probabilities are stored as uint8 percent (0..100); 255 is nodata."""
@@ -81,13 +82,15 @@ class Predictor:
 
     @torch.inference_mode()
     def _predict_batch(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pixels = torch.from_numpy(np.ascontiguousarray(tiles))
-        if self.device.type == "cuda":
-            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        image = (pixels.float() - self._mean) / self._std
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-            logits = self.model(image)
-        best, ids = class_probabilities(logits.float()).max(dim=1)
-        percent = torch.round(best * PROBABILITY_SCALE).to(torch.uint8)
-        return ids.to(torch.uint8).cpu().numpy(), percent.cpu().numpy()
+        with stage("to_device"):
+            pixels = torch.from_numpy(np.ascontiguousarray(tiles))
+            if self.device.type == "cuda":
+                pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            image = (pixels.float() - self._mean) / self._std
+        with stage("forward"):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
+                logits = self.model(image)
+            best, ids = class_probabilities(logits.float()).max(dim=1)
+            percent = torch.round(best * PROBABILITY_SCALE).to(torch.uint8)
+            return ids.to(torch.uint8).cpu().numpy(), percent.cpu().numpy()

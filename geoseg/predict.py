@@ -6,9 +6,13 @@ process) and ``geoseg run`` (one Dask task per block). ``predict_scene`` is that
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import rasterio
@@ -18,7 +22,10 @@ from geoseg.errors import SceneError
 from geoseg.inference import Predictor
 from geoseg.scenes import Scene, open_scene, read_window
 from geoseg.stitching import NODATA, MaskWriter
-from geoseg.tiling import Block, TilingSpec, block_grid, read_extent, tiles_in_block
+from geoseg.tiling import Block, Tile, TilingSpec, block_grid, read_extent, tiles_in_block
+from geoseg.timing import stage
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,79 @@ def tiling_for(
     )
 
 
+@dataclass(frozen=True)
+class BlockPixels:
+    """A block's tiles and its one haloed read: pixels (bands, h, w) and validity (h, w)."""
+
+    block: Block
+    tiles: list[Tile]
+    extent: Window
+    pixels: np.ndarray
+    valid: np.ndarray
+
+    def local(self, window: Window) -> tuple[slice, slice]:
+        """Row and column slices of ``window`` inside the read."""
+        row, col = int(window.row_off - self.extent.row_off), int(window.col_off - self.extent.col_off)
+        return slice(row, row + int(window.height)), slice(col, col + int(window.width))
+
+
+def read_block(
+    scene: Scene,
+    block: Block,
+    spec: TilingSpec,
+    dataset: rasterio.DatasetReader | None = None,
+    nodata_fill: list[float] | None = None,
+) -> BlockPixels:
+    """Read a block once with its halo; invalid pixels become ``nodata_fill``."""
+    tiles = list(tiles_in_block(block, scene.width, scene.height, spec))
+    extent = read_extent(tiles)
+    with stage("read"):
+        pixels, valid = read_window(scene, extent, dataset, nodata_fill=nodata_fill)
+        if pixels.dtype != np.uint8:
+            pixels = pixels.astype(np.float32)
+    return BlockPixels(block, tiles, extent, pixels, valid)
+
+
+def predict_pixels(read: BlockPixels, predictor: Predictor, spec: TilingSpec) -> BlockPrediction:
+    """Predict the tiles of a read block and keep their cores.
+
+    Tiles without a valid core pixel skip the network: their cores are nodata anyway.
+    """
+    block = read.block
+    shape = (int(block.core.height), int(block.core.width))
+    classes = np.full(shape, NODATA, dtype=np.uint8)
+    probability = np.full(shape, NODATA, dtype=np.uint8)
+    tiles = [t for t in read.tiles if read.valid[read.local(t.core)].any()]
+    if tiles:
+        batch = np.stack([read.pixels[(slice(None), *read.local(t.read))] for t in tiles])
+        tile_classes, tile_probability = predictor.predict(batch)
+        with stage("stitch"):
+            _keep_cores(tiles, tile_classes, tile_probability, block, spec.halo_px, (classes, probability))
+    with stage("stitch"):
+        core_invalid = ~read.valid[read.local(block.core)]
+        classes[core_invalid] = NODATA
+        probability[core_invalid] = NODATA
+    return BlockPrediction(block, classes, probability)
+
+
+def _keep_cores(
+    tiles: list[Tile],
+    tile_classes: np.ndarray,
+    tile_probability: np.ndarray,
+    block: Block,
+    halo: int,
+    into: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Copy each tile's core (its prediction less the halo) into the block's arrays."""
+    classes, probability = into
+    for tile, tile_cls, tile_prob in zip(tiles, tile_classes, tile_probability, strict=True):
+        h, w = int(tile.core.height), int(tile.core.width)
+        row = int(tile.core.row_off - block.core.row_off)
+        col = int(tile.core.col_off - block.core.col_off)
+        classes[row : row + h, col : col + w] = tile_cls[halo : halo + h, halo : halo + w]
+        probability[row : row + h, col : col + w] = tile_prob[halo : halo + h, halo : halo + w]
+
+
 def predict_block(
     scene: Scene,
     block: Block,
@@ -57,34 +137,8 @@ def predict_block(
     dataset: rasterio.DatasetReader | None = None,
 ) -> BlockPrediction:
     """Predict one block: read it once with its halo, cut tiles, predict, keep the cores."""
-    tiles = list(tiles_in_block(block, scene.width, scene.height, spec))
-    extent = read_extent(tiles)
     mean = predictor.metadata.normalization.mean
-    pixels, valid = read_window(scene, extent, dataset, nodata_fill=mean)
-    if pixels.dtype != np.uint8:
-        pixels = pixels.astype(np.float32)
-
-    def local(window: Window) -> tuple[slice, slice]:
-        row, col = int(window.row_off - extent.row_off), int(window.col_off - extent.col_off)
-        return slice(row, row + int(window.height)), slice(col, col + int(window.width))
-
-    batch = np.stack([pixels[(slice(None), *local(t.read))] for t in tiles])
-    tile_classes, tile_probability = predictor.predict(batch)
-
-    shape = (int(block.core.height), int(block.core.width))
-    classes = np.empty(shape, dtype=np.uint8)
-    probability = np.empty(shape, dtype=np.uint8)
-    halo = spec.halo_px
-    for tile, tile_cls, tile_prob in zip(tiles, tile_classes, tile_probability, strict=True):
-        h, w = int(tile.core.height), int(tile.core.width)
-        row = int(tile.core.row_off - block.core.row_off)
-        col = int(tile.core.col_off - block.core.col_off)
-        classes[row : row + h, col : col + w] = tile_cls[halo : halo + h, halo : halo + w]
-        probability[row : row + h, col : col + w] = tile_prob[halo : halo + h, halo : halo + w]
-    core_valid = valid[local(block.core)]
-    classes[~core_valid] = NODATA
-    probability[~core_valid] = NODATA
-    return BlockPrediction(block, classes, probability)
+    return predict_pixels(read_block(scene, block, spec, dataset, mean), predictor, spec)
 
 
 def predict_scene(
@@ -101,15 +155,37 @@ def predict_scene(
     """Segment a whole scene into a COG mask at ``out``, one block in memory at a time."""
     scene = open_scene(image, bands=bands or None, expected_bands=predictor.metadata.architecture.in_bands)
     spec = tiling_for(predictor, tile_size_px, halo_px, block_size_px)
+    mean = predictor.metadata.normalization.mean
     valid_pixels = 0
     with (
         rasterio.open(scene.path) as dataset,
+        ThreadPoolExecutor(1, thread_name_prefix="geoseg-read") as reader,
         MaskWriter(out, scene, predictor.metadata.classes, with_probability) as writer,
     ):
-        for block in block_grid(scene.width, scene.height, spec):
-            prediction = predict_block(scene, block, predictor, spec, dataset)
-            writer.write(block.core, prediction.classes, prediction.probability)
+        reads = (
+            functools.partial(read_block, scene, b, spec, dataset, mean)
+            for b in block_grid(scene.width, scene.height, spec)
+        )
+        for read in prefetched(reader, reads):
+            prediction = predict_pixels(read, predictor, spec)
+            writer.write(read.block.core, prediction.classes, prediction.probability)
             valid_pixels += prediction.valid_pixels
         if valid_pixels == 0:
             raise SceneError(scene.path, "every pixel is nodata (nothing to segment)")
     return Path(out)
+
+
+def prefetched(executor: Executor, calls: Iterable[Callable[[], T]]) -> Iterator[T]:
+    """Results of ``calls`` in order, each started on ``executor`` while the previous one is used.
+
+    With a one-thread executor, the next block is read (GDAL decodes without the GIL) while
+    the current one is on the network: at most two blocks are in memory.
+    """
+    pending: Future[T] | None = None
+    for call in calls:
+        upcoming = executor.submit(call)
+        if pending is not None:
+            yield pending.result()
+        pending = upcoming
+    if pending is not None:
+        yield pending.result()

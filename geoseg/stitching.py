@@ -24,6 +24,7 @@ from rasterio.windows import Window
 
 from geoseg.atomic import atomic_output, temporary_sibling
 from geoseg.scenes import Scene
+from geoseg.timing import stage
 
 NODATA = 255
 CLASSES_TAG = "GEOSEG_CLASSES"
@@ -75,9 +76,10 @@ class MaskWriter:
     def write(self, window: Window, classes: np.ndarray, probability: np.ndarray | None = None) -> None:
         """Write one block's class ids (and probabilities) at ``window``."""
         assert self._dataset is not None, "MaskWriter used outside its with-block"
-        self._dataset.write(classes, 1, window=window)
-        if self.with_probability and probability is not None:
-            self._dataset.write(probability, 2, window=window)
+        with stage("stitch"):
+            self._dataset.write(classes, 1, window=window)
+            if self.with_probability and probability is not None:
+                self._dataset.write(probability, 2, window=window)
 
     def __exit__(
         self,
@@ -89,7 +91,7 @@ class MaskWriter:
             if self._dataset is not None:
                 self._dataset.close()
             if exc_type is None:
-                with atomic_output(self.out) as tmp:
+                with stage("assemble"), atomic_output(self.out) as tmp:
                     write_cog(self._working, tmp, self.compress)
         finally:
             self._working.unlink(missing_ok=True)

@@ -28,6 +28,7 @@ from geoseg.predict import predict_block, tiling_for
 from geoseg.scenes import Scene, open_scene
 from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block
+from geoseg.timing import stage
 from geoseg.vectorize import (
     BlockPieces,
     Cleanup,
@@ -141,17 +142,19 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcom
         predictor = predictor_for(job.model, job.device, job.tiling.batch_size)
         spec = tiling_for(predictor, job.tiling.tile_size_px, job.tiling.halo_px, job.tiling.block_size_px)
         prediction = predict_block(scene, block, predictor, spec)
-        stacked = np.stack([prediction.classes, prediction.probability])
-        with atomic_output(part) as tmp, tmp.open("wb") as f:
-            np.save(f, stacked)
+        with stage("stitch"):
+            stacked = np.stack([prediction.classes, prediction.probability])
+            with atomic_output(part) as tmp, tmp.open("wb") as f:
+                np.save(f, stacked)
     classes, probability = stacked
-    pieces = polygonize_block(
-        classes,
-        int(block.core.row_off),
-        int(block.core.col_off),
-        connectivity=job.outputs.connectivity,
-        probability=probability if job.outputs.probability else None,
-    )
+    with stage("polygonise"):
+        pieces = polygonize_block(
+            classes,
+            int(block.core.row_off),
+            int(block.core.col_off),
+            connectivity=job.outputs.connectivity,
+            probability=probability if job.outputs.probability else None,
+        )
     return BlockOutcome(block, str(part), int(np.count_nonzero(classes != 255)), pieces)
 
 
@@ -166,12 +169,13 @@ def assemble_scene_task(
         for outcome in outcomes:
             classes_part, probability_part = np.load(outcome.part)
             writer.write(outcome.block.core, classes_part, probability_part)
-    components = merge_blocks([o.pieces for o in outcomes])
-    cleanup = Cleanup(
-        job.outputs.min_area_m2, job.outputs.fill_holes_below_m2, job.outputs.simplify_tolerance_m
-    )
-    features = to_features(components, read_mask_info(job.mask_path), cleanup, job.input.id)
-    vectors = [str(write_features(features, path)) for path in job.vector_paths]
+    with stage("vectorise"):
+        components = merge_blocks([o.pieces for o in outcomes])
+        cleanup = Cleanup(
+            job.outputs.min_area_m2, job.outputs.fill_holes_below_m2, job.outputs.simplify_tolerance_m
+        )
+        features = to_features(components, read_mask_info(job.mask_path), cleanup, job.input.id)
+        vectors = [str(write_features(features, path)) for path in job.vector_paths]
     record = SceneRecord(
         id=job.input.id,
         input=job.input.href,
