@@ -20,6 +20,14 @@ SAMPLE_DATA_ENV = "GEOSEG_SAMPLE_DATA"
 _REPO = Path(__file__).resolve().parents[2]
 
 
+class _FieldProblem(ValueError):
+    """A cross-field check's failure, naming the field (dotted) it is about."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -118,6 +126,16 @@ class TrainConfig(_Frozen):
     training: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
     out: str = Field("model.safetensors", description="checkpoint path")
 
+    @model_validator(mode="after")
+    def _chips_fit_the_generator(self) -> TrainConfig:
+        stride = 2**self.generator.depth
+        for name in ("chip_size_px", "val_chip_size_px", "block_size_px"):
+            if getattr(self.data, name) % stride:
+                raise _FieldProblem(
+                    f"data.{name}", f"must be a multiple of the generator's stride {stride} (2**depth)"
+                )
+        return self
+
     @property
     def adversarial(self) -> bool:
         """Whether a discriminator is trained at all."""
@@ -161,7 +179,12 @@ def parse_config(raw: Any, base: Path, source: str = "train config") -> TrainCon
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{source} field {field!r}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        problem = first.get("ctx", {}).get("error")
+        if isinstance(problem, _FieldProblem):
+            field = ".".join(part for part in (field if first["loc"] else "", problem.field) if part)
+            message = str(problem)
+        raise ConfigError(f"{source} field {field!r}: {message}") from None
 
 
 def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import geoseg
+from geoseg.errors import ConfigError
 from geoseg.inference import Predictor, resolve_device
 from geoseg.model.checkpoint import ModelMetadata, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
@@ -328,8 +329,6 @@ def train(
     started = time.perf_counter()
     data = data or prepare_data(config)
     if not data.val_chips:
-        from geoseg.errors import ConfigError
-
         raise ConfigError("no validation chips (add data.val or check split/val_fraction)")
     in_bands = len(data.scenes[0].scene.bands)
     trainer = Trainer(config, in_bands, data.mean, data.std, target)

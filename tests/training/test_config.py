@@ -86,3 +86,12 @@ def test_shipped_workflows_are_valid_twins():
     assert adversarial.training.seed == supervised.training.seed
     assert adversarial.training.steps == supervised.training.steps
     assert adversarial.data == supervised.data
+
+
+def test_chip_sizes_must_fit_the_generator_stride(tmp_path):
+    raw = {**MINIMAL, "generator": {"depth": 3}}
+    raw["data"] = {**MINIMAL["data"], "chip_size_px": 100}
+    with pytest.raises(
+        ConfigError, match=r"field 'data\.chip_size_px': must be a multiple of the generator's stride 8"
+    ):
+        parse_config(raw, tmp_path)
