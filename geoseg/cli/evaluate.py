@@ -13,7 +13,9 @@ from geoseg.cli.app import app
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Model checkpoint (.safetensors).")],
-    images: Annotated[str, typer.Option("--images", help="Glob of labelled scenes.")],
+    images: Annotated[
+        str, typer.Option("--images", help="Glob of labelled scenes ($GEOSEG_SAMPLE_DATA is expanded).")
+    ],
     masks: Annotated[
         str | None, typer.Option("--masks", help="Mask per scene; '{stem}' is the scene name.")
     ] = None,
@@ -31,13 +33,14 @@ def evaluate(
     from rich.table import Table
 
     from geoseg.errors import ConfigError
-    from geoseg.training.config import DatasetConfig
+    from geoseg.training.config import DatasetConfig, expand_path
     from geoseg.training.evaluate import evaluate_checkpoint
 
+    paths = {"images": images, "masks": masks, "labels": labels}
+    here = Path.cwd()
+    resolved = {k: None if v is None else expand_path(v, here) for k, v in paths.items()}
     try:
-        dataset = DatasetConfig.model_validate(
-            {"images": images, "masks": masks, "labels": labels, "class_field": class_field}
-        )
+        dataset = DatasetConfig.model_validate({**resolved, "class_field": class_field})
     except ValidationError:
         raise ConfigError("evaluate: give exactly one of --masks or --labels") from None
     metrics, scenes = evaluate_checkpoint(
