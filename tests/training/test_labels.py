@@ -100,3 +100,14 @@ def test_class_field_maps_names_and_rejects_unknown_values(sample_data):
 def test_missing_label_file_is_a_label_error(tmp_path):
     with pytest.raises(LabelError, match="not found"):
         read_vector_labels(tmp_path / "none.geojson", CLASSES)
+
+
+def test_rasterised_osm_polygons_equal_the_datasets_own_masks(sample_data):
+    ramp = sample_data / "labeled" / "hotosm-ramp"
+    polygons = read_vector_labels(ramp / "chips_labels.geojson", CLASSES)
+    for chip in sorted((ramp / "chips").glob("*.tif"))[:40:8]:
+        scene = open_scene(chip)
+        ids, _ = vector_labels_for(scene, polygons).read(Window(32, 64, 160, 128))
+        with rasterio.open(ramp / "binarymasks" / f"{chip.stem}.mask.tif") as ds:
+            mask = ds.read(1, window=Window(32, 64, 160, 128))
+        np.testing.assert_array_equal(ids, mask > 0)

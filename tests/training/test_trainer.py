@@ -74,3 +74,17 @@ def test_train_saves_a_self_describing_checkpoint(tiny_config):
     assert len(metadata.provenance["train_labels"]) == 8
     assert [h["step"] for h in metadata.metrics["history"]] == [2, 4]
     assert set(metadata.metrics["validation"]) >= {"iou", "f1", "precision", "recall", "boundary_f1"}
+
+
+def test_vector_labels_train_on_the_same_chips_as_their_masks(tiny_config_factory, sample_data, tmp_path):
+    raw = tiny_config_factory()
+    masks = parse_config(raw, tmp_path)
+    ramp = sample_data / "labeled" / "hotosm-ramp"
+    raw["data"]["train"][0] = {
+        "images": raw["data"]["train"][0]["images"],
+        "labels": str(ramp / "chips_labels.geojson"),
+    }
+    vectors = parse_config(raw, tmp_path)
+    from_masks, from_vectors = prepare_data(masks), prepare_data(vectors)
+    assert from_vectors.train_chips == from_masks.train_chips
+    assert from_vectors.provenance["train_labels"] == [str(ramp / "chips_labels.geojson")]
