@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from geoseg.model.checkpoint import load_generator
-from geoseg.training.chips import ChipSampler
+from geoseg.training.chips import Batch, ChipSampler
 from geoseg.training.config import parse_config
 from geoseg.training.trainer import Trainer, prepare_data, train
 
@@ -88,3 +88,26 @@ def test_vector_labels_train_on_the_same_chips_as_their_masks(tiny_config_factor
     from_masks, from_vectors = prepare_data(masks), prepare_data(vectors)
     assert from_vectors.train_chips == from_masks.train_chips
     assert from_vectors.provenance["train_labels"] == [str(ramp / "chips_labels.geojson")]
+
+
+def test_multiclass_adversarial_step_conditions_the_critic_on_class_probabilities(tmp_path):
+    raw = {
+        "data": {"train": [{"images": "x/*.tif", "labels": "l.gpkg"}], "classes": ["bg", "field", "forest"]},
+        "generator": {"base_width": 4, "depth": 2},
+        "discriminator": {"base_width": 4, "n_layers": 2},
+        "training": {"warmup_steps": 0},
+    }
+    config = parse_config(raw, tmp_path)
+    trainer = Trainer(config, 4, [0.0] * 4, [1.0] * 4, torch.device("cpu"))
+    assert trainer.discriminator is not None
+    assert trainer.discriminator.model[0].in_channels == 4 + 3
+    rng = np.random.default_rng(0)
+    batch = Batch(
+        rng.normal(size=(2, 4, 32, 32)).astype(np.float32),
+        rng.integers(0, 3, (2, 32, 32)).astype(np.uint8),
+        np.ones((2, 32, 32), dtype=bool),
+    )
+    losses = trainer.train_step(batch)
+    assert all(
+        math.isfinite(v) and v != 0 for v in (losses.supervised, losses.adversarial_g, losses.discriminator)
+    )
