@@ -13,11 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from geoseg.errors import ConfigError
-from geoseg.sampledata import expand_variables
+from geoseg.configfile import read_mapping, resolve_path, validate
 
 VectorFormat = Literal["geojson", "gpkg", "shp", "parquet", "fgb"]
 
@@ -80,8 +78,7 @@ class Workflow(_Strict):
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A path from the workflow, relative to the workflow file, with variables expanded."""
-        expanded = Path(expand_variables(str(path)))
-        return expanded if expanded.is_absolute() else (self.base_dir / expanded).resolve()
+        return resolve_path(path, self.base_dir).resolve()
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the outputs: a rerun with the same one may skip scenes."""
@@ -93,24 +90,10 @@ class Workflow(_Strict):
 
 def load_workflow(path: str | os.PathLike[str], **overrides: Any) -> Workflow:
     """Read and validate a workflow YAML; errors name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: workflow file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a workflow is a mapping with inputs, model and output")
-    return parse_workflow({**raw, **overrides}, base_dir=path.resolve().parent, source=str(path))
+    raw = read_mapping(path, "workflow file")
+    return parse_workflow({**raw, **overrides}, base_dir=Path(path).resolve().parent, source=str(path))
 
 
 def parse_workflow(raw: dict[str, Any], base_dir: Path, source: str = "workflow") -> Workflow:
     """Validate a workflow given as a mapping."""
-    try:
-        return Workflow.model_validate({**raw, "base_dir": base_dir})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ConfigError(f"{source}: field '{field}': {message}") from None
+    return validate(Workflow, {**raw, "base_dir": base_dir}, source)

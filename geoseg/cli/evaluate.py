@@ -32,13 +32,14 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
+    from geoseg.configfile import resolve_path
     from geoseg.errors import ConfigError
-    from geoseg.training.config import DatasetConfig, expand_path
+    from geoseg.training.config import DatasetConfig
     from geoseg.training.evaluate import evaluate_checkpoint
 
     paths = {"images": images, "masks": masks, "labels": labels}
     here = Path.cwd()
-    resolved = {k: None if v is None else expand_path(v, here) for k, v in paths.items()}
+    resolved = {k: None if v is None else str(resolve_path(v, here)) for k, v in paths.items()}
     try:
         dataset = DatasetConfig.model_validate({**resolved, "class_field": class_field})
     except ValidationError:

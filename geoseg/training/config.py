@@ -11,21 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
-
-SAMPLE_DATA_ENV = "GEOSEG_SAMPLE_DATA"
-_REPO = Path(__file__).resolve().parents[2]
-
-
-class _FieldProblem(ValueError):
-    """A cross-field check's failure, naming the field (dotted) it is about."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class _Frozen(BaseModel):
@@ -131,7 +120,7 @@ class TrainConfig(_Frozen):
         stride = 2**self.generator.depth
         for name in ("chip_size_px", "val_chip_size_px", "block_size_px"):
             if getattr(self.data, name) % stride:
-                raise _FieldProblem(
+                raise FieldProblem(
                     f"data.{name}", f"must be a multiple of the generator's stride {stride} (2**depth)"
                 )
         return self
@@ -140,17 +129,6 @@ class TrainConfig(_Frozen):
     def adversarial(self) -> bool:
         """Whether a discriminator is trained at all."""
         return self.training.adversarial_weight > 0
-
-
-def expand_path(value: str, base: Path) -> str:
-    """Expand environment variables (``GEOSEG_SAMPLE_DATA`` has a default) and anchor at base."""
-    env = dict(os.environ)
-    env.setdefault(SAMPLE_DATA_ENV, str(_REPO.parent / "shared" / "data"))
-    expanded = value
-    for name in sorted(env, key=len, reverse=True):
-        expanded = expanded.replace("${" + name + "}", env[name]).replace("$" + name, env[name])
-    path = Path(os.path.expanduser(expanded))
-    return str(path if path.is_absolute() else (base / path))
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -164,9 +142,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                     if isinstance(entry, dict):
                         for key in ("images", "masks", "labels"):
                             if isinstance(entry.get(key), str):
-                                entry[key] = expand_path(entry[key], base)
+                                entry[key] = str(resolve_path(entry[key], base))
     if isinstance(raw.get("out"), str):
-        raw["out"] = expand_path(raw["out"], base)
+        raw["out"] = str(resolve_path(raw["out"], base))
     return raw
 
 
@@ -174,30 +152,14 @@ def parse_config(raw: Any, base: Path, source: str = "train config") -> TrainCon
     """Validate a mapping; the first problem becomes one ``ConfigError`` naming the field."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return TrainConfig.model_validate(_resolve_paths(raw, base))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        problem = first.get("ctx", {}).get("error")
-        if isinstance(problem, _FieldProblem):
-            field = ".".join(part for part in (field if first["loc"] else "", problem.field) if part)
-            message = str(problem)
-        raise ConfigError(f"{source} field {field!r}: {message}") from None
+    return validate(TrainConfig, _resolve_paths(raw, base), source)
 
 
 def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
     """Read a YAML training config; ``overrides`` replace ``training`` fields (e.g. steps)."""
-    file = Path(path)
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: train config not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if isinstance(raw, dict) and overrides:
+    raw = read_mapping(path, "train config")
+    if overrides:
         training = dict(raw.get("training") or {})
         training.update({k: v for k, v in overrides.items() if v is not None})
         raw["training"] = training
-    return parse_config(raw, file.resolve().parent, source=f"{file}: train config")
+    return parse_config(raw, Path(path).resolve().parent, source=f"{path}: train config")

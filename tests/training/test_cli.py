@@ -60,4 +60,4 @@ def test_a_config_mistake_is_one_line_naming_the_field(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
-    assert "train config field 'training.batch_size'" in proc.stderr
+    assert "train config: field 'training.batch_size'" in proc.stderr

@@ -41,7 +41,7 @@ def test_sample_data_variable_has_a_default(tmp_path, monkeypatch):
 
 def test_error_names_the_nested_field(tmp_path):
     raw = {**MINIMAL, "training": {"steps": 0}}
-    with pytest.raises(ConfigError, match=r"train config field 'training\.steps'"):
+    with pytest.raises(ConfigError, match=r"train config: field 'training\.steps'"):
         parse_config(raw, tmp_path)
 
 

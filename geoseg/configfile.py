@@ -1,0 +1,65 @@
+"""Config files (workflows, training configs): YAML in, validated pydantic model out.
+
+One loader for every config: the file must exist, be YAML and hold a mapping; the first
+validation problem becomes one ``ConfigError`` line naming the file and the field. Paths in
+configs are relative to the config file and may use ``$GEOSEG_SAMPLE_DATA``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from geoseg.errors import ConfigError
+from geoseg.sampledata import expand_variables
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class FieldProblem(ValueError):
+    """Raised by a model validator to name the (nested) field a cross-field check is about."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def read_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """The YAML mapping in ``path``; ``what`` names the kind of file in errors."""
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: {what} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: a {what} is a mapping of fields")
+    return raw
+
+
+def validate(model: type[M], raw: dict[str, Any], source: str) -> M:
+    """Validate ``raw`` as ``model``; the first problem is a ``ConfigError`` naming the field."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        problem = first.get("ctx", {}).get("error")
+        if isinstance(problem, FieldProblem):
+            field = ".".join(part for part in (field, problem.field) if part)
+            message = str(problem)
+        raise ConfigError(
+            f"{source}: field '{field or '(top level)'}': {message.removeprefix('Value error, ')}"
+        ) from None
+
+
+def resolve_path(value: str | os.PathLike[str], base: Path) -> Path:
+    """A config path with variables expanded, anchored at the config file's folder."""
+    path = Path(os.path.expanduser(expand_variables(str(value))))
+    return path if path.is_absolute() else (base / path)
