@@ -50,7 +50,7 @@ class ClusterConfig(_Strict):
     """The local cluster started when no ``--scheduler`` is given."""
 
     n_workers: int | None = Field(None, ge=1, description="default: one per GPU, else 2")
-    threads_per_worker: int = Field(1, ge=1)
+    threads_per_worker: int = Field(1, ge=1, description="GPU workers get at least 2 (read beside forward)")
     memory_limit: str = "auto"
     dashboard_address: str = Field("127.0.0.1:8787", description="loopback unless you open it")
     device: str = Field("auto", description="auto, cpu or cuda")

@@ -40,6 +40,8 @@ def _local_cluster(config: ClusterConfig) -> Any:
         "silence_logs": logging.CRITICAL,  # failures are reported per scene, not as worker logs
     }
     if gpus:
+        # Two threads per GPU worker: one task reads and polygonises while another has the GPU.
+        common["threads_per_worker"] = max(2, config.threads_per_worker)
         try:
             from dask_cuda import LocalCUDACluster
 
