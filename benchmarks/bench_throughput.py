@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="checkpoint (default: shipped, else untrained)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--size", type=int, default=4096, help="scene side in pixels")
+    parser.add_argument("--scenes", type=int, default=1, help="scenes in the batch (shifted mosaics)")
     parser.add_argument("--tile-size", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--block-size", type=int, default=2048)
@@ -166,13 +167,15 @@ def main() -> None:
     args = parser.parse_args()
 
     model, described = benchmark_model(args.model)
-    scene = mosaic_scene(args.size)
-    mpx = scene_megapixels(scene)
+    scenes = [mosaic_scene(args.size, offset_px=300 * i) for i in range(args.scenes)]
+    scene = scenes[0]
+    mpx = sum(scene_megapixels(s) for s in scenes)
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}; model: {described}")
-    print(f"scene {scene.name} ({mpx:.1f} Mpx); {args.workers} workers × {args.threads_per_worker} threads")
+    names = ", ".join(s.name for s in scenes)
+    print(f"scenes {names} ({mpx:.1f} Mpx); {args.workers} workers × {args.threads_per_worker} threads")
     with tempfile.TemporaryDirectory() as tmp:
         workflow = write_workflow(
-            Path(tmp), [scene], model, n_workers=args.workers, threads_per_worker=args.threads_per_worker,
+            Path(tmp), scenes, model, n_workers=args.workers, threads_per_worker=args.threads_per_worker,
             device=args.device, tile_size_px=args.tile_size, block_size_px=args.block_size,
             batch_size=args.batch_size,
         )  # fmt: skip
