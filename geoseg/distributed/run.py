@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,9 +132,14 @@ def _process(
     """Submit and follow every scene's tasks; fill ``records``; return (blocks, tiles) submitted."""
     by_future: dict[Future[Any], tuple[str, SceneJob]] = {}
     opened = {}
+    run = uuid.uuid4().hex[:6]  # keys are unique per run: two runs may share a cluster and scene ids
+
+    def key(stage: str, job: SceneJob, *index: int) -> tuple[str | int, ...]:
+        return (stage, f"{job.input.id}@{run}", *index)
+
     for job in jobs:
         future = client.submit(
-            open_scene_task, job, metadata.architecture.in_bands, key=("open", job.input.id), pure=False
+            open_scene_task, job, metadata.architecture.in_bands, key=key("open", job), pure=False
         )
         by_future[future] = ("open", job)
         opened[job.input.id] = time.perf_counter()
@@ -173,7 +179,7 @@ def _process(
                         job,
                         scene,
                         block,
-                        key=("predict", job.input.id, *block.index),
+                        key=key("predict", job, *block.index),
                         resources=resources,
                         pure=False,
                     )
@@ -185,7 +191,7 @@ def _process(
                     scene,
                     metadata.classes,
                     *block_futures,
-                    key=("assemble", job.input.id),
+                    key=key("assemble", job),
                     pure=False,
                 )
                 for f in block_futures:
@@ -230,7 +236,7 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
         v for s in report.scenes if s.status in ("ok", "skipped") for v in s.outputs.get("vectors", [])
     ]
     layer_format = workflow.outputs.run_layer
-    if layer_format and vectors:
+    if layer_format and vectors and workflow.outputs.vector_formats:
         firsts = [v for v in vectors if str(v).endswith(f".{workflow.outputs.vector_formats[0]}")]
         layer = output / f"all-scenes.{layer_format}"
         gather_layers(firsts, layer)
