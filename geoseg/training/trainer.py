@@ -150,25 +150,20 @@ def prepare_data(config: TrainConfig) -> TrainingData:
 
 def git_commit() -> str | None:
     """The repository's HEAD commit, when geoseg runs from a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+    return _git("rev-parse", "HEAD") or None
 
 
 def git_dirty() -> bool | None:
     """Whether the package's files differ from the commit (None outside a git checkout)."""
+    status = _git("status", "--porcelain", "--", ".")
+    return None if status is None else bool(status)
+
+
+def _git(*args: str) -> str | None:
+    """Output of a git command run in the package's folder; None when git or the repo is missing."""
     try:
         out = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
+            ["git", *args],
             cwd=Path(__file__).resolve().parents[1],
             capture_output=True,
             text=True,
@@ -177,7 +172,7 @@ def git_dirty() -> bool | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return bool(out.stdout.strip())
+    return out.stdout.strip()
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
