@@ -26,7 +26,8 @@ def demo_workflow(out: Path, synthetic: bool = False) -> tuple[Workflow, str]:
     """The example workflow writing under ``out``, and a sentence saying which data it uses."""
     if not EXAMPLE_WORKFLOW.exists():
         raise ConfigError(f"{EXAMPLE_WORKFLOW}: example workflow not found (run from a geoseg checkout)")
-    workflow = load_workflow(EXAMPLE_WORKFLOW, output=str(out.resolve()))
+    out = out.resolve()  # the workflow resolves relative paths against its own folder
+    workflow = load_workflow(EXAMPLE_WORKFLOW, output=str(out))
     catalog = workflow.resolve(str(workflow.inputs))
     if not synthetic and _all_assets_exist(catalog):
         return workflow, f"Using the real sample data through the bundled catalog {catalog}."

@@ -13,13 +13,15 @@ from geoseg.vectorize import read_features
 SHIPPED_MODEL = REPO / "geoseg" / "models" / "buildings-unet.safetensors"
 
 
-def run_demo(out, *extra):
-    return subprocess.run([sys.executable, "-m", "geoseg", "demo", "--out", str(out), *extra], capture_output=True, text=True)
+def run_demo(cwd, *extra):
+    """``geoseg demo --out demo`` run from ``cwd``: a relative output folder, as users type it."""
+    command = [sys.executable, "-m", "geoseg", "demo", "--out", "demo", *extra]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.mark.parametrize("synthetic", [False, True], ids=["bundled-catalog", "synthetic-offline"])
 def test_demo_writes_masks_vectors_report_and_says_which_data_it_used(sample_data, tmp_path, synthetic):
-    result = run_demo(tmp_path / "demo", *(["--synthetic"] if synthetic else []))
+    result = run_demo(tmp_path, *(["--synthetic"] if synthetic else []))
     assert result.returncode == 0, result.stderr
     first_line = result.stderr.splitlines()[0]
     assert ("synthetic demo scenes" if synthetic else "real sample data") in first_line
