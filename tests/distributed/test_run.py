@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -133,36 +134,52 @@ def test_interrupted_run_resumes_skipping_finished_scenes(sample_data, rgb_check
     assert_same_outputs(tmp_path, undisturbed, ["RGB.byte", "image_1", "image-RGB"])
 
 
-def test_remote_scheduler_with_two_dask_workers(sample_data, rgb_checkpoint, tmp_path):
+@contextlib.contextmanager
+def dask_cluster(*worker_args: list[str]):
+    """A ``dask scheduler`` and one ``dask worker`` per argument list, as local processes."""
     from distributed import Client
 
     bin_dir = Path(sys.executable).parent
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    processes = [
-        subprocess.Popen(
-            [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stderr=subprocess.DEVNULL,
-        )
-    ]
+    scheduler = [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    processes = [subprocess.Popen(scheduler, stderr=subprocess.DEVNULL)]
     try:
-        processes += [
-            subprocess.Popen(
-                [bin_dir / "dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(2)
-        ]
+        for args in worker_args:
+            worker = [bin_dir / "dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard", *args]
+            processes.append(subprocess.Popen(worker, stderr=subprocess.DEVNULL))
         with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=60)
-        workflow = write_workflow(tmp_path, [sample_data / GOOD_SCENES[1]], rgb_checkpoint)
-        result = geoseg("run", str(workflow), "--scheduler", address)
-        assert result.returncode == 0, result.stderr
-        assert statuses(report_of(tmp_path)) == {"image_1": "ok"}
+            client.wait_for_workers(len(worker_args), timeout=60)
+        yield address
     finally:
         for process in processes:
             process.kill()
             process.wait()
+
+
+def test_remote_scheduler_with_two_dask_workers(sample_data, rgb_checkpoint, tmp_path):
+    with dask_cluster([], []) as address:
+        workflow = write_workflow(tmp_path, [sample_data / GOOD_SCENES[1]], rgb_checkpoint)
+        result = geoseg("run", str(workflow), "--scheduler", address)
+    assert result.returncode == 0, result.stderr
+    assert statuses(report_of(tmp_path)) == {"image_1": "ok"}
+
+
+def test_cpu_only_workers_never_take_inference_when_a_gpu_worker_exists(sample_data, rgb_checkpoint, tmp_path):
+    """A worker declaring the GPU resource takes every predict task (on CPU here: same code)."""
+    from distributed import Client, get_task_stream
+
+    from geoseg.distributed.run import run_workflow
+    from geoseg.workflow import load_workflow
+
+    with dask_cluster(["--resources", "GPU=1", "--name", "gpu-worker"], ["--name", "cpu-worker"]) as address:
+        workflow = load_workflow(write_workflow(tmp_path, [sample_data / s for s in GOOD_SCENES], rgb_checkpoint))
+        with Client(address) as client, get_task_stream(client) as stream:
+            report = run_workflow(workflow, scheduler_address=address)
+            names = {address: w["name"] for address, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+    assert report.ok and report.blocks > 3
+    predicted_on = {names[t["worker"]] for t in stream.data if "predict" in str(t["key"])}
+    assert predicted_on == {"gpu-worker"}
 
 
 def _free_port() -> int:
