@@ -118,6 +118,7 @@ def write_workflow(
     tile_size_px: int = 512,
     block_size_px: int = 2048,
     batch_size: int = 8,
+    compile_model: bool = False,
 ) -> Path:
     """A ``geoseg run`` workflow over ``scenes`` writing under ``folder/out`` (default outputs)."""
     import yaml
@@ -126,6 +127,7 @@ def write_workflow(
         "inputs": [str(s) for s in scenes],
         "model": str(model),
         "output": str(folder / "out"),
+        "compile_model": compile_model,
         "tiling": {"tile_size_px": tile_size_px, "block_size_px": block_size_px, "batch_size": batch_size},
         "cluster": {
             "n_workers": n_workers,

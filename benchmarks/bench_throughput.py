@@ -51,13 +51,15 @@ MODEL_BATCHES = 3
 STAGES = ("read", "to_device", "forward", "stitch", "polygonise", "assemble", "vectorise")
 
 
-def model_throughput(model: Path, device: str, batch_size: int, scene_path: Path, tile_size: int) -> float:
+def model_throughput(
+    model: Path, device: str, batch_size: int, scene_path: Path, tile_size: int, compile_model: bool = False
+) -> float:
     """Tiles/s of the network alone on one batch of real tiles already on the device.
 
     Normalisation, forward pass and class/probability, after a warm-up batch; it runs as a task
     on a worker, with the same threads and device as the pipeline's tasks.
     """
-    predictor = Predictor.from_checkpoint(model, device=worker_device(device), batch_size=batch_size)
+    predictor = Predictor.from_checkpoint(model, worker_device(device), batch_size, compile_model)
     scene = open_scene(scene_path)
     spec = tiling_for(predictor, tile_size, None, tile_size * 4)
     first = block_grid(scene.width, scene.height, spec)[0]
@@ -102,7 +104,9 @@ def measure(workflow_path: Path, scene: Path) -> dict[str, object]:
     """
     workflow = load_workflow(workflow_path)
     config, tiling = workflow.cluster, workflow.tiling
-    model_args = (workflow.model, config.device, tiling.batch_size, scene, tiling.tile_size_px)
+    model_args = (
+        workflow.model, config.device, tiling.batch_size, scene, tiling.tile_size_px, workflow.compile_model
+    )
     with (
         LocalCluster(
             n_workers=config.n_workers,
@@ -162,6 +166,7 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=2048)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads-per-worker", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network on each worker")
     parser.add_argument("--compare", metavar="REF", help="git ref to compare wall times against")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs per tree with --compare")
     args = parser.parse_args()
@@ -177,7 +182,7 @@ def main() -> None:
         workflow = write_workflow(
             Path(tmp), scenes, model, n_workers=args.workers, threads_per_worker=args.threads_per_worker,
             device=args.device, tile_size_px=args.tile_size, block_size_px=args.block_size,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, compile_model=args.compile,
         )  # fmt: skip
         result = measure(workflow, scene)
         print_figures(result, mpx, args.tile_size, args.batch_size)

@@ -64,6 +64,9 @@ class Workflow(_Strict):
     output: Path
     asset_key: str | None = Field(None, description="STAC asset to segment (default: first GeoTIFF)")
     bands: list[int] | None = None
+    compile_model: bool = Field(
+        False, description="torch.compile the network on each worker: slower start, faster forward"
+    )
     tiling: TilingConfig = TilingConfig()
     outputs: OutputConfig = OutputConfig()
     cluster: ClusterConfig = ClusterConfig()
@@ -84,7 +87,7 @@ class Workflow(_Strict):
         """Hash of everything that changes the outputs: a rerun with the same one may skip scenes."""
         model = self.resolve(self.model)
         stamp = f"{model.stat().st_size}:{model.stat().st_mtime_ns}" if model.exists() else "missing"
-        relevant = self.model_dump(mode="json", include={"bands", "tiling", "outputs"})
+        relevant = self.model_dump(mode="json", include={"bands", "compile_model", "tiling", "outputs"})
         return hashlib.sha256(f"{relevant}|{model}|{stamp}".encode()).hexdigest()[:16]
 
 

@@ -78,3 +78,17 @@ def test_output_is_a_cloud_optimized_geotiff(sample_data, tmp_path):
         assert mask.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert mask.crs == scene.crs and mask.transform == scene.transform
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "mask.tif"]
+
+
+def test_compiled_model_gives_the_same_mask(sample_data, tmp_path):
+    scene = open_scene(sample_data / "labeled/quebec-aerial-tiles/image_1.tif")
+    pixels, _ = read_window(scene, scene.window)
+    checkpoint = make_checkpoint(tmp_path / "model.safetensors", pixels)
+    masks = []
+    for compile_model in (False, True):
+        predictor = Predictor.from_checkpoint(checkpoint, "cpu", batch_size=4, compile_model=compile_model)
+        out = predict_scene(scene.path, predictor, tmp_path / f"mask-{compile_model}.tif", tile_size_px=256, block_size_px=512)
+        with rasterio.open(out) as mask:
+            masks.append(mask.read(1))
+    assert set(np.unique(masks[0])) == {0, 1}
+    assert (masks[0] == masks[1]).mean() >= 0.9999

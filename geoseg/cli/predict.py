@@ -23,6 +23,9 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
     bands: Annotated[str | None, typer.Option(help="1-based bands to read, e.g. 1,2,3.")] = None,
     probability: Annotated[bool, typer.Option(help="Add a probability band (percent).")] = False,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the network (slow start, faster forward).")
+    ] = False,
 ) -> None:
     """Segment IMAGE into a georeferenced class mask, tile by tile, without seams."""
     from geoseg.errors import ConfigError
@@ -34,7 +37,7 @@ def predict(
     except ValueError:
         raise ConfigError(f"--bands: expected comma-separated integers, got {bands!r}") from None
     started = time.perf_counter()
-    predictor = Predictor.from_checkpoint(model, device=device, batch_size=batch_size)
+    predictor = Predictor.from_checkpoint(model, device, batch_size, compile_model)
     predict_scene(
         image,
         predictor,

@@ -118,6 +118,7 @@ def _job(workflow: Workflow, scene: Any, output: Path, model: Path) -> SceneJob:
         outputs=workflow.outputs,
         bands=tuple(workflow.bands) if workflow.bands else None,
         device=workflow.cluster.device,
+        compile_model=workflow.compile_model,
     )
 
 

@@ -75,6 +75,7 @@ class SceneJob:
     outputs: OutputConfig
     bands: tuple[int, ...] | None = None
     device: str = "auto"
+    compile_model: bool = False
 
     @property
     def mask_path(self) -> Path:
@@ -139,7 +140,7 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcom
     if part.exists():
         stacked = np.load(part)
     else:
-        predictor = predictor_for(job.model, job.device, job.tiling.batch_size)
+        predictor = predictor_for(job.model, job.device, job.tiling.batch_size, job.compile_model)
         spec = tiling_for(predictor, job.tiling.tile_size_px, job.tiling.halo_px, job.tiling.block_size_px)
         prediction = predict_block(scene, block, predictor, spec)
         with stage("stitch"):

@@ -1,8 +1,8 @@
 """Worker-side state: one loaded model per worker process, reused by every task it runs.
 
 Building the model on the worker takes seconds; shipping it through the scheduler can take
-minutes (dask-ml #281). The cache is keyed by checkpoint path, file stamp, device and batch
-size, and ``clear_predictors`` resets it (tests, or a worker switching models).
+minutes (dask-ml #281). The cache is keyed by checkpoint path, file stamp, device, batch
+size and compilation; ``clear_predictors`` resets it (tests, or a worker switching models).
 """
 
 from __future__ import annotations
@@ -14,18 +14,20 @@ import torch
 
 from geoseg.inference import Predictor
 
-_PREDICTORS: dict[tuple[str, int, str, int], Predictor] = {}
+_PREDICTORS: dict[tuple[str, int, str, int, bool], Predictor] = {}
 _LOCK = threading.Lock()
 
 
-def predictor_for(checkpoint: str, device: str = "auto", batch_size: int = 8) -> Predictor:
+def predictor_for(
+    checkpoint: str, device: str = "auto", batch_size: int = 8, compile_model: bool = False
+) -> Predictor:
     """The process's predictor for ``checkpoint``, loading it on first use."""
     stamp = os.stat(checkpoint).st_mtime_ns
     target = worker_device(device)
-    key = (checkpoint, stamp, target, batch_size)
+    key = (checkpoint, stamp, target, batch_size, compile_model)
     with _LOCK:
         if key not in _PREDICTORS:
-            _PREDICTORS[key] = Predictor.from_checkpoint(checkpoint, device=target, batch_size=batch_size)
+            _PREDICTORS[key] = Predictor.from_checkpoint(checkpoint, target, batch_size, compile_model)
         return _PREDICTORS[key]
 
 
