@@ -28,6 +28,7 @@ from geoseg.timing import stage
 
 NODATA = 255
 CLASSES_TAG = "GEOSEG_CLASSES"
+COG_CACHE_MB = 256
 _WORKING_OPTIONS = {"tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "ZSTD", "zstd_level": 1}
 
 
@@ -98,13 +99,18 @@ class MaskWriter:
 
 
 def write_cog(src: str | os.PathLike[str], dst: str | os.PathLike[str], compress: str = "DEFLATE") -> None:
-    """Copy a mask GeoTIFF to a COG with nearest-neighbour (class-preserving) overviews."""
-    rasterio.shutil.copy(
-        src,
-        dst,
-        driver="COG",
-        compress=compress,
-        blocksize=512,
-        overview_resampling="NEAREST",
-        num_threads="ALL_CPUS",
-    )
+    """Copy a mask GeoTIFF to a COG with nearest-neighbour (class-preserving) overviews.
+
+    GDAL's block cache is capped while copying: by default it may grow to 5 % of RAM, and the
+    COG driver fills it in proportion to the scene (975 MiB for a 16k² mask, 250 MiB capped).
+    """
+    with rasterio.Env(GDAL_CACHEMAX=COG_CACHE_MB):
+        rasterio.shutil.copy(
+            src,
+            dst,
+            driver="COG",
+            compress=compress,
+            blocksize=512,
+            overview_resampling="NEAREST",
+            num_threads="ALL_CPUS",
+        )
