@@ -19,6 +19,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geoseg.errors import SceneError
+from geoseg.gdal_settings import bounded_cache
 from geoseg.inference import Predictor
 from geoseg.scenes import Scene, open_scene, read_window
 from geoseg.stitching import NODATA, MaskWriter
@@ -158,6 +159,7 @@ def predict_scene(
     mean = predictor.metadata.normalization.mean
     valid_pixels = 0
     with (
+        bounded_cache(),
         rasterio.open(scene.path) as dataset,
         ThreadPoolExecutor(1, thread_name_prefix="geoseg-read") as reader,
         MaskWriter(out, scene, predictor.metadata.classes, with_probability) as writer,

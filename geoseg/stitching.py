@@ -23,12 +23,12 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from geoseg.atomic import atomic_output, temporary_sibling
+from geoseg.gdal_settings import bounded_cache
 from geoseg.scenes import Scene
 from geoseg.timing import stage
 
 NODATA = 255
 CLASSES_TAG = "GEOSEG_CLASSES"
-COG_CACHE_MB = 256
 _WORKING_OPTIONS = {"tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "ZSTD", "zstd_level": 1}
 
 
@@ -101,10 +101,10 @@ class MaskWriter:
 def write_cog(src: str | os.PathLike[str], dst: str | os.PathLike[str], compress: str = "DEFLATE") -> None:
     """Copy a mask GeoTIFF to a COG with nearest-neighbour (class-preserving) overviews.
 
-    GDAL's block cache is capped while copying: by default it may grow to 5 % of RAM, and the
-    COG driver fills it in proportion to the scene (975 MiB for a 16k² mask, 250 MiB capped).
+    GDAL's block cache is capped while copying: the COG driver fills it in proportion to the
+    scene (975 MiB of peak memory for a 16k² mask, 250 MiB capped).
     """
-    with rasterio.Env(GDAL_CACHEMAX=COG_CACHE_MB):
+    with bounded_cache():
         rasterio.shutil.copy(
             src,
             dst,

@@ -24,6 +24,7 @@ from geoseg.atomic import atomic_output
 from geoseg.catalog import SceneInput
 from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import GeosegError, SceneError
+from geoseg.gdal_settings import bounded_cache
 from geoseg.predict import predict_block, tiling_for
 from geoseg.scenes import Scene, open_scene
 from geoseg.stitching import MaskWriter
@@ -44,8 +45,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _portable_errors(task: Callable[P, R]) -> Callable[P, R]:
-    """Re-raise a task's ``GeosegError`` without its exception chain.
+def _worker_task(task: Callable[P, R]) -> Callable[P, R]:
+    """Run a task with GDAL's cache bounded; re-raise its ``GeosegError`` without the chain.
 
     Dask pickles the whole chain back to the client; GDAL errors in it (the ``__context__``
     of a ``SceneError``) do not unpickle, which would turn the clear error into a generic one.
@@ -54,7 +55,8 @@ def _portable_errors(task: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(task)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return task(*args, **kwargs)
+            with bounded_cache():
+                return task(*args, **kwargs)
         except GeosegError as exc:
             error = exc
         error.__cause__ = error.__context__ = None
@@ -125,7 +127,7 @@ class SceneRecord:
     seconds: float | None = None
 
 
-@_portable_errors
+@_worker_task
 def open_scene_task(job: SceneJob, expected_bands: int) -> Scene:
     """Validate the scene; raises ``SceneError`` naming the file and the problem."""
     if job.input.error:
@@ -133,7 +135,7 @@ def open_scene_task(job: SceneJob, expected_bands: int) -> Scene:
     return open_scene(job.input.href, bands=job.bands, expected_bands=expected_bands)
 
 
-@_portable_errors
+@_worker_task
 def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcome:
     """Predict one block (or reuse its saved part) and polygonise its core."""
     part = job.parts_dir / f"r{block.index[0]}c{block.index[1]}.npy"
@@ -159,7 +161,7 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcom
     return BlockOutcome(block, str(part), int(np.count_nonzero(classes != 255)), pieces)
 
 
-@_portable_errors
+@_worker_task
 def assemble_scene_task(
     job: SceneJob, scene: Scene, classes: list[str], *outcomes: BlockOutcome
 ) -> SceneRecord:
