@@ -28,6 +28,7 @@ from geoseg.distributed.tasks import (
     completed_record,
     open_scene_task,
     predict_block_task,
+    remove_stale_parts,
     write_record,
 )
 from geoseg.errors import GeosegError
@@ -74,6 +75,7 @@ def run_workflow(
     metadata = read_metadata(model)
     inputs = load_inputs(workflow.inputs, asset_key=workflow.asset_key, base_dir=workflow.base_dir)
     remove_stale_temporaries(output)
+    remove_stale_parts(output, workflow.fingerprint())
     jobs = [_job(workflow, scene, output, model) for scene in inputs]
     records: dict[str, SceneRecord] = {}
     for job in jobs:

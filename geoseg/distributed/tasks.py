@@ -27,7 +27,7 @@ from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.predict import predict_block, tiling_for
 from geoseg.scenes import Scene, open_scene
-from geoseg.stitching import MaskWriter
+from geoseg.stitching import NODATA, MaskWriter
 from geoseg.tiling import Block
 from geoseg.timing import stage
 from geoseg.vectorize import (
@@ -97,8 +97,12 @@ class SceneJob:
 
     @property
     def parts_dir(self) -> Path:
-        """Per-block mask parts, deleted once the scene is assembled."""
-        return Path(self.output_dir) / ".parts" / self.input.id
+        """Per-block mask parts, deleted once the scene is assembled.
+
+        Under the fingerprint, so parts left by an interrupted run with other settings (another
+        model, tiling…) are never reused.
+        """
+        return parts_root(self.output_dir) / self.fingerprint / self.input.id
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcom
             connectivity=job.outputs.connectivity,
             probability=probability if job.outputs.probability else None,
         )
-    return BlockOutcome(block, str(part), int(np.count_nonzero(classes != 255)), pieces)
+    return BlockOutcome(block, str(part), int(np.count_nonzero(classes != NODATA)), pieces)
 
 
 @_worker_task
@@ -192,6 +196,20 @@ def assemble_scene_task(
     write_record(record, job.record_path)
     shutil.rmtree(job.parts_dir, ignore_errors=True)
     return record
+
+
+def parts_root(output_dir: str | Path) -> Path:
+    """Where block parts of unfinished scenes wait, one folder per workflow fingerprint."""
+    return Path(output_dir) / ".parts"
+
+
+def remove_stale_parts(output_dir: str | Path, fingerprint: str) -> None:
+    """Delete parts written under other settings: they can never be reused."""
+    root = parts_root(output_dir)
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.name != fingerprint:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_record(record: SceneRecord, path: Path) -> None:

@@ -1,0 +1,40 @@
+"""Worker tasks without a cluster: block parts are reused only under the same settings."""
+
+import numpy as np
+
+from geoseg.catalog import SceneInput
+from geoseg.distributed.tasks import SceneJob, predict_block_task, remove_stale_parts
+from geoseg.scenes import open_scene
+from geoseg.tiling import TilingSpec, block_grid
+from geoseg.workflow import OutputConfig, TilingConfig
+
+
+def job_for(scene_path, model, output, fingerprint):
+    return SceneJob(
+        input=SceneInput("scene", str(scene_path)),
+        model=str(model),
+        output_dir=str(output),
+        fingerprint=fingerprint,
+        tiling=TilingConfig(tile_size_px=128, block_size_px=256),
+        outputs=OutputConfig(),
+        device="cpu",
+    )
+
+
+def test_a_saved_part_is_reused_only_under_the_same_fingerprint(sample_data, rgb_checkpoint, tmp_path):
+    scene = open_scene(sample_data / "edge/RGB.byte.tif")
+    block = block_grid(scene.width, scene.height, TilingSpec.for_model(stride_px=8, receptive_radius_px=58, tile_size_px=128, block_size_px=256))[5]
+    same, other = (job_for(scene.path, rgb_checkpoint, tmp_path, f) for f in ("aaaa", "bbbb"))
+    fake = np.ones((2, int(block.core.height), int(block.core.width)), dtype=np.uint8)  # "all class 1"
+    part = same.parts_dir / f"r{block.index[0]}c{block.index[1]}.npy"
+    part.parent.mkdir(parents=True)
+    np.save(part, fake)
+
+    reused = predict_block_task(same, scene, block)
+    assert reused.valid_pixels == fake[0].size and len(reused.pieces) == 1
+
+    predicted = predict_block_task(other, scene, block)
+    assert len(predicted.pieces) != 1, "another fingerprint must not reuse the part"
+
+    remove_stale_parts(tmp_path, "bbbb")
+    assert not same.parts_dir.exists() and other.parts_dir.exists()
