@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from geoseg.atomic import atomic_output, remove_stale_temporaries
-from geoseg.catalog import load_inputs, write_results_catalog
+from geoseg.catalog import SceneInput, load_inputs, write_results_catalog
 from geoseg.distributed.cluster import GPU, cluster_client, dashboard_link, gpu_workers
 from geoseg.distributed.tasks import (
     SceneJob,
@@ -74,9 +74,10 @@ def run_workflow(
     model = workflow.resolve(workflow.model)
     metadata = read_metadata(model)
     inputs = load_inputs(workflow.inputs, asset_key=workflow.asset_key, base_dir=workflow.base_dir)
+    fingerprint = workflow.fingerprint()
     remove_stale_temporaries(output)
-    remove_stale_parts(output, workflow.fingerprint())
-    jobs = [_job(workflow, scene, output, model) for scene in inputs]
+    remove_stale_parts(output, fingerprint)
+    jobs = [_job(workflow, scene, output, model, fingerprint) for scene in inputs]
     records: dict[str, SceneRecord] = {}
     for job in jobs:
         if (done := completed_record(job)) is not None:
@@ -110,12 +111,12 @@ def run_workflow(
     return report
 
 
-def _job(workflow: Workflow, scene: Any, output: Path, model: Path) -> SceneJob:
+def _job(workflow: Workflow, scene: SceneInput, output: Path, model: Path, fingerprint: str) -> SceneJob:
     return SceneJob(
         input=scene,
         model=str(model),
         output_dir=str(output),
-        fingerprint=workflow.fingerprint(),
+        fingerprint=fingerprint,
         tiling=workflow.tiling,
         outputs=workflow.outputs,
         bands=tuple(workflow.bands) if workflow.bands else None,
