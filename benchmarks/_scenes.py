@@ -9,7 +9,6 @@ GeoTIFFs like real COGs, and cached under ``benchmarks/.cache/``.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-DATA = Path(os.environ.get("GEOSEG_SAMPLE_DATA", Path(__file__).parents[2] / "shared" / "data"))
+from geoseg.sampledata import sample_data_dir
+
+DATA = sample_data_dir()
 CACHE = Path(__file__).parent / ".cache"
 SOURCE = DATA / "scenes" / "landsat8-224078-rgb.tif"
 REPO = Path(__file__).parents[1]

@@ -9,7 +9,6 @@ conditional PatchGAN critic and back-propagates through it into G.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import time
@@ -22,13 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from geoseg.inference import resolve_device  # noqa: E402
+from geoseg.sampledata import sample_data_dir  # noqa: E402
 from geoseg.training.chips import ChipSampler  # noqa: E402
 from geoseg.training.config import parse_config  # noqa: E402
 from geoseg.training.trainer import Trainer, prepare_data  # noqa: E402
 
 
 def config_for(args, adversarial_weight):
-    data = Path(os.environ.get("GEOSEG_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+    data = sample_data_dir()
     ramp = data / "labeled" / "hotosm-ramp"
     raw = {
         "data": {

@@ -11,7 +11,6 @@ GDALPolygonize itself (what ``gdal_polygonize.py`` runs), 8-connected like ours.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 import tracemalloc
@@ -23,9 +22,10 @@ import rasterio
 import shapely
 from rasterio.features import rasterize, shapes
 
+from geoseg.sampledata import sample_data_dir
 from geoseg.vectorize import read_features, vectorize_mask
 
-DATA = Path(os.environ.get("GEOSEG_SAMPLE_DATA", Path(__file__).parents[2] / "shared" / "data"))
+DATA = sample_data_dir()
 
 
 def build_mask(size: int, path: Path) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from geoseg.errors import GeosegError
 from geoseg.model.checkpoint import ModelMetadata, load_generator
 from geoseg.model.unet import class_probabilities
 from geoseg.timing import stage
@@ -33,8 +34,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from geoseg.errors import GeosegError
-
         raise GeosegError(f"device {device!r} requested but CUDA is not available")
     return torch.device(device)
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from geoseg.sampledata import sample_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def sample_data_root() -> Path:
     """Where the real sample scenes live."""
-    return Path(os.environ.get("GEOSEG_SAMPLE_DATA", REPO.parent / "shared" / "data")).resolve()
+    return sample_data_dir().resolve()
 
 
 @pytest.fixture(scope="session")
