@@ -22,6 +22,7 @@ from geoseg.model.unet import UNetGenerator
 
 FORMAT = "geoseg-checkpoint/1"
 _METADATA_KEY = "geoseg"
+_MAX_HEADER_BYTES = 100_000_000
 
 
 class Architecture(BaseModel):
@@ -130,23 +131,34 @@ def load_generator(path: str | os.PathLike[str]) -> tuple[UNetGenerator, ModelMe
 
 
 def _read_header(path: Path) -> dict[str, Any]:
-    """Parse the safetensors JSON header, refusing anything else (pickles above all)."""
+    """Parse the safetensors JSON header, refusing anything else (pickles above all).
+
+    A safetensors file is an 8-byte little-endian header size followed by a JSON object. That
+    shape is checked first: the size's low byte may be anything (0x80, like a pickle's first
+    byte, included), so pickle signatures only name what a non-safetensors file is.
+    """
     try:
         with path.open("rb") as f:
-            head = f.read(8)
-            if head[:2] == b"PK" or head[:1] == b"\x80":
-                raise CheckpointError(
-                    f"{path}: is a pickled PyTorch file; geoseg only loads safetensors "
-                    "checkpoints because unpickling can run arbitrary code"
-                )
-            if len(head) < 8:
-                raise CheckpointError(f"{path}: too short to be a safetensors checkpoint")
-            size = int.from_bytes(head, "little")
-            if size > 100_000_000:
-                raise CheckpointError(f"{path}: not a safetensors checkpoint (bad header size)")
+            head = f.read(9)
+            size = int.from_bytes(head[:8], "little")
+            if len(head) < 9 or head[8:9] != b"{" or size > _MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path}: {_what_it_is_instead(head)}")
+            f.seek(8)
             header: dict[str, Any] = json.loads(f.read(size))
             return header
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: not a safetensors checkpoint (unreadable header)") from None
+
+
+def _what_it_is_instead(head: bytes) -> str:
+    """Why a file that does not start like safetensors is refused."""
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save zip archive / legacy pickle
+        return (
+            "is a pickled PyTorch file; geoseg only loads safetensors checkpoints "
+            "because unpickling can run arbitrary code"
+        )
+    if len(head) < 9:
+        return "too short to be a safetensors checkpoint"
+    return "not a safetensors checkpoint (bad header)"

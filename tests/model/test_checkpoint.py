@@ -66,3 +66,31 @@ def test_patch_discriminator_scores_patches_of_image_and_mask():
     scores = critic(torch.randn(2, 3, 64, 64), torch.rand(2, 1, 64, 64))
     assert scores.shape == (2, 1, 6, 6)
     assert any("parametrizations" in name for name, _ in critic.named_parameters())
+
+
+@pytest.mark.parametrize("low_byte", [0x80, 0x50])
+def test_checkpoint_whose_header_size_starts_like_a_pickle_still_loads(tmp_path, low_byte):
+    """The header size's first byte is arbitrary: 0x80 (pickle) or 'P' (zip) must not be refused."""
+    model = _trained_looking_generator()
+    for pad in range(0, 512, 8):
+        path = save_checkpoint(
+            tmp_path / "m.safetensors",
+            model,
+            _metadata(model).model_copy(update={"training": {"pad": "x" * pad}}),
+        )
+        if path.read_bytes()[0] == low_byte:
+            break
+    else:
+        pytest.fail(f"no padding gave a header size with low byte {low_byte:#x}")
+    loaded, _ = load_generator(path)
+    assert read_metadata(path).training["pad"] == "x" * pad
+    image = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(image), loaded(image))
+
+
+def test_file_that_is_not_safetensors_is_refused(tmp_path):
+    path = tmp_path / "notes.safetensors"
+    path.write_text("these are not weights")
+    with pytest.raises(CheckpointError, match="not a safetensors checkpoint"):
+        load_generator(path)
