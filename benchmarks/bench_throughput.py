@@ -105,7 +105,12 @@ def measure(workflow_path: Path, scene: Path) -> dict[str, object]:
     workflow = load_workflow(workflow_path)
     config, tiling = workflow.cluster, workflow.tiling
     model_args = (
-        workflow.model, config.device, tiling.batch_size, scene, tiling.tile_size_px, workflow.compile_model
+        workflow.model,
+        config.device,
+        tiling.batch_size,
+        scene,
+        tiling.tile_size_px,
+        workflow.compile_model,
     )
     with (
         LocalCluster(

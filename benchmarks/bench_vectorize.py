@@ -33,9 +33,7 @@ def build_mask(size: int, path: Path) -> np.ndarray:
     folder = DATA / "labeled" / "spacenet-atlanta-pan"
     with rasterio.open(folder / "image.tif") as image:
         buildings = gpd.read_file(folder / "buildings.geojson").to_crs(image.crs)
-        tile = rasterize(
-            buildings.geometry, out_shape=image.shape, transform=image.transform, dtype="uint8"
-        )
+        tile = rasterize(buildings.geometry, out_shape=image.shape, transform=image.transform, dtype="uint8")
         crs, transform = image.crs, image.transform
     reps = -(-size // tile.shape[0])
     classes = np.tile(tile, (reps, reps))[:size, :size]

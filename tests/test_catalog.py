@@ -11,7 +11,9 @@ from geoseg.scenes import open_scene
 
 def test_built_catalog_has_relative_hrefs_that_resolve_to_the_scenes(sample_data, tmp_path):
     scenes = [sample_data / "edge/RGB.byte.tif", sample_data / "labeled/landsat-albers/image.tif"]
-    catalog, skipped = build_catalog([*scenes, sample_data / "edge/no-georeference.tif"], tmp_path / "stac" / "catalog.json")
+    catalog, skipped = build_catalog(
+        [*scenes, sample_data / "edge/no-georeference.tif"], tmp_path / "stac" / "catalog.json"
+    )
     assert len(skipped) == 1 and "no-georeference.tif" in skipped[0]
     item = json.loads((tmp_path / "stac/RGB.byte/RGB.byte.json").read_text())
     assert not item["assets"]["image"]["href"].startswith("/")
@@ -36,7 +38,12 @@ def test_globs_and_duplicate_ids(sample_data, tmp_path):
     found = load_inputs([str(sample_data / "labeled/quebec-aerial-tiles/image_*.tif")])
     assert [s.id for s in found] == ["image_1", "image_2"]
     with pytest.raises(ConfigError, match="two scenes have the id 'image'"):
-        load_inputs([str(sample_data / "labeled/landsat-albers/image.tif"), str(sample_data / "labeled/spacenet-atlanta-pan/image.tif")])
+        load_inputs(
+            [
+                str(sample_data / "labeled/landsat-albers/image.tif"),
+                str(sample_data / "labeled/spacenet-atlanta-pan/image.tif"),
+            ]
+        )
 
 
 def test_bundled_example_catalog_points_at_the_sample_data(sample_data):

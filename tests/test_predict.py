@@ -86,7 +86,9 @@ def test_compiled_model_gives_the_same_mask(sample_data, tmp_path):
     masks = []
     for compile_model in (False, True):
         predictor = Predictor.from_checkpoint(checkpoint, "cpu", batch_size=4, compile_model=compile_model)
-        out = predict_scene(scene.path, predictor, tmp_path / f"mask-{compile_model}.tif", tile_size_px=256, block_size_px=512)
+        out = predict_scene(
+            scene.path, predictor, tmp_path / f"mask-{compile_model}.tif", tile_size_px=256, block_size_px=512
+        )
         with rasterio.open(out) as mask:
             masks.append(mask.read(1))
     assert set(np.unique(masks[0])) == {0, 1}

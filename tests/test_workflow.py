@@ -25,7 +25,10 @@ def test_minimal_workflow_gets_defaults_and_resolves_paths_against_its_folder(tm
     [
         ("inputs: a.tif\nmodel: m\noutput: o\ntileing: {}\n", "tileing"),
         ("inputs: a.tif\nmodel: m\noutput: o\ntiling: {tile_size_px: -5}\n", "tiling.tile_size_px"),
-        ("inputs: a.tif\nmodel: m\noutput: o\noutputs: {vector_formats: [kml]}\n", "outputs.vector_formats.0"),
+        (
+            "inputs: a.tif\nmodel: m\noutput: o\noutputs: {vector_formats: [kml]}\n",
+            "outputs.vector_formats.0",
+        ),
         ("inputs: a.tif\nmodel: m\n", "output"),
         ("inputs: []\nmodel: m\noutput: o\n", "inputs"),
     ],
@@ -45,7 +48,11 @@ def test_not_yaml_and_missing_file_are_clear(tmp_path):
 def test_fingerprint_changes_with_what_changes_outputs(tmp_path):
     (tmp_path / "m").write_bytes(b"x")
     base = load_workflow(write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\n"))
-    other_tiles = load_workflow(write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ntiling: {tile_size_px: 256}\n"))
-    other_cluster = load_workflow(write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ncluster: {n_workers: 4}\n"))
+    other_tiles = load_workflow(
+        write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ntiling: {tile_size_px: 256}\n")
+    )
+    other_cluster = load_workflow(
+        write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ncluster: {n_workers: 4}\n")
+    )
     assert base.fingerprint() != other_tiles.fingerprint()
     assert base.fingerprint() == other_cluster.fingerprint()

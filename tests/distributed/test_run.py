@@ -146,7 +146,17 @@ def dask_cluster(*worker_args: list[str]):
     processes = [subprocess.Popen(scheduler, stderr=subprocess.DEVNULL)]
     try:
         for args in worker_args:
-            worker = [bin_dir / "dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard", *args]
+            worker = [
+                bin_dir / "dask",
+                "worker",
+                address,
+                "--nworkers",
+                "1",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                *args,
+            ]
             processes.append(subprocess.Popen(worker, stderr=subprocess.DEVNULL))
         with Client(address, timeout=60) as client:
             client.wait_for_workers(len(worker_args), timeout=60)
@@ -165,7 +175,9 @@ def test_remote_scheduler_with_two_dask_workers(sample_data, rgb_checkpoint, tmp
     assert statuses(report_of(tmp_path)) == {"image_1": "ok"}
 
 
-def test_cpu_only_workers_never_take_inference_when_a_gpu_worker_exists(sample_data, rgb_checkpoint, tmp_path):
+def test_cpu_only_workers_never_take_inference_when_a_gpu_worker_exists(
+    sample_data, rgb_checkpoint, tmp_path
+):
     """A worker declaring the GPU resource takes every predict task (on CPU here: same code)."""
     from distributed import Client, get_task_stream
 
@@ -173,10 +185,14 @@ def test_cpu_only_workers_never_take_inference_when_a_gpu_worker_exists(sample_d
     from geoseg.workflow import load_workflow
 
     with dask_cluster(["--resources", "GPU=1", "--name", "gpu-worker"], ["--name", "cpu-worker"]) as address:
-        workflow = load_workflow(write_workflow(tmp_path, [sample_data / s for s in GOOD_SCENES], rgb_checkpoint))
+        workflow = load_workflow(
+            write_workflow(tmp_path, [sample_data / s for s in GOOD_SCENES], rgb_checkpoint)
+        )
         with Client(address) as client, get_task_stream(client) as stream:
             report = run_workflow(workflow, scheduler_address=address)
-            names = {address: w["name"] for address, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+            names = {
+                address: w["name"] for address, w in client.scheduler_info(n_workers=-1)["workers"].items()
+            }
     assert report.ok and report.blocks > 3
     predicted_on = {names[t["worker"]] for t in stream.data if "predict" in str(t["key"])}
     assert predicted_on == {"gpu-worker"}

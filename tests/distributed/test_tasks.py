@@ -23,7 +23,11 @@ def job_for(scene_path, model, output, fingerprint):
 
 def test_a_saved_part_is_reused_only_under_the_same_fingerprint(sample_data, rgb_checkpoint, tmp_path):
     scene = open_scene(sample_data / "edge/RGB.byte.tif")
-    block = block_grid(scene.width, scene.height, TilingSpec.for_model(stride_px=8, receptive_radius_px=58, tile_size_px=128, block_size_px=256))[5]
+    block = block_grid(
+        scene.width,
+        scene.height,
+        TilingSpec.for_model(stride_px=8, receptive_radius_px=58, tile_size_px=128, block_size_px=256),
+    )[5]
     same, other = (job_for(scene.path, rgb_checkpoint, tmp_path, f) for f in ("aaaa", "bbbb"))
     fake = np.ones((2, int(block.core.height), int(block.core.width)), dtype=np.uint8)  # "all class 1"
     part = same.parts_dir / f"r{block.index[0]}c{block.index[1]}.npy"
