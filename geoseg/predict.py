@@ -21,7 +21,7 @@ from rasterio.windows import Window
 from geoseg.errors import SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.inference import Predictor
-from geoseg.scenes import Scene, open_scene, read_window
+from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.stitching import NODATA, MaskWriter
 from geoseg.tiling import Block, Tile, TilingSpec, block_grid, read_extent, tiles_in_block
 from geoseg.timing import stage
@@ -160,7 +160,7 @@ def predict_scene(
     valid_pixels = 0
     with (
         bounded_cache(),
-        rasterio.open(scene.path) as dataset,
+        open_pixels(scene.path) as dataset,
         ThreadPoolExecutor(1, thread_name_prefix="geoseg-read") as reader,
         MaskWriter(out, scene, predictor.metadata.classes, with_probability) as writer,
     ):

@@ -20,6 +20,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.transform import from_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import SceneError
@@ -62,9 +63,16 @@ class Scene:
 def scene_id(path: str | os.PathLike[str]) -> str:
     """The id outputs are named after: the file name without its extension."""
     name = Path(str(path)).name
-    for suffix in (".tif", ".tiff", ".TIF", ".TIFF", ".vrt", ".jp2"):
+    for suffix in (".tif", ".tiff", ".TIF", ".TIFF", ".vrt", ".jp2", ".png", ".jpg", ".jpeg"):
         name = name.removesuffix(suffix)
     return name
+
+
+def open_pixels(path: str) -> rasterio.DatasetReader:
+    """Open a raster for reading pixels; a scene placed by ``georeference`` may lack its own."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
 
 
 def open_scene(
@@ -73,20 +81,20 @@ def open_scene(
     bands: Sequence[int] | None = None,
     expected_bands: int | None = None,
     require_valid_pixels: bool = True,
+    georeference: tuple[CRS, tuple[float, float, float, float]] | None = None,
 ) -> Scene:
     """Open ``path`` and check it can be segmented; raise ``SceneError`` naming the problem.
 
     Without ``bands``, all non-alpha bands are read. ``expected_bands`` is the model's band count.
+    ``georeference`` (CRS, bounds) places a file whose position is known from elsewhere (an XYZ
+    tile name: ``geoseg.xyz``); the file's own georeferencing, if any, is then ignored.
     """
     path = str(path)
     if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
         raise SceneError(path, "file not found")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(path)
-        with ds:
-            scene = _describe(ds, path, bands, expected_bands)
+        with open_pixels(path) as ds:
+            scene = _describe(ds, path, bands, expected_bands, georeference)
             _check_readable(ds, scene)
             if require_valid_pixels and not _has_valid_pixels(ds, scene):
                 raise SceneError(path, "every pixel is nodata (nothing to segment)")
@@ -100,13 +108,20 @@ def open_scene(
 
 
 def _describe(
-    ds: rasterio.DatasetReader, path: str, bands: Sequence[int] | None, expected_bands: int | None
+    ds: rasterio.DatasetReader,
+    path: str,
+    bands: Sequence[int] | None,
+    expected_bands: int | None,
+    georeference: tuple[CRS, tuple[float, float, float, float]] | None,
 ) -> Scene:
-    if ds.crs is None:
+    crs, transform = ds.crs, ds.transform
+    if georeference is not None:
+        crs, transform = georeference[0], from_bounds(*georeference[1], ds.width, ds.height)
+    elif ds.crs is None:
         raise SceneError(path, "has no CRS (georeference it first, e.g. gdal_edit.py -a_srs)")
-    if ds.transform == Affine.identity() and not ds.gcps[0]:
+    elif ds.transform == Affine.identity() and not ds.gcps[0]:
         raise SceneError(path, "has no geotransform (pixel coordinates are not georeferenced)")
-    if ds.transform.b != 0 or ds.transform.d != 0:
+    if transform.b != 0 or transform.d != 0:
         raise SceneError(path, "has a rotated geotransform (warp it to a north-up grid first)")
     if bands is None:
         bands = [i for i, ci in zip(ds.indexes, ds.colorinterp, strict=True) if ci != ColorInterp.alpha]
@@ -127,8 +142,8 @@ def _describe(
         id=scene_id(path),
         width=ds.width,
         height=ds.height,
-        crs=ds.crs,
-        transform=ds.transform,
+        crs=crs,
+        transform=transform,
         dtype=dtypes.pop(),
         bands=tuple(bands),
         nodata=ds.nodata,
@@ -180,7 +195,7 @@ def read_window(
     Pass an open ``dataset`` to avoid reopening the file for every window.
     """
     if dataset is None:
-        with rasterio.open(scene.path) as ds:
+        with open_pixels(scene.path) as ds:
             return read_window(scene, window, ds, nodata_fill)
     inside = window.intersection(scene.window) if _overlaps(window, scene.window) else None
     if inside is None:

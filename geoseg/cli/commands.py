@@ -6,6 +6,7 @@ from geoseg.cli import (
     evaluate,  # noqa: F401
     predict,  # noqa: F401
     run,  # noqa: F401
+    tiles,  # noqa: F401
     train,  # noqa: F401
     vectorize,  # noqa: F401
 )

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, LabelError
-from geoseg.scenes import Scene, open_scene, read_window
+from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.training.config import DatasetConfig
 from geoseg.training.labels import (
     LabelSource,
@@ -30,6 +29,7 @@ from geoseg.training.labels import (
     read_vector_labels,
     vector_labels_for,
 )
+from geoseg.xyz import open_xyz_tile
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ def open_datasets(datasets: Sequence[DatasetConfig], classes: list[str]) -> list
         if not paths:
             raise ConfigError(f"no scenes match images {entry.images!r}")
         for path in paths:
-            scene = open_scene(path, bands=entry.bands)
+            opener = open_xyz_tile if entry.georeference == "xyz" else open_scene
+            scene = opener(path, bands=entry.bands)
             if entry.masks is not None:
                 mask_path = entry.masks.format(stem=scene.id, name=Path(path).name)
                 if not Path(mask_path).exists():
@@ -177,7 +178,7 @@ class ChipReader:
         if cached is not None:
             return cached
         item = self.scenes[chip.scene_index]
-        with rasterio.open(item.scene.path) as dataset:
+        with open_pixels(item.scene.path) as dataset:
             pixels, image_valid = read_window(item.scene, chip.window, dataset)
         target, label_valid = item.labels.read(chip.window)
         result = ChipPixels(pixels, target, image_valid & label_valid)

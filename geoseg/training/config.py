@@ -33,6 +33,11 @@ class DatasetConfig(_Frozen):
         None, description="attribute holding the class (name or id); None: every polygon is class 1"
     )
     bands: list[int] | None = Field(None, description="1-based bands to read; None: all non-alpha")
+    georeference: Literal["file", "xyz"] = Field(
+        "file",
+        description="'xyz': place each scene by the web-map tile address in its name "
+        "('…-x-y-z' or 'z/x/y', EPSG:3857), for tiles without georeferencing",
+    )
 
     @model_validator(mode="after")
     def _one_label_source(self) -> DatasetConfig:

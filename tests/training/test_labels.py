@@ -111,3 +111,28 @@ def test_rasterised_osm_polygons_equal_the_datasets_own_masks(sample_data):
         with rasterio.open(ramp / "binarymasks" / f"{chip.stem}.mask.tif") as ds:
             mask = ds.read(1, window=Window(32, 64, 160, 128))
         np.testing.assert_array_equal(ids, mask > 0)
+
+
+def test_web_map_tiles_get_their_labels_from_the_areas_polygons(sample_data):
+    """XYZ tiles (no georeferencing) + one lon/lat label file == the dataset's own tile masks."""
+    from geoseg.training.chips import open_datasets
+    from geoseg.training.config import DatasetConfig
+
+    area = sample_data / "labeled" / "hotosm-ramp" / "tiles" / "4"
+    entry = DatasetConfig(
+        images=str(area / "OAM-177246[45]-96638[01]-21.png"),
+        labels=str(area / "labels.geojson"),
+        georeference="xyz",
+    )
+    scenes = open_datasets([entry], CLASSES)
+    assert len(scenes) == 4 and all(s.scene.crs.to_epsg() == 3857 for s in scenes)
+    buildings = 0
+    for item in scenes:
+        ids, valid = item.labels.read(item.scene.window)
+        fair_mask = sample_data / "labeled" / "hotosm-ramp" / "tile-labels" / "4" / f"{item.scene.id}.tif"
+        with rasterio.open(fair_mask) as mask:  # fAIr's own rasterisation (0/255, EPSG:4326 grid)
+            expected = mask.read(1) > 0
+        assert valid.all()
+        assert np.mean((ids == 1) == expected) > 0.999, item.scene.id
+        buildings += int(expected.sum())
+    assert buildings > 10_000  # the tiles do hold buildings: agreement is not just empty == empty

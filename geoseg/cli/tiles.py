@@ -1,0 +1,39 @@
+"""``geoseg tiles georeference``: web-map tiles (``…-x-y-z.png``) to GeoTIFFs on their footprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geoseg.cli.app import app
+
+tiles_app = typer.Typer(help="XYZ web-map tiles without georeferencing.", no_args_is_help=True)
+app.add_typer(tiles_app, name="tiles")
+
+
+@tiles_app.command("georeference")
+def georeference(
+    folder: Annotated[Path, typer.Argument(help="Folder of tiles named '…-x-y-z' or laid out as z/x/y.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the GeoTIFFs (EPSG:3857).")],
+    pattern: Annotated[str, typer.Option(help="Glob of tile files under FOLDER.")] = "**/*.png",
+) -> None:
+    """Write each tile as a GeoTIFF placed by its tile address; bad tiles are reported, not fatal."""
+    from geoseg.errors import GeosegError
+    from geoseg.xyz import geotiff_name, write_georeferenced_tile
+
+    tiles = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if not tiles:
+        raise typer.BadParameter(f"no files match {pattern!r} under {folder}", param_hint="FOLDER")
+    failed = 0
+    for tile in tiles:
+        try:
+            write_georeferenced_tile(tile, out / geotiff_name(tile))
+        except GeosegError as exc:
+            typer.echo(f"skipped {exc}", err=True)
+            failed += 1
+    skipped = f", {failed} skipped" if failed else ""
+    typer.echo(f"{len(tiles) - failed} GeoTIFFs in {out} (EPSG:3857){skipped}")
+    if failed:
+        raise typer.Exit(1)
