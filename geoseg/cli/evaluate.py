@@ -23,6 +23,9 @@ def evaluate(
     class_field: Annotated[
         str | None, typer.Option("--class-field", help="Attribute with the class.")
     ] = None,
+    xyz: Annotated[
+        bool, typer.Option("--xyz", help="Place scenes by the web-map tile address in their names.")
+    ] = False,
     window: Annotated[int, typer.Option("--window", help="Window side in pixels.")] = 256,
     tolerance: Annotated[int, typer.Option("--tolerance", help="Boundary-F1 tolerance (px).")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -41,7 +44,9 @@ def evaluate(
     here = Path.cwd()
     resolved = {k: None if v is None else str(resolve_path(v, here)) for k, v in paths.items()}
     try:
-        dataset = DatasetConfig.model_validate({**resolved, "class_field": class_field})
+        dataset = DatasetConfig.model_validate(
+            {**resolved, "class_field": class_field, "georeference": "xyz" if xyz else "file"}
+        )
     except ValidationError:
         raise ConfigError("evaluate: give exactly one of --masks or --labels") from None
     metrics, scenes = evaluate_checkpoint(
