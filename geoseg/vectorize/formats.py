@@ -27,6 +27,8 @@ DRIVERS = {
     ".parquet": "GeoParquet",
 }
 SHAPEFILE_NAMES = {"perimeter_m": "perim_m"}
+APPENDABLE = {"GPKG", "ESRI Shapefile"}
+"""Drivers that ``gather_layers`` fills one scene at a time."""
 WGS84 = "EPSG:4326"
 
 
@@ -70,20 +72,38 @@ def read_features(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     return features.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
 
 
-def gather_layers(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> gpd.GeoDataFrame:
+def gather_layers(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> int:
     """Gather per-scene vector files into one run-level layer in EPSG:4326 at ``out``.
 
-    Each feature keeps its ``scene_id`` (the file stem where a file has none).
+    Each feature keeps its ``scene_id`` (the file stem where a file has none). GeoPackage and
+    Shapefile layers are appended one scene at a time, so memory holds one scene's polygons
+    rather than the run's; GeoJSON, FlatGeobuf and GeoParquet are written in one piece. Returns
+    the number of features written.
     """
-    vector_driver(out)
-    frames = []
-    for path in paths:
-        features = read_features(path).to_crs(WGS84)
-        if "scene_id" not in features.columns:
-            features["scene_id"] = Path(path).stem
-        frames.append(features)
-    if not frames:
+    driver = vector_driver(out)
+    paths = list(paths)
+    if not paths:
         raise VectorizeError(out, "no vector files to gather")
-    gathered = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=WGS84)
-    write_features(gathered, out)
-    return gathered
+    scenes = (_in_lonlat_with_scene_id(path) for path in paths)
+    if driver not in APPENDABLE:
+        gathered = gpd.GeoDataFrame(pd.concat(list(scenes), ignore_index=True), crs=WGS84)
+        write_features(gathered, out)
+        return len(gathered)
+    final, count = Path(out), 0
+    with atomic_output(final) as tmp:
+        for index, features in enumerate(scenes):
+            if driver == "ESRI Shapefile":
+                features = features.rename(columns=SHAPEFILE_NAMES)
+            layer = final.stem if driver == "GPKG" else None
+            pyogrio.write_dataframe(
+                features, tmp, driver=driver, layer=layer, append=index > 0, geometry_type="Unknown"
+            )
+            count += len(features)
+    return count
+
+
+def _in_lonlat_with_scene_id(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
+    features = read_features(path).to_crs(WGS84)
+    if "scene_id" not in features.columns:
+        features["scene_id"] = Path(path).stem
+    return features

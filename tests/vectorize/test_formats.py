@@ -91,13 +91,20 @@ def test_an_unknown_extension_is_refused_naming_the_file(features, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_gather_layers_makes_one_lonlat_layer_with_scene_ids(features, tmp_path):
+@pytest.mark.parametrize("fmt", ["gpkg", "shp", "geojson", "fgb", "parquet"])
+def test_gather_layers_makes_one_lonlat_layer_with_scene_ids(features, tmp_path, fmt):
     first = write_features(features, tmp_path / "a.gpkg")
     second = write_features(features.assign(scene_id="other"), tmp_path / "b.parquet")
-    gathered = gather_layers([first, second], tmp_path / "run.gpkg")
-    back = read_features(tmp_path / "run.gpkg")
-    assert back.crs == CRS.from_epsg(4326) and len(back) == len(gathered) == 2 * len(features)
+    empty = write_features(features.iloc[:0], tmp_path / "empty.gpkg")  # a scene without polygons
+    count = gather_layers([first, empty, second], tmp_path / f"run.{fmt}")
+    back = read_features(tmp_path / f"run.{fmt}")
+    assert back.crs == CRS.from_epsg(4326) and len(back) == count == 2 * len(features)
     assert sorted(set(back["scene_id"])) == ["atlanta", "other"]
+    assert back.geometry.is_valid.all()
+    assert back.to_crs(features.crs).area.sum() == pytest.approx(
+        2 * features.area.sum(), rel=1e-3
+    )  # GeoJSON rounds to 1e-7°
+    assert [p.name for p in tmp_path.iterdir() if "geoseg-tmp" in p.name] == []
 
 
 def test_gathering_nothing_is_an_error(tmp_path):
