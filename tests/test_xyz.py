@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
+import shapely
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform_bounds
 from typer.testing import CliRunner
 
 from geoseg.cli import app
 from geoseg.errors import SceneError
-from geoseg.scenes import open_pixels
+from geoseg.scenes import open_pixels, open_scene, read_window
+from geoseg.vectorize import read_features
 from geoseg.xyz import HALF_WORLD_M, XYZTile, open_xyz_tile, tile_address
+from geoseg.xyz_mosaic import write_mosaic_vrt
 
+SHIPPED = Path(__file__).resolve().parents[1] / "geoseg" / "models" / "buildings-unet.safetensors"
 TILE = "OAM-1772464-966380-21"  # a Philippines tile of the HOT/RAMP data (area 4)
 
 
@@ -58,3 +65,78 @@ def test_georeference_command_writes_geotiffs_and_reports_bad_tiles(sample_data,
         assert out.crs.to_epsg() == 3857
         assert out.bounds == pytest.approx(XYZTile(1772464, 966380, 21).bounds, abs=1e-6)
         assert np.array_equal(out.read(), raw.read())
+
+
+BLOCK = [(1772467, 966381), (1772468, 966381), (1772467, 966382), (1772468, 966382)]  # 2×2, zoom 21
+
+
+def _copy_tiles(sample_data, tmp_path, names):
+    folder = tmp_path / "tiles"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        source = sample_data / "labeled" / "hotosm-ramp" / "tiles" / "4" / name
+        (folder / name).write_bytes(source.read_bytes())
+    return folder
+
+
+def test_mosaic_places_every_tile_of_the_zoom_and_marks_missing_ones_nodata(sample_data, tmp_path):
+    names = [f"OAM-{x}-{y}-21.png" for x, y in BLOCK[:3]] + ["OAM-886233-483190-20.png"]  # + their parent
+    folder = _copy_tiles(sample_data, tmp_path, names)
+    mosaic = write_mosaic_vrt(sorted(folder.iterdir()), tmp_path / "mosaic" / "block.vrt")
+    scene = open_scene(mosaic)
+    assert (scene.width, scene.height) == (512, 512) and scene.crs.to_epsg() == 3857
+    assert scene.bands == (1, 2, 3)  # the alpha band marks coverage, it is not read as data
+    west, _, _, north = XYZTile(*BLOCK[0], 21).bounds
+    _, south, east, _ = XYZTile(*BLOCK[3], 21).bounds
+    assert scene.bounds == pytest.approx((west, south, east, north), abs=1e-6)
+    pixels, valid = read_window(scene, scene.window)
+    for name, (x, y) in zip(names, BLOCK[:3], strict=False):
+        with open_pixels(str(folder / name)) as tile:
+            row, col = (y - BLOCK[0][1]) * 256, (x - BLOCK[0][0]) * 256
+            assert np.array_equal(pixels[:, row : row + 256, col : col + 256], tile.read())
+    assert valid[:256].all() and valid[256:, :256].all() and not valid[256:, 256:].any()  # 4th is missing
+
+
+def test_mosaic_refuses_a_tile_of_another_size_naming_it(sample_data, tmp_path):
+    folder = _copy_tiles(sample_data, tmp_path, [f"OAM-{BLOCK[0][0]}-{BLOCK[0][1]}-21.png"])
+    odd = folder / f"OAM-{BLOCK[1][0]}-{BLOCK[1][1]}-21.png"
+    png = {"driver": "PNG", "width": 128, "height": 128, "count": 3, "dtype": "uint8"}
+    with pytest.warns(NotGeoreferencedWarning), rasterio.open(odd, "w", **png) as dst:  # no georeference
+        dst.write(np.zeros((3, 128, 128), dtype=np.uint8))
+    with pytest.raises(SceneError, match=rf"{odd.name}: tile is 128×128 px"):
+        write_mosaic_vrt(sorted(folder.glob("*.png")), tmp_path / "block.vrt")
+    assert not (tmp_path / "block.vrt").exists()
+
+
+def test_buildings_across_tile_borders_are_single_polygons_on_a_mosaic(sample_data, tmp_path):
+    """Per-tile prediction cuts every building at the tile edge; the mosaic is one scene."""
+    folder = _copy_tiles(sample_data, tmp_path, [f"OAM-{x}-{y}-21.png" for x, y in BLOCK])
+    runner = CliRunner()
+    vrt, mask, vectors = tmp_path / "block.vrt", tmp_path / "mask.tif", tmp_path / "block.gpkg"
+    steps = [
+        ["tiles", "mosaic", str(folder), "--out", str(vrt)],
+        [
+            "predict",
+            str(vrt),
+            "--model",
+            str(SHIPPED),
+            "--out",
+            str(mask),
+            "--device",
+            "cpu",
+            "--tile-size",
+            "256",
+        ],
+        ["vectorize", str(mask), "--out", str(vectors)],
+    ]
+    for args in steps:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    polygons = read_features(vectors)
+    west, south, east, north = polygons.total_bounds
+    middle_x, middle_y = XYZTile(*BLOCK[0], 21).bounds[2], XYZTile(*BLOCK[0], 21).bounds[1]
+    borders = shapely.MultiLineString(
+        [[(middle_x, south), (middle_x, north)], [(west, middle_y), (east, middle_y)]]
+    )
+    assert polygons.crs.to_epsg() == 3857
+    assert polygons.intersects(borders).sum() >= 3  # 9 labelled buildings cross these borders

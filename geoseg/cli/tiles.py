@@ -37,3 +37,23 @@ def georeference(
     typer.echo(f"{len(tiles) - failed} GeoTIFFs in {out} (EPSG:3857){skipped}")
     if failed:
         raise typer.Exit(1)
+
+
+@tiles_app.command("mosaic")
+def mosaic(
+    folder: Annotated[Path, typer.Argument(help="Folder of tiles named '…-x-y-z' or laid out as z/x/y.")],
+    out: Annotated[Path, typer.Option("--out", help="VRT to write (references the tiles in place).")],
+    zoom: Annotated[int | None, typer.Option(help="Zoom to mosaic (default: the highest present).")] = None,
+    pattern: Annotated[str, typer.Option(help="Glob of tile files under FOLDER.")] = "**/*.png",
+) -> None:
+    """Write one seamless scene (a VRT) from the tiles of one zoom, for predict/run across tile borders."""
+    from geoseg.scenes import open_scene
+    from geoseg.xyz_mosaic import write_mosaic_vrt
+
+    tiles = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if not tiles:
+        raise typer.BadParameter(f"no files match {pattern!r} under {folder}", param_hint="FOLDER")
+    scene = open_scene(write_mosaic_vrt(tiles, out, zoom))
+    typer.echo(
+        f"{out}: {scene.width}×{scene.height} px, EPSG:3857, {scene.area_m2 / 1e6:.3f} km² bounding box"
+    )
