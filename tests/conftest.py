@@ -10,6 +10,7 @@ import pytest
 from geoseg.sampledata import sample_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = REPO / "geoseg" / "models" / "buildings-unet.safetensors"
 
 
 def sample_data_root() -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rasterio
@@ -18,8 +16,8 @@ from geoseg.scenes import open_pixels, open_scene, read_window
 from geoseg.vectorize import read_features
 from geoseg.xyz import HALF_WORLD_M, XYZTile, open_xyz_tile, tile_address
 from geoseg.xyz_mosaic import write_mosaic_vrt
+from tests.conftest import SHIPPED_MODEL
 
-SHIPPED = Path(__file__).resolve().parents[1] / "geoseg" / "models" / "buildings-unet.safetensors"
 TILE = "OAM-1772464-966380-21"  # a Philippines tile of the HOT/RAMP data (area 4)
 
 
@@ -119,7 +117,7 @@ def test_buildings_across_tile_borders_are_single_polygons_on_a_mosaic(sample_da
             "predict",
             str(vrt),
             "--model",
-            str(SHIPPED),
+            str(SHIPPED_MODEL),
             "--out",
             str(mask),
             "--device",

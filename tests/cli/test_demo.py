@@ -7,10 +7,8 @@ import sys
 import pytest
 import rasterio
 
-from geoseg.demo import REPO
 from geoseg.vectorize import read_features
-
-SHIPPED_MODEL = REPO / "geoseg" / "models" / "buildings-unet.safetensors"
+from tests.conftest import SHIPPED_MODEL
 
 
 def run_demo(cwd, *extra):

@@ -23,11 +23,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import SHIPPED_MODEL
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 DOCKERFILES = [DOCKER / "Dockerfile.worker", DOCKER / "Dockerfile.cpu"]
-MODEL = REPO / "geoseg" / "models" / "buildings-unet.safetensors"
 BIN = Path(sys.executable).parent
 
 
@@ -214,8 +215,6 @@ def write_scene(path: Path) -> None:
 
 @pytest.mark.slow
 def test_compose_commands_run_a_workflow_on_a_local_cluster(tmp_path, processes):
-    if not MODEL.exists():
-        pytest.skip(f"model checkpoint {MODEL.relative_to(REPO)} does not exist yet")
     geoseg = tool("geoseg")
     if geoseg is None or subprocess.run([geoseg, "run", "--help"], capture_output=True).returncode:
         pytest.skip("`geoseg run` is not available in this environment yet")
@@ -245,7 +244,9 @@ def test_compose_commands_run_a_workflow_on_a_local_cluster(tmp_path, processes)
     write_scene(scene)
     output = tmp_path / "out"
     workflow = tmp_path / "workflow.yaml"
-    workflow.write_text(yaml.safe_dump({"inputs": [str(scene)], "model": str(MODEL), "output": str(output)}))
+    workflow.write_text(
+        yaml.safe_dump({"inputs": [str(scene)], "model": str(SHIPPED_MODEL), "output": str(output)})
+    )
     job = localise(runner, port, dashboard)
     job[job.index("run") + 1] = str(workflow)
     result = subprocess.run(job, capture_output=True, text=True, cwd=tmp_path, timeout=240)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from geoseg.model.checkpoint import read_metadata
 from geoseg.training.config import DatasetConfig
 from geoseg.training.evaluate import evaluate_checkpoint
-
-SHIPPED = Path(__file__).resolve().parents[2] / "geoseg" / "models" / "buildings-unet.safetensors"
+from tests.conftest import SHIPPED_MODEL
 
 
 def test_shipped_model_is_small_and_describes_itself():
-    assert SHIPPED.stat().st_size < 5 * 2**20
-    metadata = read_metadata(SHIPPED)
+    assert SHIPPED_MODEL.stat().st_size < 5 * 2**20
+    metadata = read_metadata(SHIPPED_MODEL)
     assert metadata.classes == ["background", "building"]
     assert metadata.architecture.base_width == 16 and metadata.architecture.depth == 3
     assert metadata.provenance["counts"]["train_scenes"] == 118
@@ -30,6 +27,6 @@ def test_shipped_model_beats_calling_everything_a_building(sample_data):
             "masks": str(ramp / "val-binarymasks" / "{stem}.mask.tif"),
         }
     )
-    metrics, scenes = evaluate_checkpoint(SHIPPED, [val], device="cpu")
+    metrics, scenes = evaluate_checkpoint(SHIPPED_MODEL, [val], device="cpu")
     assert scenes >= 2
     assert metrics.iou > 0.6 and metrics.precision > 0.7
