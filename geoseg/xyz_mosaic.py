@@ -25,46 +25,57 @@ _GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32":
 
 def write_mosaic_vrt(
     tiles: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], zoom: int | None = None
-) -> Path:
+) -> tuple[Path, list[str]]:
     """Write a VRT mosaic of ``tiles`` at ``zoom`` (default: the highest zoom among them).
 
-    Tiles of other zooms are left out; all tiles of the zoom must have the same size, bands and
-    dtype. Raises ``SceneError`` naming a tile that does not fit.
+    Tiles of other zooms are left out. A tile that cannot be used (no tile address, unreadable,
+    or not the size, bands and dtype of the others) is skipped: its place in the mosaic is
+    nodata, and the reason (one line naming the tile) is returned with the VRT's path.
     """
-    addressed = [(Path(t), tile_address(t)) for t in tiles]
-    if not addressed:
-        raise SceneError(str(out), "no tiles to mosaic")
-    zoom = max(a.z for _, a in addressed) if zoom is None else zoom
-    chosen = [(path, address) for path, address in addressed if address.z == zoom]
-    if not chosen:
-        raise SceneError(str(out), f"no tiles at zoom {zoom}")
-    first = open_xyz_tile(chosen[0][0], require_valid_pixels=False)
-    scenes = [(_same_layout(open_xyz_tile(p, require_valid_pixels=False), first), a) for p, a in chosen]
+    skipped: list[str] = []
+    addressed: list[tuple[Path, XYZTile]] = []
+    for tile in map(Path, tiles):
+        try:
+            addressed.append((tile, tile_address(tile)))
+        except SceneError as exc:
+            skipped.append(str(exc))
+    zoom = max((a.z for _, a in addressed), default=0) if zoom is None else zoom
+    scenes: list[tuple[Scene, XYZTile]] = []
+    for path, address in addressed:
+        if address.z != zoom:
+            continue
+        try:
+            scene = open_xyz_tile(path, require_valid_pixels=False)
+            _check_layout(scene, scenes[0][0] if scenes else None)
+            scenes.append((scene, address))
+        except SceneError as exc:
+            skipped.append(str(exc))
+    if not scenes:
+        raise SceneError(str(out), f"no usable tiles at zoom {zoom} ({len(skipped)} skipped)")
     final = Path(out)
     with atomic_output(final) as tmp:
-        ET.ElementTree(_vrt(scenes, first, final.parent.resolve())).write(tmp, encoding="unicode")
-    return final
+        ET.ElementTree(_vrt(scenes, final.parent.resolve())).write(tmp, encoding="unicode")
+    return final, skipped
 
 
-def _same_layout(scene: Scene, first: Scene) -> Scene:
-    if (scene.width, scene.height, scene.bands, scene.dtype) != (
-        first.width,
-        first.height,
-        first.bands,
-        first.dtype,
-    ):
+def _check_layout(scene: Scene, first: Scene | None) -> None:
+    """Raise ``SceneError`` unless ``scene`` can sit in a mosaic whose first tile is ``first``."""
+    if scene.dtype not in _GDAL_TYPES:
+        raise SceneError(scene.path, f"dtype {scene.dtype} cannot be mosaicked (use {sorted(_GDAL_TYPES)})")
+    if first is None:
+        return
+    layout, expected = ((s.width, s.height, s.bands, s.dtype) for s in (scene, first))
+    if layout != expected:
         raise SceneError(
             scene.path,
             f"tile is {scene.width}×{scene.height} px, bands {list(scene.bands)}, {scene.dtype}; "
             f"the mosaic's first tile is {first.width}×{first.height}, {list(first.bands)}, {first.dtype}",
         )
-    if scene.dtype not in _GDAL_TYPES:
-        raise SceneError(scene.path, f"dtype {scene.dtype} cannot be mosaicked (use {sorted(_GDAL_TYPES)})")
-    return scene
 
 
-def _vrt(scenes: list[tuple[Scene, XYZTile]], first: Scene, folder: Path) -> ET.Element:
+def _vrt(scenes: list[tuple[Scene, XYZTile]], folder: Path) -> ET.Element:
     """The VRT document: one band per tile band plus an alpha band marking where tiles are."""
+    first = scenes[0][0]
     min_x = min(a.x for _, a in scenes)
     min_y = min(a.y for _, a in scenes)
     cols = max(a.x for _, a in scenes) - min_x + 1

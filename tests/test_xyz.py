@@ -80,7 +80,8 @@ def _copy_tiles(sample_data, tmp_path, names):
 def test_mosaic_places_every_tile_of_the_zoom_and_marks_missing_ones_nodata(sample_data, tmp_path):
     names = [f"OAM-{x}-{y}-21.png" for x, y in BLOCK[:3]] + ["OAM-886233-483190-20.png"]  # + their parent
     folder = _copy_tiles(sample_data, tmp_path, names)
-    mosaic = write_mosaic_vrt(sorted(folder.iterdir()), tmp_path / "mosaic" / "block.vrt")
+    mosaic, skipped = write_mosaic_vrt(sorted(folder.iterdir()), tmp_path / "mosaic" / "block.vrt")
+    assert skipped == []
     scene = open_scene(mosaic)
     assert (scene.width, scene.height) == (512, 512) and scene.crs.to_epsg() == 3857
     assert scene.bands == (1, 2, 3)  # the alpha band marks coverage, it is not read as data
@@ -95,15 +96,23 @@ def test_mosaic_places_every_tile_of_the_zoom_and_marks_missing_ones_nodata(samp
     assert valid[:256].all() and valid[256:, :256].all() and not valid[256:, 256:].any()  # 4th is missing
 
 
-def test_mosaic_refuses_a_tile_of_another_size_naming_it(sample_data, tmp_path):
-    folder = _copy_tiles(sample_data, tmp_path, [f"OAM-{BLOCK[0][0]}-{BLOCK[0][1]}-21.png"])
+def test_mosaic_skips_unusable_tiles_naming_each_and_keeps_the_rest(sample_data, tmp_path):
+    good = f"OAM-{BLOCK[0][0]}-{BLOCK[0][1]}-21.png"
+    folder = _copy_tiles(sample_data, tmp_path, [good])
     odd = folder / f"OAM-{BLOCK[1][0]}-{BLOCK[1][1]}-21.png"
     png = {"driver": "PNG", "width": 128, "height": 128, "count": 3, "dtype": "uint8"}
     with pytest.warns(NotGeoreferencedWarning), rasterio.open(odd, "w", **png) as dst:  # no georeference
         dst.write(np.zeros((3, 128, 128), dtype=np.uint8))
-    with pytest.raises(SceneError, match=rf"{odd.name}: tile is 128×128 px"):
-        write_mosaic_vrt(sorted(folder.glob("*.png")), tmp_path / "block.vrt")
-    assert not (tmp_path / "block.vrt").exists()
+    truncated = folder / f"OAM-{BLOCK[2][0]}-{BLOCK[2][1]}-21.png"
+    truncated.write_bytes((folder / good).read_bytes()[:3000])
+    vrt = tmp_path / "block.vrt"
+    result = CliRunner().invoke(app, ["tiles", "mosaic", str(folder), "--out", str(vrt)])
+    assert result.exit_code == 1
+    assert f"skipped {odd}: tile is 128×128 px" in result.output
+    assert f"skipped {truncated}:" in result.output
+    assert "256×256 px" in result.output  # the mosaic is the usable tile alone
+    scene = open_scene(vrt)
+    assert scene.bounds == pytest.approx(XYZTile(*BLOCK[0], 21).bounds, abs=1e-6)
 
 
 def test_buildings_across_tile_borders_are_single_polygons_on_a_mosaic(sample_data, tmp_path):

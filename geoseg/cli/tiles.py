@@ -46,14 +46,21 @@ def mosaic(
     zoom: Annotated[int | None, typer.Option(help="Zoom to mosaic (default: the highest present).")] = None,
     pattern: Annotated[str, typer.Option(help="Glob of tile files under FOLDER.")] = "**/*.png",
 ) -> None:
-    """Write one seamless scene (a VRT) from the tiles of one zoom, for predict/run across tile borders."""
+    """Write one seamless scene (a VRT) from the tiles of one zoom, for predict/run across tile borders.
+
+    Unusable tiles are reported and left out (nodata in the mosaic); the exit code is then 1.
+    """
     from geoseg.scenes import open_scene
     from geoseg.xyz_mosaic import write_mosaic_vrt
 
     tiles = sorted(p for p in folder.glob(pattern) if p.is_file())
     if not tiles:
         raise typer.BadParameter(f"no files match {pattern!r} under {folder}", param_hint="FOLDER")
-    scene = open_scene(write_mosaic_vrt(tiles, out, zoom))
-    typer.echo(
-        f"{out}: {scene.width}×{scene.height} px, EPSG:3857, {scene.area_m2 / 1e6:.3f} km² bounding box"
-    )
+    vrt, skipped = write_mosaic_vrt(tiles, out, zoom)
+    for reason in skipped:
+        typer.echo(f"skipped {reason}", err=True)
+    scene = open_scene(vrt)
+    km2 = scene.area_m2 / 1e6
+    typer.echo(f"{out}: {scene.width}×{scene.height} px, EPSG:3857, {km2:.3g} km² bounding box")
+    if skipped:
+        raise typer.Exit(1)
