@@ -88,16 +88,15 @@ def _vrt(scenes: list[tuple[Scene, XYZTile]], folder: Path) -> ET.Element:
     ET.SubElement(root, "GeoTransform").text = ", ".join(
         repr(v) for v in (left, x_res, 0.0, top, 0.0, -y_res)
     )
+    placed = [(scene, (a.x - min_x) * size[0], (a.y - min_y) * size[1]) for scene, a in scenes]
     interps = _color_interpretations(len(first.bands))
     for out_band, (src_band, interp) in enumerate(zip(first.bands, interps, strict=True), start=1):
         band = _band(root, out_band, _GDAL_TYPES[first.dtype], interp)
-        for scene, address in scenes:
-            source = _source(band, "SimpleSource", scene, src_band, folder)
-            _rects(source, size, (address.x - min_x) * size[0], (address.y - min_y) * size[1])
+        for scene, col, row in placed:
+            _source(band, "SimpleSource", scene, src_band, folder, col, row)
     alpha = _band(root, len(first.bands) + 1, _GDAL_TYPES[first.dtype], "Alpha")
-    for scene, address in scenes:  # 255 wherever a tile exists: band 1 scaled by 0, offset 255
-        source = _source(alpha, "ComplexSource", scene, first.bands[0], folder)
-        _rects(source, size, (address.x - min_x) * size[0], (address.y - min_y) * size[1])
+    for scene, col, row in placed:  # 255 wherever a tile exists: band 1 scaled by 0, offset 255
+        source = _source(alpha, "ComplexSource", scene, first.bands[0], folder, col, row)
         ET.SubElement(source, "ScaleOffset").text = "255"
         ET.SubElement(source, "ScaleRatio").text = "0"
     return root
@@ -115,15 +114,15 @@ def _band(root: ET.Element, index: int, data_type: str, interp: str) -> ET.Eleme
     return band
 
 
-def _source(band: ET.Element, kind: str, scene: Scene, src_band: int, folder: Path) -> ET.Element:
+def _source(
+    band: ET.Element, kind: str, scene: Scene, src_band: int, folder: Path, col: int, row: int
+) -> ET.Element:
+    """A source copying band ``src_band`` of the tile ``scene`` whole to (``col``, ``row``)."""
     source = ET.SubElement(band, kind)
     name = ET.SubElement(source, "SourceFilename", relativeToVRT="1")
     name.text = os.path.relpath(Path(scene.path).resolve(), folder)
     ET.SubElement(source, "SourceBand").text = str(src_band)
-    return source
-
-
-def _rects(source: ET.Element, size: tuple[int, int], col: int, row: int) -> None:
-    width, height = (str(v) for v in size)
+    width, height = str(scene.width), str(scene.height)
     ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=width, ySize=height)
     ET.SubElement(source, "DstRect", xOff=str(col), yOff=str(row), xSize=width, ySize=height)
+    return source

@@ -23,9 +23,7 @@ def georeference(
     from geoseg.errors import GeosegError
     from geoseg.xyz import geotiff_name, write_georeferenced_tile
 
-    tiles = sorted(p for p in folder.glob(pattern) if p.is_file())
-    if not tiles:
-        raise typer.BadParameter(f"no files match {pattern!r} under {folder}", param_hint="FOLDER")
+    tiles = _tile_files(folder, pattern)
     failed = 0
     for tile in tiles:
         try:
@@ -53,9 +51,7 @@ def mosaic(
     from geoseg.scenes import open_scene
     from geoseg.xyz_mosaic import write_mosaic_vrt
 
-    tiles = sorted(p for p in folder.glob(pattern) if p.is_file())
-    if not tiles:
-        raise typer.BadParameter(f"no files match {pattern!r} under {folder}", param_hint="FOLDER")
+    tiles = _tile_files(folder, pattern)
     vrt, skipped = write_mosaic_vrt(tiles, out, zoom)
     for reason in skipped:
         typer.echo(f"skipped {reason}", err=True)
@@ -64,3 +60,11 @@ def mosaic(
     typer.echo(f"{out}: {scene.width}×{scene.height} px, EPSG:3857, {km2:.3g} km² bounding box")
     if skipped:
         raise typer.Exit(1)
+
+
+def _tile_files(folder: Path, pattern: str) -> list[Path]:
+    """The files under ``folder`` matching ``pattern``, sorted; a usage error when there are none."""
+    tiles = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if not tiles:
+        raise typer.BadParameter(f"no files match {pattern!r} under {folder}", param_hint="FOLDER")
+    return tiles

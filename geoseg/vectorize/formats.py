@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -54,11 +55,17 @@ def write_features(features: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> 
             pyogrio.write_dataframe(
                 lonlat, tmp, driver=driver, layer=final.stem, layer_options={"RFC7946": "YES"}
             )
-        elif driver == "ESRI Shapefile":
-            pyogrio.write_dataframe(features.rename(columns=SHAPEFILE_NAMES), tmp, driver=driver)
         else:
-            pyogrio.write_dataframe(features, tmp, driver=driver, layer=final.stem)
+            _write_ogr(features, tmp, driver, final.stem)
     return final
+
+
+def _write_ogr(features: gpd.GeoDataFrame, tmp: Path, driver: str, layer: str, **options: Any) -> None:
+    """Write (or with ``append=True`` add) features with pyogrio; Shapefiles get short names."""
+    if driver == "ESRI Shapefile":
+        pyogrio.write_dataframe(features.rename(columns=SHAPEFILE_NAMES), tmp, driver=driver, **options)
+    else:
+        pyogrio.write_dataframe(features, tmp, driver=driver, layer=layer, **options)
 
 
 def read_features(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
@@ -92,12 +99,7 @@ def gather_layers(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLik
     final, count = Path(out), 0
     with atomic_output(final) as tmp:
         for index, features in enumerate(scenes):
-            if driver == "ESRI Shapefile":
-                features = features.rename(columns=SHAPEFILE_NAMES)
-            layer = final.stem if driver == "GPKG" else None
-            pyogrio.write_dataframe(
-                features, tmp, driver=driver, layer=layer, append=index > 0, geometry_type="Unknown"
-            )
+            _write_ogr(features, tmp, driver, final.stem, append=index > 0, geometry_type="Unknown")
             count += len(features)
     return count
 
