@@ -8,15 +8,16 @@ from the checkpoint metadata, batching, device placement, mixed precision on GPU
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from geoseg.errors import GeosegError
+from geoseg.errors import ConfigError, GeosegError
 from geoseg.model.checkpoint import ModelMetadata, load_generator
-from geoseg.model.unet import class_probabilities
+from geoseg.model.unet import most_likely_class
 from geoseg.timing import stage
 
 PROBABILITY_SCALE = 100
@@ -29,13 +30,21 @@ class Segmenter(Protocol):
     def __call__(self, image: torch.Tensor) -> torch.Tensor: ...
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU."""
+    """``auto`` picks CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as given."""
+    if not _DEVICE.fullmatch(device):
+        raise ConfigError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GeosegError(f"device {device!r} requested but CUDA is not available")
-    return torch.device(device)
+    target = torch.device(device)
+    if target.index is not None and target.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA devices visible")
+    return target
 
 
 @dataclass
@@ -48,6 +57,8 @@ class Predictor:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         norm = self.metadata.normalization
         self._mean = torch.tensor(norm.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(norm.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -99,6 +110,6 @@ class Predictor:
         with stage("forward"):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
                 logits = self.model(image)
-            best, ids = class_probabilities(logits.float()).max(dim=1)
+            best, ids = most_likely_class(logits.float())
             percent = torch.round(best * PROBABILITY_SCALE).to(torch.uint8)
             return ids.to(torch.uint8).cpu().numpy(), percent.cpu().numpy()

@@ -1,15 +1,22 @@
 """The U-Net segmentation generator (Ronneberger et al. 2015; the generator of pix2pix).
 
-Convolutions are 3×3 with zero padding, down-sampling is 2×2 max-pooling and up-sampling a
-2×2 transposed convolution, so a pixel's output depends only on input pixels within
-``receptive_radius_px``; and a tile whose origin is a multiple of ``total_stride`` sees the same
-pooling grid as the whole image. Those two numbers are what makes tiled inference seam-free.
+Convolutions are 3×3 with zero padding, down-sampling is 2×2 max-pooling and up-sampling
+either a 2×2 stride-2 transposed convolution (``"transpose"``, the original) or bilinear ×2
+interpolation followed by a 3×3 convolution (``"bilinear"``: every output pixel is made the
+same way, so no 2-pixel checkerboard; Odena et al. 2016). Either way a pixel's output depends
+only on input pixels within ``receptive_radius_px``, and a tile whose origin is a multiple of
+``total_stride`` sees the same pooling grid as the whole image. Those two numbers are what makes
+tiled inference seam-free.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
+
+Upsampling = Literal["transpose", "bilinear"]
 
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -23,6 +30,15 @@ def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def _upsampler(in_channels: int, out_channels: int, upsample: Upsampling) -> nn.Module:
+    if upsample == "bilinear":
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        )
+    return nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+
+
 class UNetGenerator(nn.Module):
     """U-Net mapping an image (N, bands, H, W) to class logits (N, K, H, W).
 
@@ -30,7 +46,14 @@ class UNetGenerator(nn.Module):
     H and W must be multiples of ``total_stride``.
     """
 
-    def __init__(self, in_bands: int, num_classes: int, base_width: int = 16, depth: int = 3):
+    def __init__(
+        self,
+        in_bands: int,
+        num_classes: int,
+        base_width: int = 16,
+        depth: int = 3,
+        upsample: Upsampling = "transpose",
+    ):
         super().__init__()
         if num_classes < 2:
             raise ValueError("num_classes counts the background too, so it is at least 2")
@@ -38,6 +61,7 @@ class UNetGenerator(nn.Module):
         self.num_classes = num_classes
         self.depth: int = depth
         self.base_width: int = base_width
+        self.upsample: Upsampling = upsample
         widths = [base_width * 2**level for level in range(depth + 1)]
         self.encoders = nn.ModuleList(
             _double_conv(in_bands if level == 0 else widths[level - 1], widths[level])
@@ -46,8 +70,7 @@ class UNetGenerator(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = _double_conv(widths[depth - 1], widths[depth])
         self.upsamplers = nn.ModuleList(
-            nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2)
-            for level in reversed(range(depth))
+            _upsampler(widths[level + 1], widths[level], upsample) for level in reversed(range(depth))
         )
         self.decoders = nn.ModuleList(
             _double_conv(2 * widths[level], widths[level]) for level in reversed(range(depth))
@@ -62,7 +85,7 @@ class UNetGenerator(nn.Module):
     @property
     def receptive_radius_px(self) -> int:
         """Upper bound on how far (in input pixels) an output pixel can see."""
-        return receptive_radius_px(int(self.depth))
+        return receptive_radius_px(int(self.depth), self.upsample)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits for a normalised image batch."""
@@ -84,18 +107,19 @@ def logit_channels(num_classes: int) -> int:
     return 1 if num_classes == 2 else num_classes
 
 
-def receptive_radius_px(depth: int) -> int:
+def receptive_radius_px(depth: int, upsample: Upsampling = "transpose") -> int:
     """Receptive radius of a depth-``depth`` U-Net, counted layer by layer.
 
     At a level where one feature pixel spans ``j`` input pixels, a 3×3 conv adds ``j``, a 2×2
-    pool or transposed conv at most ``j`` (one-sided). Encoder: 2 convs + pool per level;
-    bottleneck: 2 convs; decoder: transposed conv + 2 convs per level.
+    pool or transposed conv at most ``j`` (one-sided), a bilinear ×2 up-sampling at most ``2j``
+    (one coarse pixel: it blends the two nearest) and its 3×3 conv ``j``. Encoder: 2 convs +
+    pool per level; bottleneck: 2 convs; decoder: up-sampling + 2 convs per level.
     """
     radius = 0
     for level in range(depth):
         jump = 1 << level
         radius += 2 * jump + jump  # encoder convs, pool
-        radius += jump + 2 * jump  # transposed conv, decoder convs
+        radius += (3 * jump if upsample == "bilinear" else jump) + 2 * jump  # up-sampling, decoder convs
     return radius + 2 * (1 << depth)  # bottleneck
 
 
@@ -105,3 +129,18 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
         foreground = torch.sigmoid(logits)
         return torch.cat([1 - foreground, foreground], dim=1)
     return torch.softmax(logits, dim=1)
+
+
+def most_likely_class(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probability (N, H, W) and id (N, H, W) of each pixel's most likely class.
+
+    Equal to ``class_probabilities(logits).max(dim=1)``, ties going to the lower id; for a
+    binary model without building the (N, 2, H, W) probabilities.
+    """
+    if logits.shape[1] != 1:
+        best, ids = class_probabilities(logits).max(dim=1)
+        return best, ids
+    foreground = torch.sigmoid(logits[:, 0])
+    background = 1 - foreground
+    is_foreground = foreground > background
+    return torch.where(is_foreground, foreground, background), is_foreground.to(torch.int64)

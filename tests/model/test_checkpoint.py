@@ -1,14 +1,23 @@
-"""Checkpoints: a round trip gives identical outputs; pickles are refused, never loaded."""
+"""Checkpoints: a round trip gives identical outputs; pickles and hostile files are refused, never loaded.
+
+Every refusal is one line that names the file and the field or tensor at fault.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from geoseg.errors import CheckpointError
 from geoseg.model.checkpoint import ModelMetadata, load_generator, read_metadata, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
 from geoseg.model.unet import UNetGenerator
+from tests.conftest import SHIPPED_MODEL
 
 
 def _trained_looking_generator():
@@ -57,7 +66,7 @@ def test_weights_that_do_not_match_the_metadata_are_refused(tmp_path):
     model = _trained_looking_generator()
     other = UNetGenerator(3, 2, base_width=4, depth=2)
     path = save_checkpoint(tmp_path / "m.safetensors", other, _metadata(model))
-    with pytest.raises(CheckpointError, match="do not match"):
+    with pytest.raises(CheckpointError, match=r"'encoders\.0\.0\.weight': shape \[4, 3, 3, 3\]"):
         load_generator(path)
 
 
@@ -94,3 +103,219 @@ def test_file_that_is_not_safetensors_is_refused(tmp_path):
     path.write_text("these are not weights")
     with pytest.raises(CheckpointError, match="not a safetensors checkpoint"):
         load_generator(path)
+
+
+# Hostile checkpoints: each is refused with one line naming the file and the field.
+
+
+def _linear_tensors(in_bands=3, channels=1):
+    return {"head.weight": torch.ones(channels, in_bands, 1, 1), "head.bias": torch.zeros(channels)}
+
+
+def _linear_metadata(**changes):
+    meta = {
+        "format": "geoseg-checkpoint/1",
+        "architecture": {"name": "linear", "in_bands": 3, "num_classes": 2},
+        "classes": ["background", "water"],
+        "bands": [1, 2, 3],
+        "normalization": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+        "total_stride": 1,
+        "receptive_radius_px": 0,
+    }
+    return {**meta, **changes}
+
+
+def _unet_metadata(**changes):
+    model = UNetGenerator(3, 2, base_width=4, depth=2)
+    return {**json.loads(_metadata(model).model_dump_json()), **changes}
+
+
+def _save(path, tensors, metadata):
+    save_file(tensors, str(path), metadata={"geoseg": json.dumps(metadata)})
+    return path
+
+
+def _raw_file(path, header: bytes, data: bytes = b""):
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+    return path
+
+
+def _norm(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
+    return {"mean": list(mean), "std": list(std)}
+
+
+HOSTILE_METADATA = {
+    "stride-0": (_unet_metadata(total_stride=0), "total_stride"),
+    "stride-1": (_unet_metadata(total_stride=1), "total_stride"),
+    "stride-1e9": (_unet_metadata(total_stride=10**9), "total_stride"),
+    "radius-0": (_unet_metadata(receptive_radius_px=0), "receptive_radius_px"),
+    "radius-1e7": (_unet_metadata(receptive_radius_px=10**7), "receptive_radius_px"),
+    "linear-radius-58": (_linear_metadata(receptive_radius_px=58), "receptive_radius_px"),
+    "base-width-200000": (
+        _unet_metadata(architecture={"in_bands": 3, "num_classes": 2, "base_width": 200_000, "depth": 2}),
+        "architecture.base_width",
+    ),
+    "two-billion-parameters": (
+        _unet_metadata(architecture={"in_bands": 3, "num_classes": 2, "base_width": 128, "depth": 6}),
+        "architecture",
+    ),
+    "depth-7": (
+        _unet_metadata(architecture={"in_bands": 3, "num_classes": 2, "base_width": 4, "depth": 7}),
+        "architecture.depth",
+    ),
+    "unknown-architecture": (
+        _linear_metadata(architecture={"name": "transformer", "in_bands": 3, "num_classes": 2}),
+        "architecture",
+    ),
+    "in-bands-0": (
+        _linear_metadata(architecture={"name": "linear", "in_bands": 0, "num_classes": 2}),
+        "architecture.in_bands",
+    ),
+    "in-bands-65": (
+        _linear_metadata(architecture={"name": "linear", "in_bands": 65, "num_classes": 2}),
+        "architecture.in_bands",
+    ),
+    "one-class": (
+        _linear_metadata(architecture={"name": "linear", "in_bands": 3, "num_classes": 1}, classes=["x"]),
+        "architecture.num_classes",
+    ),
+    "256-classes": (
+        _linear_metadata(architecture={"name": "linear", "in_bands": 3, "num_classes": 256}),
+        "architecture.num_classes",
+    ),
+    "no-classes": (_linear_metadata(classes=[]), "classes"),
+    "three-names-two-classes": (_linear_metadata(classes=["a", "b", "c"]), "classes"),
+    "duplicate-classes": (_linear_metadata(classes=["a", "a"]), "classes"),
+    "empty-class-name": (_linear_metadata(classes=["background", " "]), "classes"),
+    "mean-5-values-3-bands": (_linear_metadata(normalization=_norm(mean=[0.0] * 5)), "normalization"),
+    "std-0": (_linear_metadata(normalization=_norm(std=(1.0, 0.0, 1.0))), "normalization.std.1"),
+    "std-negative": (_linear_metadata(normalization=_norm(std=(1.0, 1.0, -2.0))), "normalization.std.2"),
+    "std-nan": (_linear_metadata(normalization=_norm(std=(float("nan"), 1.0, 1.0))), "normalization.std.0"),
+    "mean-inf": (
+        _linear_metadata(normalization=_norm(mean=(0.0, float("inf"), 0.0))),
+        "normalization.mean.1",
+    ),
+    "bands-2-for-3": (_linear_metadata(bands=[1, 2]), "bands"),
+    "band-0": (_linear_metadata(bands=[0, 1, 2]), "bands.0"),
+    "unknown-format": (_linear_metadata(format="geoseg-checkpoint/9"), "format"),
+    "unknown-field": (_linear_metadata(hyperparameters={}), "hyperparameters"),
+}
+
+
+@pytest.mark.parametrize("metadata,field", HOSTILE_METADATA.values(), ids=HOSTILE_METADATA.keys())
+def test_hostile_metadata_is_refused_naming_the_field(tmp_path, metadata, field):
+    path = _save(tmp_path / "hostile.safetensors", _linear_tensors(), metadata)
+    for read in (read_metadata, load_generator):
+        with pytest.raises(CheckpointError) as caught:
+            read(path)
+        message = str(caught.value)
+        assert len(message.splitlines()) == 1
+        assert message.startswith(f"{path}: ") and f"'{field}'" in message, message
+
+
+HOSTILE_TENSORS = {
+    "int64-weight": (
+        {**_linear_tensors(), "head.weight": torch.ones(1, 3, 1, 1, dtype=torch.int64)},
+        "head.weight",
+    ),
+    "bool-weight": (
+        {**_linear_tensors(), "head.weight": torch.ones(1, 3, 1, 1, dtype=torch.bool)},
+        "head.weight",
+    ),
+    "int-bias": ({**_linear_tensors(), "head.bias": torch.zeros(1, dtype=torch.int32)}, "head.bias"),
+    "wrong-shape": (_linear_tensors(in_bands=4), "head.weight"),
+    "missing": ({"head.weight": torch.ones(1, 3, 1, 1)}, "head.bias"),
+    "unexpected": ({**_linear_tensors(), "backdoor.weight": torch.ones(1)}, "backdoor.weight"),
+    "nan-weight": (
+        {**_linear_tensors(), "head.weight": torch.full((1, 3, 1, 1), float("nan"))},
+        "head.weight",
+    ),
+}
+
+
+@pytest.mark.parametrize("tensors,name", HOSTILE_TENSORS.values(), ids=HOSTILE_TENSORS.keys())
+def test_tensors_that_differ_from_the_architecture_are_refused_naming_the_tensor(tmp_path, tensors, name):
+    path = _save(tmp_path / "hostile.safetensors", tensors, _linear_metadata())
+    with pytest.raises(CheckpointError) as caught:
+        load_generator(path)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{path}: ") and f"'{name}'" in message, message
+
+
+def test_tensor_shapes_are_checked_before_any_weight_is_read(tmp_path):
+    """A header claiming a huge tensor is refused from the header alone (the data is not there)."""
+    header = {
+        "__metadata__": {"geoseg": json.dumps(_linear_metadata())},
+        "head.weight": {"dtype": "F32", "shape": [1, 3, 100_000, 100_000], "data_offsets": [0, 12]},
+        "head.bias": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]},
+    }
+    path = _raw_file(tmp_path / "huge.safetensors", json.dumps(header).encode(), bytes(16))
+    with pytest.raises(CheckpointError, match=r"'head\.weight': shape \[1, 3, 100000, 100000\]"):
+        load_generator(path)
+
+
+HOSTILE_HEADERS = {
+    "metadata-not-a-mapping": (json.dumps({"__metadata__": "oops"}).encode(), "'__metadata__'"),
+    "metadata-value-not-a-string": (
+        json.dumps({"__metadata__": {"geoseg": {"format": "x"}}}).encode(),
+        "'__metadata__'",
+    ),
+    "nested-200000-levels": (b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nested too deeply"),
+    "not-json": (b"{this is not json}", "unreadable header"),
+    "metadata-not-json": (json.dumps({"__metadata__": {"geoseg": "{oops"}}).encode(), "bad metadata"),
+    "no-geoseg-metadata": (json.dumps({"__metadata__": {}}).encode(), "no geoseg metadata"),
+    "deep-training-config": (
+        json.dumps(
+            {"__metadata__": {"geoseg": '{"training": {"a": ' + "[" * 5000 + "]" * 5000 + "}}"}}
+        ).encode(),
+        "bad metadata",
+    ),
+}
+
+
+@pytest.mark.parametrize("header,reason", HOSTILE_HEADERS.values(), ids=HOSTILE_HEADERS.keys())
+def test_hostile_header_is_refused_in_one_line(tmp_path, header, reason):
+    path = _raw_file(tmp_path / "hostile.safetensors", header)
+    with pytest.raises(CheckpointError) as caught:
+        read_metadata(path)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{path}: ") and reason in message, message
+
+
+def test_header_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "big.safetensors"
+    path.write_bytes((20_000_000).to_bytes(8, "little") + b'{"a": 1}')
+    with pytest.raises(CheckpointError, match="over the 16 MB limit"):
+        read_metadata(path)
+
+
+def test_shipped_model_passes_validation():
+    model, metadata = load_generator(SHIPPED_MODEL)
+    assert isinstance(model, UNetGenerator)
+    assert (metadata.total_stride, metadata.receptive_radius_px) == (
+        model.total_stride,
+        model.receptive_radius_px,
+    )
+
+
+@pytest.mark.parametrize(
+    "case,field",
+    [("stride-0", "total_stride"), ("std-0", "normalization.std.1"), ("int64-weight", "head.weight")],
+)
+def test_predict_with_a_hostile_checkpoint_fails_in_one_line(sample_data, tmp_path, case, field):
+    if case in HOSTILE_TENSORS:
+        model = _save(tmp_path / "hostile.safetensors", HOSTILE_TENSORS[case][0], _linear_metadata())
+    else:
+        model = _save(tmp_path / "hostile.safetensors", _linear_tensors(), HOSTILE_METADATA[case][0])
+    out = tmp_path / "out" / "mask.tif"
+    command = [sys.executable, "-m", "geoseg", "predict", str(sample_data / "edge/RGB.byte.tif")]
+    result = subprocess.run(
+        [*command, "--model", str(model), "--out", str(out)], capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(model) in lines[0] and f"'{field}'" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
