@@ -24,6 +24,7 @@ from geoseg.inference import resolve_device  # noqa: E402
 from geoseg.sampledata import sample_data_dir  # noqa: E402
 from geoseg.training.chips import ChipSampler  # noqa: E402
 from geoseg.training.config import parse_config  # noqa: E402
+from geoseg.training.loader import chip_batches  # noqa: E402
 from geoseg.training.trainer import Trainer, prepare_data  # noqa: E402
 
 
@@ -55,8 +56,10 @@ def config_for(args, adversarial_weight):
 def steps_per_second(args, adversarial_weight, data, device):
     config = config_for(args, adversarial_weight)
     trainer = Trainer(config, 3, data.mean, data.std, device)
-    sampler = ChipSampler(data.reader, data.train_chips, np.random.default_rng(0))
-    batches = [sampler.batch(args.batch) for _ in range(args.steps + args.warmup)]
+    sampler = ChipSampler(data.train_chips, np.random.default_rng(0))
+    batches = list(
+        chip_batches(data.reader, sampler.plan(args.batch * (args.steps + args.warmup)), args.batch)
+    )
     for batch in batches[: args.warmup]:
         trainer.train_step(batch)
     if device.type == "cuda":

@@ -27,7 +27,9 @@ def sample_data() -> Path:
     return root
 
 
-def make_checkpoint(path: Path, pixels: np.ndarray, seed: int = 0, depth: int = 3) -> Path:
+def make_checkpoint(
+    path: Path, pixels: np.ndarray, seed: int = 0, depth: int = 3, upsample: str = "transpose"
+) -> Path:
     """An untrained generator whose outputs split ``pixels`` (bands, h, w) into both classes.
 
     Normalisation comes from the pixels; the head's bias is set to the median logit so the
@@ -42,7 +44,7 @@ def make_checkpoint(path: Path, pixels: np.ndarray, seed: int = 0, depth: int = 
 
     torch.manual_seed(seed)
     bands = pixels.shape[0]
-    model = UNetGenerator(bands, 2, base_width=8, depth=depth).eval()
+    model = UNetGenerator(bands, 2, base_width=8, depth=depth, upsample=upsample).eval()
     flat = pixels.reshape(bands, -1).astype(np.float64)
     mean, std = flat.mean(axis=1), flat.std(axis=1) + 1e-6
     crop = pixels[:, :128, :128].astype(np.float32)
@@ -54,3 +56,18 @@ def make_checkpoint(path: Path, pixels: np.ndarray, seed: int = 0, depth: int = 
         model.head.bias -= logits.median()
     meta = ModelMetadata.for_generator(model, classes=["background", "thing"], mean=list(mean), std=list(std))
     return save_checkpoint(path, model, meta)
+
+
+def tiled_and_whole_masks(scene_path: str, predictor, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Class masks of a scene predicted in 128-px tiles with the receptive radius as halo, and whole."""
+    import rasterio
+
+    from geoseg.predict import predict_scene
+
+    radius = predictor.metadata.receptive_radius_px
+    tiled = predict_scene(
+        scene_path, predictor, folder / "tiled.tif", tile_size_px=128, halo_px=radius, block_size_px=256
+    )
+    whole = predict_scene(scene_path, predictor, folder / "whole.tif", tile_size_px=4096)
+    with rasterio.open(tiled) as a, rasterio.open(whole) as b:
+        return a.read(1), b.read(1)

@@ -8,7 +8,7 @@ from geoseg.inference import Predictor
 from geoseg.predict import predict_scene
 from geoseg.scenes import open_scene, read_window
 from geoseg.stitching import CLASSES_TAG, NODATA
-from tests.conftest import make_checkpoint
+from tests.conftest import make_checkpoint, tiled_and_whole_masks
 
 REAL_SCENES = [
     "labeled/spacenet-atlanta-pan/image.tif",  # uint16 panchromatic, UTM
@@ -27,13 +27,7 @@ def scene_and_predictor(request, sample_data, tmp_path):
 
 def test_tiled_mask_equals_whole_image_mask(scene_and_predictor, tmp_path):
     scene, predictor = scene_and_predictor
-    radius = predictor.metadata.receptive_radius_px
-    tiled = predict_scene(
-        scene.path, predictor, tmp_path / "tiled.tif", tile_size_px=128, halo_px=radius, block_size_px=256
-    )
-    whole = predict_scene(scene.path, predictor, tmp_path / "whole.tif", tile_size_px=4096)
-    with rasterio.open(tiled) as a, rasterio.open(whole) as b:
-        tiled_mask, whole_mask = a.read(1), b.read(1)
+    tiled_mask, whole_mask = tiled_and_whole_masks(scene.path, predictor, tmp_path)
     classes = set(np.unique(whole_mask)) - {NODATA}
     assert classes == {0, 1}, "the test model must predict both classes"
     assert (tiled_mask == whole_mask).mean() >= 0.9999

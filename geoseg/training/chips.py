@@ -3,9 +3,9 @@
 A ``LabelledScene`` pairs a scene with its labels. Candidate chips are windows on a regular grid
 (``chip_windows``); ``split_by_scene`` holds out whole scenes and ``split_by_block`` holds out
 spatial blocks whose chips never cross a block edge, so no training pixel is ever in a
-validation chip. ``ChipSampler`` draws batches from a numpy ``Generator`` (the same seed gives
-the same batches), favouring chips with enough foreground, and applies a random dihedral
-transform (flips and 90° rotations) to each chip.
+validation chip. ``ChipSampler`` plans draws from a numpy ``Generator`` (the same seed gives
+the same plan), favouring chips with enough foreground, each with a random dihedral view (flips
+and 90° rotations) that ``augmented`` applies when the chip is read (``geoseg.training.loader``).
 """
 
 from __future__ import annotations
@@ -227,21 +227,25 @@ def normalization_stats(reader: ChipReader, chips: Sequence[Chip]) -> tuple[list
     return [float(m) for m in mean], [float(max(s, 1e-6)) for s in std]
 
 
-@dataclass(frozen=True)
-class Batch:
-    """A batch of raw pixels (N, C, H, W) float32, class ids (N, H, W) and validity (N, H, W)."""
+def augmented(pixels: ChipPixels, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chip's dihedral view ``k``: raw pixels as float32, class ids, validity."""
+    image, target, valid = dihedral(pixels.image, pixels.target, pixels.valid, k=k)
+    return image.astype(np.float32), target, valid
 
-    image: np.ndarray
-    target: np.ndarray
-    valid: np.ndarray
+
+@dataclass(frozen=True)
+class Draw:
+    """One sampled chip and the dihedral view (0..7) to show of it."""
+
+    chip: Chip
+    k: int
 
 
 class ChipSampler:
-    """Draws augmented batches; ``positive_share`` of the chips come from positive chips."""
+    """Plans draws; ``positive_share`` of the chips come from positive chips."""
 
     def __init__(
         self,
-        reader: ChipReader,
         chips: Sequence[Chip],
         rng: np.random.Generator,
         *,
@@ -251,7 +255,6 @@ class ChipSampler:
     ) -> None:
         if not chips:
             raise ConfigError("no training chips (check the images, chip_size_px and split)")
-        self.reader = reader
         self.chips = list(chips)
         self.positive = [c for c in self.chips if c.positive_fraction >= min_positive_fraction]
         self.rng = rng
@@ -263,14 +266,10 @@ class ChipSampler:
         pool = self.positive if self.rng.random() < self.positive_share else self.chips
         return pool[int(self.rng.integers(len(pool)))]
 
-    def batch(self, batch_size: int) -> Batch:
-        """``batch_size`` chips, each with a random dihedral transform when augmenting."""
-        images, targets, valids = [], [], []
-        for _ in range(batch_size):
-            pixels = self.reader.read(self.draw())
-            k = int(self.rng.integers(8)) if self.augment else 0
-            image, target, valid = dihedral(pixels.image, pixels.target, pixels.valid, k=k)
-            images.append(image.astype(np.float32))
-            targets.append(target)
-            valids.append(valid)
-        return Batch(np.stack(images), np.stack(targets), np.stack(valids))
+    def plan(self, n: int) -> list[Draw]:
+        """The next ``n`` draws, each with a random view when augmenting (no pixels are read)."""
+        draws = []
+        for _ in range(n):
+            chip = self.draw()
+            draws.append(Draw(chip, int(self.rng.integers(8)) if self.augment else 0))
+        return draws

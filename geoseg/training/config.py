@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
+from geoseg.model.unet import Upsampling
 
 
 class _Frozen(BaseModel):
@@ -68,7 +69,15 @@ class DataConfig(_Frozen):
     positive_chip_share: float = Field(
         0.75, ge=0, le=1, description="share of sampled chips drawn from positive chips"
     )
-    cache_max_mb: int = Field(1024, ge=0, description="keep read chips in memory up to this size")
+    cache_max_mb: int = Field(
+        1024, ge=0, description="keep read chips in memory up to this size (per loader worker)"
+    )
+    loader_workers: int = Field(
+        0,
+        ge=0,
+        description="DataLoader processes reading and augmenting chips ahead of the step "
+        "(0: the training process); the batches are the same for any number",
+    )
 
 
 class GeneratorConfig(_Frozen):
@@ -76,6 +85,11 @@ class GeneratorConfig(_Frozen):
 
     base_width: int = Field(16, ge=1)
     depth: int = Field(3, ge=1, le=6)
+    upsample: Upsampling = Field(
+        "bilinear",
+        description="'bilinear': ×2 interpolation + 3×3 conv, no checkerboard; "
+        "'transpose': 2×2 stride-2 transposed conv (models before 2026-11)",
+    )
 
 
 class DiscriminatorConfig(_Frozen):

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import geopandas as gpd
 import numpy as np
 import rasterio
+import shapely
 from rasterio.crs import CRS
 from rasterio.features import rasterize
 from rasterio.windows import Window
@@ -108,6 +109,10 @@ def read_vector_labels(
             )
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
     frame = frame[frame.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if frame.empty:
+        raise LabelError(f"{path}: no polygon labels (empty, or only points/lines)")
+    if not np.isfinite(shapely.get_coordinates(frame.geometry.values)).all():
+        raise LabelError(f"{path}: labels have NaN or infinite coordinates")
     ids = _class_ids(frame, path, classes, class_field)
     labels = gpd.GeoDataFrame({"class_id": ids}, geometry=frame.geometry.make_valid().values, crs=frame.crs)
     return VectorLabelFile(path, labels)

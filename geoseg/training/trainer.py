@@ -7,14 +7,16 @@ Every step draws a batch, lets the generator G predict soft masks, then
    after ``warmup_steps``; Hung et al. 2018 found ~0.01 the useful weight).
 
 Real masks shown to D are smoothed and jittered so that D cannot win by spotting hard 0/1
-masks (Luc et al. 2016). The same seed gives the same batches and, on CPU, the same losses;
-a supervised-only run (``adversarial_weight: 0``) with the same seed sees the same batches.
+masks (Luc et al. 2016). Batches are planned up front from the seed and read ahead by
+``DataLoader`` workers (``geoseg.training.loader``): the same seed gives the same batches for
+any number of workers and, on CPU, the same losses; a supervised-only run
+(``adversarial_weight: 0``) with the same seed sees the same batches. On a GPU the steps run in
+mixed precision (autocast + GradScaler) on pinned, asynchronously copied batches.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,11 +30,10 @@ from torch import nn
 import geoseg
 from geoseg.errors import ConfigError
 from geoseg.inference import Predictor, resolve_device
-from geoseg.model.checkpoint import ModelMetadata, save_checkpoint
+from geoseg.model.checkpoint import Domain, ModelMetadata, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
 from geoseg.model.unet import UNetGenerator, logit_channels
 from geoseg.training.chips import (
-    Batch,
     Chip,
     ChipReader,
     ChipSampler,
@@ -44,9 +45,12 @@ from geoseg.training.chips import (
     split_by_scene,
 )
 from geoseg.training.config import TrainConfig
+from geoseg.training.domain import pixel_sample, training_domain
 from geoseg.training.evaluate import evaluate_chips
+from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.losses import GANLoss, SegmentationLoss, mask_channels, real_mask_channels
 from geoseg.training.metrics import SegmentationMetrics
+from geoseg.training.provenance import git_commit, git_dirty, portable_config, portable_path
 
 _NORMALIZATION_CHIPS = 512
 
@@ -62,7 +66,7 @@ class StepLosses:
 
 @dataclass
 class TrainingData:
-    """Opened scenes, the chip reader, training and validation chips, normalisation."""
+    """Opened scenes, the chip reader, training and validation chips, normalisation, domain."""
 
     scenes: list[LabelledScene]
     reader: ChipReader
@@ -70,6 +74,7 @@ class TrainingData:
     val_chips: list[Chip]
     mean: list[float]
     std: list[float]
+    domain: Domain
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,7 +99,7 @@ class TrainResult:
 
 
 def prepare_data(config: TrainConfig) -> TrainingData:
-    """Open the datasets, cut and split chips, count positives, compute normalisation."""
+    """Open the datasets, cut and split chips, count positives, compute normalisation and domain."""
     data = config.data
     seed = config.training.seed
     stride = data.chip_stride_px or max(1, data.chip_size_px // 2)
@@ -129,11 +134,12 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     positives = sum(c.positive_fraction >= data.min_positive_fraction for c in train_chips)
     used = {c.scene_index for c in train_chips}
     val_used = {c.scene_index for c in val_chips}
+    domain = training_domain([scenes[i].scene for i in sorted(used)], pixel_sample(reader, sample), mean, std)
     provenance = {
-        "train_scenes": [scenes[i].scene.path for i in sorted(used)],
-        "train_labels": sorted({scenes[i].label_path for i in used}),
-        "val_scenes": [scenes[i].scene.path for i in sorted(val_used)],
-        "val_labels": sorted({scenes[i].label_path for i in val_used}),
+        "train_scenes": [portable_path(scenes[i].scene.path) for i in sorted(used)],
+        "train_labels": sorted({portable_path(scenes[i].label_path) for i in used}),
+        "val_scenes": [portable_path(scenes[i].scene.path) for i in sorted(val_used)],
+        "val_labels": sorted({portable_path(scenes[i].label_path) for i in val_used}),
         "counts": {
             "train_scenes": len(used),
             "val_scenes": len(val_used),
@@ -145,34 +151,7 @@ def prepare_data(config: TrainConfig) -> TrainingData:
         "git_dirty": git_dirty(),
         "geoseg_version": geoseg.__version__,
     }
-    return TrainingData(scenes, reader, train_chips, val_chips, mean, std, provenance)
-
-
-def git_commit() -> str | None:
-    """The repository's HEAD commit, when geoseg runs from a git checkout."""
-    return _git("rev-parse", "HEAD") or None
-
-
-def git_dirty() -> bool | None:
-    """Whether the package's files differ from the commit (None outside a git checkout)."""
-    status = _git("status", "--porcelain", "--", ".")
-    return None if status is None else bool(status)
-
-
-def _git(*args: str) -> str | None:
-    """Output of a git command run in the package's folder; None when git or the repo is missing."""
-    try:
-        out = subprocess.run(
-            ["git", *args],
-            cwd=Path(__file__).resolve().parents[1],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
+    return TrainingData(scenes, reader, train_chips, val_chips, mean, std, domain, provenance)
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -192,7 +171,11 @@ class Trainer:
         self.num_classes = len(config.data.classes)
         torch.manual_seed(opt.seed)
         self.generator = UNetGenerator(
-            in_bands, self.num_classes, config.generator.base_width, config.generator.depth
+            in_bands,
+            self.num_classes,
+            config.generator.base_width,
+            config.generator.depth,
+            config.generator.upsample,
         ).to(device)
         self.discriminator: NLayerDiscriminator | None = None
         self.opt_d: torch.optim.Optimizer | None = None
@@ -219,10 +202,10 @@ class Trainer:
         self.step = 0
 
     def _tensors(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image = torch.from_numpy(batch.image).to(self.device)
+        image = batch.image.to(self.device, non_blocking=True)
         image = (image - self.mean) / self.std
-        target = torch.from_numpy(batch.target).to(self.device)
-        valid = torch.from_numpy(batch.valid).to(self.device)
+        target = batch.target.to(self.device, non_blocking=True)
+        valid = batch.valid.to(self.device, non_blocking=True)
         return image, target, valid
 
     def _autocast(self) -> torch.autocast:
@@ -321,6 +304,8 @@ def train(
     if opt.num_threads:
         torch.set_num_threads(opt.num_threads)
     target = resolve_device(device)
+    if target.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed chip shapes: pick the fastest kernels once
     started = time.perf_counter()
     data = data or prepare_data(config)
     if not data.val_chips:
@@ -328,17 +313,23 @@ def train(
     in_bands = len(data.scenes[0].scene.bands)
     trainer = Trainer(config, in_bands, data.mean, data.std, target)
     sampler = ChipSampler(
-        data.reader,
         data.train_chips,
         np.random.default_rng(opt.seed),
         min_positive_fraction=config.data.min_positive_fraction,
         positive_share=config.data.positive_chip_share,
     )
+    batches = chip_batches(
+        data.reader,
+        sampler.plan(opt.steps * opt.batch_size),
+        opt.batch_size,
+        workers=config.data.loader_workers,
+        pin_memory=target.type == "cuda",
+    )
     history: list[dict[str, Any]] = []
     window: list[StepLosses] = []
     metrics: SegmentationMetrics | None = None
-    for step in range(1, opt.steps + 1):
-        losses = trainer.train_step(sampler.batch(opt.batch_size))
+    for step, batch in enumerate(batches, start=1):
+        losses = trainer.train_step(batch)
         window.append(losses)
         metrics = None
         if step % opt.eval_every_steps == 0 or step == opt.steps:
@@ -359,7 +350,7 @@ def train(
     assert metrics is not None
     seconds = time.perf_counter() - started
     training = {
-        "config": config.model_dump(mode="json"),
+        "config": portable_config(config),
         "steps": opt.steps,
         "seconds": round(seconds, 1),
         "device": str(target),
@@ -372,6 +363,7 @@ def train(
         metrics={"validation": metrics.as_dict(), "history": history},
         training=training,
         provenance=data.provenance,
+        domain=data.domain,
     )
     path = save_checkpoint(os.fspath(config.out), trainer.generator.cpu(), metadata)
     return TrainResult(path, metrics, history, seconds)

@@ -8,6 +8,7 @@ import pytest
 from geoseg.training.chips import (
     ChipReader,
     ChipSampler,
+    augmented,
     chip_windows,
     dihedral,
     grid_offsets,
@@ -93,14 +94,15 @@ def test_sampler_favours_positive_chips_and_repeats_with_the_seed(sample_data):
     positives = [c for c in chips if c.positive_fraction >= 0.05]
     assert 0 < len(positives) < len(chips)
 
-    def draws(seed):
+    def plan(seed):
         sampler = ChipSampler(
-            reader, chips, np.random.default_rng(seed), min_positive_fraction=0.05, positive_share=1.0
+            chips, np.random.default_rng(seed), min_positive_fraction=0.05, positive_share=1.0
         )
-        return sampler.batch(6)
+        return sampler.plan(6)
 
-    first, again = draws(7), draws(7)
-    np.testing.assert_array_equal(first.image, again.image)
-    np.testing.assert_array_equal(first.target, again.target)
-    assert first.image.shape == (6, 3, 64, 64) and first.image.dtype == np.float32
-    assert all((t.sum() / t.size) >= 0.05 for t in first.target)
+    first = plan(7)
+    assert plan(7) == first and plan(8) != first
+    assert all(draw.chip in positives and 0 <= draw.k < 8 for draw in first)
+    image, target, valid = augmented(reader.read(first[0].chip), first[0].k)
+    assert image.shape == (3, 64, 64) and image.dtype == np.float32
+    assert target.shape == valid.shape == (64, 64) and target.sum() / target.size >= 0.05

@@ -88,6 +88,15 @@ def test_shipped_workflows_are_valid_twins():
     assert adversarial.data == supervised.data
 
 
+def test_gpu_config_trains_on_the_same_places_with_chips_read_by_loader_workers():
+    workflows = Path(__file__).resolve().parents[2] / "workflows"
+    cpu = load_config(workflows / "train-buildings.yaml")
+    gpu = load_config(workflows / "train-buildings-gpu.yaml")
+    assert (gpu.data.train, gpu.data.val) == (cpu.data.train, cpu.data.val)
+    assert cpu.data.loader_workers == 0 and gpu.data.loader_workers > 0
+    assert gpu.training.mixed_precision and gpu.training.batch_size > cpu.training.batch_size
+
+
 def test_chip_sizes_must_fit_the_generator_stride(tmp_path):
     raw = {**MINIMAL, "generator": {"depth": 3}}
     raw["data"] = {**MINIMAL["data"], "chip_size_px": 100}

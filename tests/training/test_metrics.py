@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoseg.training.metrics import MetricAccumulator, boundary
+from geoseg.training.metrics import MetricAccumulator, boundary, grid_phase_shares, grid_phase_spread
 
 
 def _square(offset=0):
@@ -56,3 +56,28 @@ def test_invalid_pixels_do_not_count():
 def test_boundary_is_the_inner_outline():
     outline = boundary(_square().astype(bool))
     assert outline.sum() == 4 * 12 - 4
+
+
+def test_grid_phase_shares_find_a_checkerboard():
+    """Foreground only on even rows and even columns: one phase full, three empty."""
+    foreground = np.zeros((64, 64), dtype=bool)
+    foreground[::2, ::2] = True
+    np.testing.assert_array_equal(grid_phase_shares(foreground), [[1.0, 0.0], [0.0, 0.0]])
+    assert grid_phase_spread(foreground) == 1.0
+
+
+def test_objects_without_a_grid_pattern_have_no_phase_spread():
+    foreground = np.zeros((64, 64), dtype=bool)
+    foreground[10:30, 5:41] = True  # even-sized: as much in every phase
+    foreground[40:60, 40:60] = True
+    assert grid_phase_spread(foreground) == 0.0
+    speckle = np.random.default_rng(0).random((512, 512)) < 0.2
+    assert grid_phase_spread(speckle) < 0.01
+
+
+def test_grid_phase_shares_count_valid_pixels_only():
+    foreground = np.zeros((4, 4), dtype=bool)
+    foreground[0, 0] = foreground[1, 1] = True
+    valid = np.ones((4, 4), dtype=bool)
+    valid[2:, :] = False  # the bottom half is nodata
+    np.testing.assert_array_equal(grid_phase_shares(foreground, valid), [[0.5, 0.0], [0.0, 0.5]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from geoseg.model.checkpoint import read_metadata
 from geoseg.training.config import DatasetConfig
 from geoseg.training.evaluate import evaluate_checkpoint
@@ -22,6 +24,30 @@ def test_shipped_model_is_small_and_describes_itself():
     assert metadata.training["steps"] == metadata.training["config"]["training"]["steps"]
     assert metadata.training["config"]["training"]["adversarial_weight"] > 0
     assert metadata.metrics["validation"]["iou"] > 0.4  # "everything is a building" scores 0.23 there
+
+
+def test_shipped_model_records_its_training_domain_and_portable_provenance():
+    """Zoom 19–21 web-map imagery of Kampala and Zanzibar: 0.074–0.30 m; uint8 RGB."""
+    metadata = read_metadata(SHIPPED_MODEL)
+    domain = metadata.domain
+    assert domain is not None
+    assert domain.gsd_min_m == pytest.approx(0.0742, rel=1e-2)  # zoom 21 at Zanzibar, 6° S
+    assert domain.gsd_max_m == pytest.approx(0.2976, rel=1e-2)  # zoom 19 at Kampala, 0.3° N
+    assert domain.mean == pytest.approx(metadata.normalization.mean, rel=1e-6)
+    assert all(
+        0 <= lo < mean < hi <= 255 for lo, mean, hi in zip(domain.p1, domain.mean, domain.p99, strict=True)
+    )
+    provenance = metadata.provenance
+    paths = [
+        *provenance["train_scenes"],
+        *provenance["train_labels"],
+        *provenance["val_scenes"],
+        *provenance["val_labels"],
+    ]
+    assert len(paths) == 118 + 966 + 281 + 118 + 1 + 29 + 2
+    assert all(p.startswith("$GEOSEG_SAMPLE_DATA/labeled/hotosm-ramp/") for p in paths)
+    datasets = metadata.training["config"]["data"]["train"] + metadata.training["config"]["data"]["val"]
+    assert all(d["images"].startswith("$GEOSEG_SAMPLE_DATA/") for d in datasets)
 
 
 def test_shipped_model_beats_calling_everything_a_building_on_held_out_kampala_chips(sample_data):

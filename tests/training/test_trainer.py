@@ -5,20 +5,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
+from safetensors.torch import load_file
 
 from geoseg.model.checkpoint import load_generator
-from geoseg.training.chips import Batch, ChipSampler
+from geoseg.training.chips import ChipSampler
 from geoseg.training.config import parse_config
+from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.trainer import Trainer, prepare_data, train
 
 
-def _trainer_and_sampler(config):
+def _trainer_and_batches(config, steps=12):
     torch.set_num_threads(1)
     data = prepare_data(config)
     trainer = Trainer(config, 3, data.mean, data.std, torch.device("cpu"))
-    sampler = ChipSampler(data.reader, data.train_chips, np.random.default_rng(config.training.seed))
-    return trainer, sampler
+    sampler = ChipSampler(data.train_chips, np.random.default_rng(config.training.seed))
+    return trainer, iter(chip_batches(data.reader, sampler.plan(4 * steps), 4))
 
 
 def _supervised_loss(trainer, batch):
@@ -29,8 +32,8 @@ def _supervised_loss(trainer, batch):
 
 
 def test_adversarial_steps_keep_losses_finite_and_lower_the_supervised_loss(tiny_config):
-    trainer, sampler = _trainer_and_sampler(tiny_config)
-    batch = sampler.batch(4)
+    trainer, batches = _trainer_and_batches(tiny_config)
+    batch = next(batches)
     before = _supervised_loss(trainer, batch)
     losses = [trainer.train_step(batch) for _ in range(12)]
     after = _supervised_loss(trainer, batch)
@@ -43,16 +46,16 @@ def test_adversarial_steps_keep_losses_finite_and_lower_the_supervised_loss(tiny
 def test_same_seed_gives_the_same_losses_on_cpu(tiny_config):
     runs = []
     for _ in range(2):
-        trainer, sampler = _trainer_and_sampler(tiny_config)
-        runs.append([trainer.train_step(sampler.batch(4)) for _ in range(3)])
+        trainer, batches = _trainer_and_batches(tiny_config, steps=3)
+        runs.append([trainer.train_step(batch) for batch in batches])
     assert runs[0] == runs[1]
 
 
 def test_supervised_twin_matches_the_adversarial_run_during_warm_up(tiny_config_factory, tmp_path):
     def run(weight):
         raw = tiny_config_factory(warmup_steps=3, adversarial_weight=weight)
-        trainer, sampler = _trainer_and_sampler(parse_config(raw, tmp_path))
-        return [trainer.train_step(sampler.batch(4)) for _ in range(4)]
+        trainer, batches = _trainer_and_batches(parse_config(raw, tmp_path), steps=4)
+        return [trainer.train_step(batch) for batch in batches]
 
     adversarial, supervised = run(0.5), run(0.0)
     assert [s.supervised for s in adversarial[:3]] == [s.supervised for s in supervised[:3]]
@@ -76,6 +79,26 @@ def test_train_saves_a_self_describing_checkpoint(tiny_config):
     assert set(metadata.metrics["validation"]) >= {"iou", "f1", "precision", "recall", "boundary_f1"}
 
 
+def test_checkpoint_records_the_training_domain_and_names_data_relative_to_the_data_root(tiny_config):
+    """Training GSD range and raw band statistics (for ``geoseg.applicability``); no machine paths."""
+    result = train(
+        tiny_config.model_copy(update={"training": tiny_config.training.model_copy(update={"steps": 1})}),
+        device="cpu",
+    )
+    _, metadata = load_generator(result.checkpoint)
+    domain = metadata.domain
+    assert domain is not None
+    assert domain.gsd_min_m == pytest.approx(0.0744, rel=1e-2)  # zoom-21 Kampala chips only
+    assert domain.gsd_max_m == pytest.approx(domain.gsd_min_m, rel=1e-3)
+    assert domain.mean == pytest.approx(metadata.normalization.mean, rel=1e-6)
+    assert domain.std == pytest.approx(metadata.normalization.std, rel=1e-6)
+    assert all(0 <= lo < m < hi <= 255 for lo, m, hi in zip(domain.p1, domain.mean, domain.p99, strict=True))
+    paths = [*metadata.provenance["train_scenes"], *metadata.provenance["val_labels"]]
+    assert all(p.startswith("$GEOSEG_SAMPLE_DATA/labeled/hotosm-ramp/") for p in paths)
+    stored = metadata.training["config"]["data"]["train"][0]
+    assert stored["images"] == "$GEOSEG_SAMPLE_DATA/labeled/hotosm-ramp/chips/OAM-1238450-*.tif"
+
+
 def test_vector_labels_train_on_the_same_chips_as_their_masks(tiny_config_factory, sample_data, tmp_path):
     raw = tiny_config_factory()
     masks = parse_config(raw, tmp_path)
@@ -87,7 +110,9 @@ def test_vector_labels_train_on_the_same_chips_as_their_masks(tiny_config_factor
     vectors = parse_config(raw, tmp_path)
     from_masks, from_vectors = prepare_data(masks), prepare_data(vectors)
     assert from_vectors.train_chips == from_masks.train_chips
-    assert from_vectors.provenance["train_labels"] == [str(ramp / "chips_labels.geojson")]
+    assert from_vectors.provenance["train_labels"] == [
+        "$GEOSEG_SAMPLE_DATA/labeled/hotosm-ramp/chips_labels.geojson"
+    ]
 
 
 def test_multiclass_adversarial_step_conditions_the_critic_on_class_probabilities(tmp_path):
@@ -103,11 +128,26 @@ def test_multiclass_adversarial_step_conditions_the_critic_on_class_probabilitie
     assert trainer.discriminator.model[0].in_channels == 4 + 3
     rng = np.random.default_rng(0)
     batch = Batch(
-        rng.normal(size=(2, 4, 32, 32)).astype(np.float32),
-        rng.integers(0, 3, (2, 32, 32)).astype(np.uint8),
-        np.ones((2, 32, 32), dtype=bool),
+        torch.from_numpy(rng.normal(size=(2, 4, 32, 32)).astype(np.float32)),
+        torch.from_numpy(rng.integers(0, 3, (2, 32, 32)).astype(np.uint8)),
+        torch.ones((2, 32, 32), dtype=torch.bool),
     )
     losses = trainer.train_step(batch)
     assert all(
         math.isfinite(v) and v != 0 for v in (losses.supervised, losses.adversarial_g, losses.discriminator)
     )
+
+
+def test_dataloader_training_is_repeatable_on_cpu_with_a_fixed_seed(tiny_config_factory, tmp_path):
+    """Chips read by 2 DataLoader worker processes: two runs give identical weights, and the same
+    weights as reading in the training process (each chip is a pure function of its planned draw)."""
+
+    def weights(workers, name):
+        raw = tiny_config_factory(out=tmp_path / f"{name}.safetensors")
+        raw["data"]["loader_workers"] = workers
+        return load_file(str(train(parse_config(raw, tmp_path), device="cpu").checkpoint))
+
+    first, again, in_process = weights(2, "first"), weights(2, "again"), weights(0, "in-process")
+    assert first.keys() == again.keys() == in_process.keys()
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert all(torch.equal(first[name], in_process[name]) for name in first)

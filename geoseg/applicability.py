@@ -1,0 +1,135 @@
+"""Applicability: whether a model's training data looks like a scene, as one-line warnings.
+
+A checkpoint records what it was trained on (``ModelMetadata.domain``: the ground sampling
+distance range and per-band statistics of the raw training pixels). A scene is flagged when
+
+* its GSD (``geoseg.units.ground_sampling_distance_m``) is more than ``GSD_TOLERANCE`` (2×)
+  finer than the finest or coarser than the coarsest training GSD: a convolution learns
+  objects at a size in pixels, and a building 2× larger or smaller in pixels than any it saw
+  is outside what it learnt;
+* for any band, its median lies outside the training pixels' 1st–99th percentile range (a
+  location test that outliers, nodata fill and a few saturated pixels do not move: another bit
+  depth, scaling or band order), or its standard deviation is more than ``STD_TOLERANCE`` (4×)
+  away from the training one (another radiometric scaling, or a nearly uniform scene: cloud,
+  water, snow).
+
+A flagged scene is still processed; the warnings travel with its outputs. The pixel statistics
+come from one decimated read (at most ``SAMPLE_SIDE_PX`` per side, served from overviews when
+the file has them), so sampling costs the same for a chip and for a 50 000 px scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+
+from geoseg.model.checkpoint import Domain
+from geoseg.scenes import Scene, open_pixels
+from geoseg.units import ground_sampling_distance_m
+
+GSD_TOLERANCE = 2.0
+"""A scene's GSD may be this factor outside the training range before it is flagged."""
+STD_TOLERANCE = 4.0
+"""A band's standard deviation may differ from the training one by this factor."""
+SAMPLE_SIDE_PX = 512
+"""The decimated read for pixel statistics is at most this many pixels on a side."""
+
+
+@dataclass(frozen=True)
+class PixelStatistics:
+    """Per-band median and standard deviation of a sample of a scene's valid pixels (raw units)."""
+
+    median: tuple[float, ...]
+    std: tuple[float, ...]
+    pixels: int
+
+
+def pixel_statistics(values: np.ndarray) -> PixelStatistics:
+    """Statistics of valid pixel values laid out (bands, n)."""
+    data = values.astype(np.float64)
+    return PixelStatistics(
+        tuple(float(m) for m in np.median(data, axis=1)),
+        tuple(float(s) for s in data.std(axis=1)),
+        int(data.shape[1]),
+    )
+
+
+def sample_pixel_statistics(scene: Scene, side_px: int = SAMPLE_SIDE_PX) -> PixelStatistics | None:
+    """Statistics of a decimated read of the whole scene; None without valid pixels or when unreadable.
+
+    Unreadable pixels are left for the prediction to report: the warnings are advisory.
+    """
+    scale = max(1.0, max(scene.width, scene.height) / side_px)
+    shape = (len(scene.bands), max(1, round(scene.height / scale)), max(1, round(scene.width / scale)))
+    bands = list(scene.bands)
+    try:
+        with open_pixels(scene.path) as dataset:
+            pixels = dataset.read(bands, out_shape=shape, resampling=Resampling.nearest)
+            valid = dataset.read_masks(bands, out_shape=shape, resampling=Resampling.nearest).any(axis=0)
+    except RasterioError:
+        return None
+    if not valid.any():
+        return None
+    return pixel_statistics(pixels[:, valid])
+
+
+def gsd_warning(gsd_m: float, domain: Domain) -> str | None:
+    """A warning when ``gsd_m`` is more than ``GSD_TOLERANCE`` outside the trained range."""
+    if domain.gsd_min_m / GSD_TOLERANCE <= gsd_m <= domain.gsd_max_m * GSD_TOLERANCE:
+        return None
+    return (
+        f"GSD {_number(gsd_m)} m is outside the model's {_number(domain.gsd_min_m)}–"
+        f"{_number(domain.gsd_max_m)} m range (resample or use another model)"
+    )
+
+
+def statistics_warning(stats: PixelStatistics, domain: Domain) -> str | None:
+    """A warning naming each band whose median or spread is far from the training pixels'."""
+    problems = []
+    for band, (median, std) in enumerate(zip(stats.median, stats.std, strict=True)):
+        low, high, trained_std = domain.p1[band], domain.p99[band], domain.std[band]
+        found = []
+        if not low <= median <= high:
+            found.append(f"median {_number(median)} vs {_number(low)}–{_number(high)} trained")
+        if not trained_std / STD_TOLERANCE <= std <= trained_std * STD_TOLERANCE:
+            found.append(f"std {_number(std)} vs {_number(trained_std)} trained")
+        if found:
+            problems.append(f"band {band + 1} " + ", ".join(found))
+    if not problems:
+        return None
+    return f"pixel statistics far from the training data ({'; '.join(problems)})"
+
+
+def applicability_warnings(
+    crs: CRS,
+    transform: Affine,
+    width: int,
+    height: int,
+    stats: PixelStatistics | None,
+    domain: Domain | None,
+) -> list[str]:
+    """One-line warnings for a scene described by its grid and pixel statistics (none without a domain)."""
+    if domain is None:
+        return []
+    warnings = [gsd_warning(ground_sampling_distance_m(crs, transform, width, height), domain)]
+    if stats is not None:
+        warnings.append(statistics_warning(stats, domain))
+    return [w for w in warnings if w is not None]
+
+
+def scene_warnings(scene: Scene, domain: Domain | None) -> list[str]:
+    """``applicability_warnings`` for an opened scene (samples its pixels when there is a domain)."""
+    if domain is None:
+        return []
+    stats = sample_pixel_statistics(scene)
+    return applicability_warnings(scene.crs, scene.transform, scene.width, scene.height, stats, domain)
+
+
+def _number(value: float) -> str:
+    """Three significant digits, without exponents for large values (300, 45.8, 0.0742)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"

@@ -1,0 +1,116 @@
+"""Applicability: scenes unlike the training data get one-line warnings, training-like ones none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+
+from geoseg.applicability import (
+    SAMPLE_SIDE_PX,
+    PixelStatistics,
+    applicability_warnings,
+    gsd_warning,
+    pixel_statistics,
+    sample_pixel_statistics,
+    scene_warnings,
+    statistics_warning,
+)
+from geoseg.model.checkpoint import Domain, read_metadata
+from geoseg.scenes import open_scene
+from tests.conftest import SHIPPED_MODEL
+
+DOMAIN = Domain(
+    gsd_min_m=0.075,
+    gsd_max_m=0.3,
+    mean=[130.0, 135.0, 95.0],
+    std=[45.0, 40.0, 46.0],
+    p1=[45.0, 51.0, 19.0],
+    p99=[244.0, 245.0, 235.0],
+)
+LIKE_TRAINING = PixelStatistics(median=(128.0, 130.0, 90.0), std=(50.0, 40.0, 45.0), pixels=1000)
+UTM = CRS.from_epsg(32618)
+
+
+def _utm(gsd_m: float) -> Affine:
+    return Affine(gsd_m, 0, 500_000.0, 0, -gsd_m, 4_000_000.0)
+
+
+@pytest.mark.parametrize("gsd_m", [0.0375, 0.075, 0.15, 0.3, 0.6])
+def test_gsd_within_a_factor_two_of_the_trained_range_is_accepted(gsd_m):
+    assert gsd_warning(gsd_m, DOMAIN) is None
+
+
+def test_gsd_more_than_a_factor_two_outside_the_trained_range_is_flagged():
+    assert gsd_warning(300.04, DOMAIN) == (
+        "GSD 300 m is outside the model's 0.075–0.3 m range (resample or use another model)"
+    )
+    assert gsd_warning(0.61, DOMAIN) is not None
+    assert gsd_warning(0.037, DOMAIN) is not None
+
+
+def test_pixel_statistics_like_the_training_data_give_no_warning():
+    assert statistics_warning(LIKE_TRAINING, DOMAIN) is None
+
+
+def test_sixteen_bit_pixels_are_flagged_by_median_and_spread():
+    stats = PixelStatistics(median=(7675.0, 7215.0, 6367.0), std=(2912.0, 2744.0, 2608.0), pixels=1000)
+    warning = statistics_warning(stats, DOMAIN)
+    assert warning is not None and warning.startswith("pixel statistics far from the training data (")
+    assert "band 1 median 7675 vs 45–244 trained, std 2912 vs 45 trained" in warning
+    assert "band 3 median 6367 vs 19–235 trained" in warning
+
+
+def test_a_nearly_uniform_band_is_flagged_by_its_spread_only():
+    stats = PixelStatistics(median=(200.0, 200.0, 200.0), std=(50.0, 40.0, 5.0), pixels=1000)
+    assert statistics_warning(stats, DOMAIN) == (
+        "pixel statistics far from the training data (band 3 std 5 vs 46 trained)"
+    )
+
+
+def test_median_is_robust_to_a_few_extreme_pixels():
+    values = np.full((1, 1000), 120.0)
+    values[0, :10] = 60_000  # 1 % saturated or unmasked nodata
+    stats = pixel_statistics(values)
+    assert stats.median == (120.0,) and stats.pixels == 1000
+
+
+def test_warnings_combine_gsd_and_statistics_and_need_a_domain():
+    far = PixelStatistics(median=(20.0, 47.0, 51.0), std=(58.0, 58.0, 60.0), pixels=1000)
+    warnings = applicability_warnings(UTM, _utm(300.0), 791, 718, far, DOMAIN)
+    assert [w.split(" ")[0] for w in warnings] == ["GSD", "pixel"]
+    assert applicability_warnings(UTM, _utm(0.1), 100, 100, LIKE_TRAINING, DOMAIN) == []
+    assert applicability_warnings(UTM, _utm(300.0), 791, 718, far, None) == []
+
+
+def test_pixel_sample_is_a_decimated_read_of_the_whole_scene(sample_data):
+    scene = open_scene(sample_data / "scenes" / "landsat8-224078-rgb.tif")  # 2041 × 1860, 18 MB
+    stats = sample_pixel_statistics(scene)
+    assert stats is not None
+    assert 0.5 * SAMPLE_SIDE_PX**2 < stats.pixels <= SAMPLE_SIDE_PX * round(1860 * SAMPLE_SIDE_PX / 2041)
+    assert all(5000 < m < 9000 for m in stats.median)
+
+
+@pytest.fixture(scope="module")
+def shipped_domain() -> Domain:
+    domain = read_metadata(SHIPPED_MODEL).domain
+    assert domain is not None
+    return domain
+
+
+def test_the_300_m_landsat_scene_is_outside_the_shipped_model_domain(sample_data, shipped_domain):
+    warnings = scene_warnings(open_scene(sample_data / "edge" / "RGB.byte.tif"), shipped_domain)
+    assert warnings[0].startswith("GSD 300 m is outside the model's 0.07")  # 0.074–0.30 m: zooms 19–21
+    assert warnings[0].endswith("m range (resample or use another model)")
+
+
+def test_a_held_out_kampala_chip_is_inside_the_shipped_model_domain(sample_data, shipped_domain):
+    chip = sample_data / "labeled" / "hotosm-ramp" / "val-chips" / "OAM-1238424-1046544-21.tif"
+    assert scene_warnings(open_scene(chip), shipped_domain) == []
+
+
+def test_sixteen_bit_landsat_is_flagged_for_gsd_and_pixel_statistics(sample_data, shipped_domain):
+    warnings = scene_warnings(open_scene(sample_data / "scenes" / "landsat8-224078-rgb.tif"), shipped_domain)
+    assert warnings[0].startswith("GSD 30 m is outside")
+    assert warnings[1].startswith("pixel statistics far from the training data (band 1 median 7")
