@@ -1,9 +1,9 @@
 """Stitching: block predictions become one Cloud-Optimized GeoTIFF mask of the whole scene.
 
 Blocks are written with windowed writes into a tiled working GeoTIFF, so memory is bounded by
-a block, never by the scene; on success GDAL's COG driver copies it (with overviews) to a
-temporary name beside the target, which is then renamed. A failure or a killed process never
-leaves a file under the final name.
+a block, never by the scene; on success GDAL's COG driver copies it, with overviews that keep
+each class's share (``geoseg.overviews``), to a temporary name beside the target, which is
+then renamed. A failure or a killed process never leaves a file under the final name.
 
 The mask format: band 1 = class id (uint8, 0 = background), band 2 (optional) = probability of
 that class in percent (uint8, 0..100); 255 is nodata in both. Class names are in the
@@ -24,12 +24,20 @@ from rasterio.windows import Window
 
 from geoseg.atomic import atomic_output, temporary_sibling
 from geoseg.gdal_settings import bounded_cache
+from geoseg.overviews import with_overviews
 from geoseg.scenes import Scene
 from geoseg.timing import stage
 
 NODATA = 255
 CLASSES_TAG = "GEOSEG_CLASSES"
-_WORKING_OPTIONS = {"tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "ZSTD", "zstd_level": 1}
+COG_BLOCK_PX = 512
+_WORKING_OPTIONS = {
+    "tiled": True,
+    "blockxsize": COG_BLOCK_PX,
+    "blockysize": COG_BLOCK_PX,
+    "compress": "ZSTD",
+    "zstd_level": 1,
+}
 
 
 class MaskWriter:
@@ -42,14 +50,12 @@ class MaskWriter:
         classes: list[str],
         with_probability: bool = False,
         compress: str = "DEFLATE",
-        tags: dict[str, str] | None = None,
     ) -> None:
         self.out = Path(out)
         self.scene = scene
         self.classes = classes
         self.with_probability = with_probability
         self.compress = compress
-        self.tags = tags or {}
         self._working = temporary_sibling(self.out.with_suffix(".working.tif"))
         self._dataset: rasterio.io.DatasetWriter | None = None
 
@@ -68,7 +74,7 @@ class MaskWriter:
             nodata=NODATA,
             **_WORKING_OPTIONS,
         )
-        self._dataset.update_tags(**{CLASSES_TAG: json.dumps(self.classes)}, **self.tags)
+        self._dataset.update_tags(**{CLASSES_TAG: json.dumps(self.classes)})
         self._dataset.set_band_description(1, "class")
         if self.with_probability:
             self._dataset.set_band_description(2, "probability_percent")
@@ -98,19 +104,19 @@ class MaskWriter:
             self._working.unlink(missing_ok=True)
 
 
-def write_cog(src: str | os.PathLike[str], dst: str | os.PathLike[str], compress: str = "DEFLATE") -> None:
-    """Copy a mask GeoTIFF to a COG with nearest-neighbour (class-preserving) overviews.
+def write_cog(src: Path, dst: str | os.PathLike[str], compress: str = "DEFLATE") -> None:
+    """Copy a mask GeoTIFF to a COG whose overviews keep each class's share of the pixels.
 
     GDAL's block cache is capped while copying: the COG driver fills it in proportion to the
     scene (975 MiB of peak memory for a 16k² mask, 250 MiB capped).
     """
-    with bounded_cache():
+    with bounded_cache(), with_overviews(src, COG_BLOCK_PX, NODATA) as mask:
         rasterio.shutil.copy(
-            src,
+            mask,
             dst,
             driver="COG",
             compress=compress,
-            blocksize=512,
-            overview_resampling="NEAREST",
+            blocksize=COG_BLOCK_PX,
+            overviews="FORCE_USE_EXISTING",
             num_threads="ALL_CPUS",
         )

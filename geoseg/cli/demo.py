@@ -28,6 +28,6 @@ def demo(
     workflow, source = demo_workflow(out, synthetic)
     console.print(source)
     report = run_workflow(workflow, console=console)
-    print_report(report, console)
+    print_report(report)
     if not report.ok:
         raise typer.Exit(1)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from geoseg.cli.app import app
 
@@ -16,11 +20,13 @@ def predict(
     image: Annotated[Path, typer.Argument(help="Input GeoTIFF scene.")],
     model: Annotated[Path, typer.Option("--model", help="Checkpoint (.safetensors).")],
     out: Annotated[Path, typer.Option("--out", help="Output mask (Cloud-Optimized GeoTIFF).")],
-    tile_size: Annotated[int, typer.Option(help="Tile core size in pixels.")] = 512,
-    halo: Annotated[int | None, typer.Option(help="Halo in pixels (default: receptive radius).")] = None,
-    block_size: Annotated[int, typer.Option(help="Pixels per block read (memory bound).")] = 2048,
+    tile_size: Annotated[int, typer.Option(help="Tile core size in pixels.", min=16)] = 512,
+    halo: Annotated[
+        int | None, typer.Option(help="Halo in pixels (default: receptive radius).", min=0)
+    ] = None,
+    block_size: Annotated[int, typer.Option(help="Pixels per block read (memory bound).", min=16)] = 2048,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.", min=1)] = 8,
     bands: Annotated[str | None, typer.Option(help="1-based bands to read, e.g. 1,2,3.")] = None,
     probability: Annotated[bool, typer.Option(help="Add a probability band (percent).")] = False,
     compile_model: Annotated[
@@ -28,24 +34,60 @@ def predict(
     ] = False,
 ) -> None:
     """Segment IMAGE into a georeferenced class mask, tile by tile, without seams."""
-    from geoseg.errors import ConfigError
+    from geoseg.applicability import scene_warnings
+    from geoseg.errors import ConfigError, OutputError
     from geoseg.inference import Predictor
     from geoseg.predict import predict_scene
+    from geoseg.scenes import open_scene
 
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise OutputError(out, "--out must end in .tif or .tiff (the mask is a Cloud-Optimized GeoTIFF)")
     try:
         band_list = [int(b) for b in bands.split(",")] if bands else None
     except ValueError:
         raise ConfigError(f"--bands: expected comma-separated integers, got {bands!r}") from None
     started = time.perf_counter()
     predictor = Predictor.from_checkpoint(model, device, batch_size, compile_model)
-    predict_scene(
-        image,
-        predictor,
-        out,
-        tile_size_px=tile_size,
-        halo_px=halo,
-        block_size_px=block_size,
-        bands=band_list,
-        with_probability=probability,
-    )
+    scene = open_scene(image, bands=band_list, expected_bands=predictor.metadata.architecture.in_bands)
+    for warning in scene_warnings(scene, predictor.metadata.domain):
+        typer.echo(f"warning: {warning}", err=True)
+    with block_progress() as progress:
+        predict_scene(
+            image,
+            predictor,
+            out,
+            tile_size_px=tile_size,
+            halo_px=halo,
+            block_size_px=block_size,
+            bands=band_list,
+            with_probability=probability,
+            protected=[model],
+            progress=progress,
+        )
     typer.echo(f"{out}  ({time.perf_counter() - started:.1f} s on {predictor.device})")
+
+
+@contextlib.contextmanager
+def block_progress() -> Iterator[Callable[[int, int, int], None] | None]:
+    """A progress bar on stderr (blocks, Mpx/s, time left) if it is a terminal; else nothing."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("predict"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("blocks {task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("predict", total=None, rate="")
+        started = time.perf_counter()
+
+        def update(blocks: int, total: int, pixels: int) -> None:
+            seconds = time.perf_counter() - started
+            rate = f"· {pixels / seconds / 1e6:.2f} Mpx/s" if pixels and seconds > 0 else ""
+            bar.update(task, completed=blocks, total=total, rate=rate)
+
+        yield update

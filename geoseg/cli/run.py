@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from geoseg.cli.app import app
 from geoseg.distributed.run import RunReport, summary
+from geoseg.distributed.tasks import SceneRecord
+from geoseg.report_html import format_area, format_count
+
+NUMERIC = ("buildings", "building area", "scene area")
+OPTIONAL = ("warnings", "error")
+"""Columns shown only when some scene has one."""
 
 
 @app.command()
@@ -24,32 +32,52 @@ def run(
     from geoseg.distributed.run import run_workflow
     from geoseg.workflow import load_workflow
 
-    console = Console(stderr=True)
-    report = run_workflow(load_workflow(workflow), scheduler_address=scheduler, console=console)
-    print_report(report, console)
+    report = run_workflow(load_workflow(workflow), scheduler_address=scheduler, console=Console(stderr=True))
+    print_report(report)
     if not report.ok:
         raise typer.Exit(1)
 
 
-def print_report(report: RunReport, console: Console) -> None:
-    """The end-of-run table: scenes done / failed / skipped, area, throughput, outputs."""
+def print_report(report: RunReport) -> None:
+    """The end-of-run table and totals, on stdout (progress and logs go to stderr).
+
+    One row per scene: status, building count and area, the scene's own area, warnings, error.
+    """
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    rows = [_row(scene) for scene in report.scenes]
+    columns = [c for c in rows[0] if c not in OPTIONAL or any(row[c] for row in rows)] if rows else []
     table = Table(title=f"geoseg run → {report.output}")
-    for column in ("scene", "status", "polygons", "km²", "error"):
-        table.add_column(column, overflow="fold")
-    for scene in report.scenes:
-        style = {"ok": "green", "failed": "red"}.get(scene.status, "yellow")
-        area = f"{scene.area_km2:.2f}" if scene.area_km2 is not None else ""
-        polygons = "" if scene.polygons is None else str(scene.polygons)
-        table.add_row(scene.id, f"[{style}]{scene.status}[/{style}]", polygons, area, scene.error or "")
-    console.print(table)
+    for column in columns:
+        table.add_column(column, justify="right" if column in NUMERIC else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    out.print(table)
     totals = summary(report)
-    console.print(
-        f"{totals['ok']} done, {totals['failed']} failed, {totals['skipped']} skipped; "
-        f"{totals['area_km2']:.2f} km² in {totals['seconds']:.1f} s "
-        f"({totals['tiles']} tiles, {totals['tiles_per_s']:.1f} tiles/s)"
+    out.print(
+        f"{totals['ok']} done, {totals['failed']} failed, {totals['skipped']} skipped: "
+        f"{format_count(totals['buildings'])} buildings covering {format_area(totals['building_area_m2'])}; "
+        f"{format_area(totals['area_km2'] * 1e6)} of scenes processed in {totals['seconds']:.1f} s "
+        f"({totals['tiles']} tiles, {totals['tiles_per_s']:.1f} tiles/s)",
+        highlight=False,
     )
-    console.print(f"report: {Path(report.output) / 'run-report.json'}")
-    if report.run_layer:
-        console.print(f"all scenes: {report.run_layer}")
-    if report.catalog:
-        console.print(f"results catalog: {report.catalog}")
+    for label, path in [
+        ("report", report.report_html),
+        ("run report", str(Path(report.output) / "run-report.json")),
+        ("all scenes", report.run_layer),
+        ("results catalog", report.catalog),
+    ]:
+        if path:
+            out.print(f"{label}: {path}", highlight=False, soft_wrap=True)
+
+
+def _row(scene: SceneRecord) -> dict[str, str]:
+    style = {"ok": "green", "failed": "red"}.get(scene.status, "yellow")
+    return {
+        "scene": escape(scene.id),
+        "status": f"[{style}]{scene.status}[/{style}]",
+        "buildings": "" if scene.polygons is None else format_count(scene.polygons),
+        "building area": format_area(scene.building_area_m2),
+        "scene area": format_area(None if scene.area_km2 is None else scene.area_km2 * 1e6),
+        "warnings": escape("; ".join(scene.warnings)),
+        "error": escape(scene.error or ""),
+    }

@@ -1,5 +1,9 @@
 """``geoseg predict`` from the shell: bad input gives one clear line, exit code ≠ 0, no output."""
 
+import contextlib
+import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +76,41 @@ def _text_file_named_tif(tmp: Path) -> Path:
     path = tmp / "notes.tif"
     path.write_text("this is not a GeoTIFF\n")
     return path
+
+
+def test_a_mask_name_that_is_not_tif_is_refused_in_one_line(sample_data, rgb_model, tmp_path):
+    result = run_predict(sample_data / "edge/RGB.byte.tif", rgb_model, tmp_path / "mask.png")
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert "mask.png" in line and ".tif" in line
+    assert not (tmp_path / "mask.png").exists()
+
+
+def test_a_web_map_tile_without_georeferencing_points_at_geoseg_tiles(sample_data, rgb_model, tmp_path):
+    tile = next((sample_data / "labeled/hotosm-ramp/tiles/1").glob("OAM-*.png"))
+    result = run_predict(tile, rgb_model, tmp_path / "mask.tif")
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert "no CRS" in line and "geoseg tiles mosaic" in line and "geoseg tiles georeference" in line
+
+
+def test_progress_is_quiet_when_stderr_is_not_a_terminal(sample_data, rgb_model, tmp_path):
+    result = run_predict(sample_data / "edge/RGB.byte.tif", rgb_model, tmp_path / "mask.tif")
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_progress_shows_blocks_rate_and_time_left_on_a_terminal(sample_data, rgb_model, tmp_path):
+    image, out = sample_data / "edge/RGB.byte.tif", tmp_path / "mask.tif"
+    command = [*GEOSEG, "predict", str(image), "--model", str(rgb_model), "--out", str(out)]
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "120"}
+    with subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=env) as process:
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+            while chunk := os.read(controller, 4096):
+                shown += chunk
+        assert process.wait(timeout=120) == 0, shown.decode(errors="replace")
+    os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode(errors="replace"))  # colours, cursor
+    assert "1/1 blocks" in text and "Mpx/s" in text

@@ -79,7 +79,10 @@ def compose_cli() -> list[str]:
     legacy = shutil.which("docker-compose")
     if legacy:
         return [legacy]
-    pytest.skip("docker-compose not installed (CI installs it: apt-get install -y docker-compose)")
+    pytest.skip(
+        "neither `docker compose` nor `docker-compose` is installed, so compose.yaml cannot be "
+        "validated (.ci/run installs Debian's docker-compose in CI; scripts/test installs no system package)"
+    )
 
 
 @pytest.mark.parametrize("profile", [None, "cpu"])
