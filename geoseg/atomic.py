@@ -13,6 +13,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from geoseg.errors import OutputError
+from geoseg.safepaths import check_replaceable
+
 TMP_MARK = ".geoseg-tmp"
 
 
@@ -29,7 +32,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     ``.shx`` … of a Shapefile) are renamed along with it. On failure everything is removed.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    check_replaceable(final)
+    make_folder(final.parent)
     tmp = temporary_sibling(final)
     try:
         yield tmp
@@ -44,16 +48,30 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
                 leftover.unlink(missing_ok=True)
 
 
+def make_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and its parents); a clear ``OutputError`` when that is impossible."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(folder, f"cannot create the folder ({exc.strerror or exc})") from None
+    return Path(folder)
+
+
 def _sidecars(tmp: Path) -> list[Path]:
     stem = tmp.with_suffix("").name
     return [p for p in tmp.parent.glob(f"{stem}.*") if p != tmp]
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
-    """Delete temporaries left by an interrupted run under ``folder``; return how many."""
+    """Delete temporaries left by an interrupted run under ``folder``; return how many.
+
+    Only geoseg's own temporaries (hidden names carrying ``TMP_MARK``) are deleted, and links
+    to folders are not followed, so nothing outside ``folder`` is touched.
+    """
     count = 0
-    for leftover in Path(folder).rglob(f"*{TMP_MARK}*"):
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
-            count += 1
+    for parent, _, files in os.walk(folder, followlinks=False):
+        for name in files:
+            if name.startswith(".") and TMP_MARK in name:
+                (Path(parent) / name).unlink(missing_ok=True)
+                count += 1
     return count

@@ -18,9 +18,13 @@ from typing import Any
 
 import pystac
 import rasterio
+from pystac.layout import CustomLayoutStrategy
+from pystac.stac_io import DefaultStacIO
 from rasterio.warp import transform_bounds
 
-from geoseg.errors import ConfigError, SceneError
+from geoseg.atomic import atomic_output
+from geoseg.errors import ConfigError, OutputError, SceneError
+from geoseg.safepaths import check_replaceable, inside, safe_name
 from geoseg.sampledata import expand_variables
 from geoseg.scenes import scene_id
 
@@ -51,29 +55,55 @@ def load_inputs(
             matches = (
                 sorted(glob.glob(str(path), recursive=True)) if glob.has_magic(str(path)) else [str(path)]
             )
+            if not matches:
+                raise ConfigError(f"inputs: {entry!r} matches no file")
             scenes += [SceneInput(scene_id(m), str(Path(m).resolve())) for m in matches]
     _check_unique_ids(scenes)
     return scenes
 
 
 def _stac_inputs(path: Path, asset_key: str | None) -> list[SceneInput]:
+    """The scenes of a STAC file; any problem is one ``ConfigError`` naming the file."""
     try:
-        kind = json.loads(path.read_text()).get("type")
-        if kind == "FeatureCollection":
-            items: Iterable[pystac.Item] = pystac.ItemCollection.from_file(str(path))
+        document = json.loads(path.read_text())
+        if not isinstance(document, dict):
+            raise ConfigError(f"inputs: {path} is not a STAC object (a JSON {type(document).__name__})")
+        if document.get("type") == "FeatureCollection":
+            items: Iterable[pystac.Item] = pystac.ItemCollection.from_dict(document, root=None)
         else:
             stac = pystac.read_file(str(path))
             if isinstance(stac, pystac.Item):
                 items = [stac]
             elif isinstance(stac, pystac.Catalog):  # collections are catalogs too
-                items = stac.get_items(recursive=True)
+                items = _catalog_items(stac, path)
             else:
                 raise ConfigError(f"inputs: {path} is a STAC {type(stac).__name__}, not a catalog of items")
         return [_item_input(item, asset_key) for item in items]
-    except FileNotFoundError:
-        raise ConfigError(f"inputs: STAC file {path} not found") from None
-    except (json.JSONDecodeError, pystac.STACError, KeyError, TypeError) as exc:
-        raise ConfigError(f"inputs: {path} is not a readable STAC file ({exc})") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(f"inputs: STAC file {exc.filename or path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"inputs: {path} cannot be read ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"inputs: {path} is nested too deeply to be a STAC file") from None
+    except (ValueError, pystac.STACError, pystac.STACTypeError, KeyError, TypeError, AttributeError) as exc:
+        reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise ConfigError(f"inputs: {path} is not a readable STAC file ({reason})") from None
+
+
+def _catalog_items(catalog: pystac.Catalog, path: Path) -> list[pystac.Item]:
+    """Every item under ``catalog``, following child links once each (link cycles are refused)."""
+    items: list[pystac.Item] = []
+    seen: set[str] = set()
+    stack = [catalog]
+    while stack:
+        node = stack.pop()
+        href = node.get_self_href() or str(id(node))
+        if href in seen:
+            raise ConfigError(f"inputs: {path}: STAC links form a cycle through {href}")
+        seen.add(href)
+        items += node.get_items()
+        stack += reversed(list(node.get_children()))
+    return items
 
 
 def _item_input(item: pystac.Item, asset_key: str | None) -> SceneInput:
@@ -120,15 +150,41 @@ def build_catalog(
             if entry.is_dir()
             else [entry]
         )
+    files = list({f.resolve(): f for f in files}.values())  # a file named twice is one scene
+    check_replaceable(out)
     catalog = pystac.Catalog(id=Path(out).parent.name or "scenes", description=title, title=title)
     skipped: list[str] = []
-    for file in files:
+    for file, item_id in zip(files, unique_ids(files), strict=True):
         try:
-            catalog.add_item(scene_item(file))
+            item = scene_item(file)
         except SceneError as exc:
             skipped.append(str(exc))
+            continue
+        item.id = item_id
+        catalog.add_item(item)
     _save(catalog, Path(out))
     return Path(out), skipped
+
+
+def unique_ids(files: Sequence[Path]) -> list[str]:
+    """Scene ids for ``files``: the file stem, led by parent folder names where stems repeat.
+
+    ``a/x.tif`` and ``b/x.tif`` become ``a-x`` and ``b-x``, so no scene is lost to another's id.
+    """
+    stems = [scene_id(f) for f in files]
+    parents = [f.resolve().parent.parts[1:] for f in files]
+    ids = stems
+    depth = 0
+    while len(set(ids)) < len(ids) and depth < max(map(len, parents), default=0):
+        depth += 1
+        repeated = {i for i in ids if ids.count(i) > 1}
+        ids = [
+            "-".join([*folders[-depth:], stem]) if current in repeated else current
+            for folders, stem, current in zip(parents, stems, ids, strict=True)
+        ]
+    if len(set(ids)) < len(ids):
+        raise ConfigError(f"scene ids are not unique even with their folders: {sorted(ids)}")
+    return ids
 
 
 def scene_item(path: Path, properties: dict[str, Any] | None = None) -> pystac.Item:
@@ -177,7 +233,7 @@ _VECTOR_MEDIA = {
 def write_results_catalog(
     records: Sequence[Any], out: Path, model: str, parameters: dict[str, Any], metadata: Any
 ) -> Path:
-    """A STAC catalog of a run's results: per scene, its mask COG and vector files."""
+    """A STAC catalog of a run's results: per scene, its mask COG, vector files and quick-look."""
     catalog = pystac.Catalog(id="geoseg-results", description=f"Segmentation results of {Path(model).name}")
     for record in records:
         mask = Path(record.outputs["mask"])
@@ -203,15 +259,49 @@ def write_results_catalog(
                     str(vector.resolve()), media_type=_VECTOR_MEDIA.get(vector.suffix), roles=["data"]
                 ),
             )
+        if quicklook := record.outputs.get("quicklook"):
+            item.add_asset(
+                "quicklook",
+                pystac.Asset(
+                    str(Path(quicklook).resolve()),
+                    title="Quick-look: the scene with its predicted classes",
+                    media_type=pystac.MediaType.PNG,
+                    roles=["thumbnail", "overview"],
+                ),
+            )
         catalog.add_item(item)
     _save(catalog, out)
     return out
 
 
 def _save(catalog: pystac.Catalog, out: Path) -> None:
-    """Save with items in ``<id>/<id>.json`` beside ``out`` and relative hrefs throughout."""
+    """Save with items in ``<name>/<name>.json`` beside ``out`` and relative hrefs throughout.
+
+    Item folders are named by ``safe_name`` of the item id (ids come from untrusted input),
+    and every file is written atomically and only inside ``out``'s folder.
+    """
     out = out.resolve()
-    catalog.normalize_hrefs(str(out.parent))
+    root = out.parent
+    layout = CustomLayoutStrategy(
+        item_func=lambda item, _: str(inside(root, safe_name(item.id), f"{safe_name(item.id)}.json"))
+    )
+    catalog.normalize_hrefs(str(root), strategy=layout)
     catalog.set_self_href(str(out))
     catalog.make_all_asset_hrefs_relative()
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=_AtomicStacIO(root))
+
+
+class _AtomicStacIO(DefaultStacIO):
+    """pystac's file I/O, writing each JSON file atomically and only under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def write_text_to_href(self, href: str, txt: str) -> None:
+        """Write ``txt`` to the local file ``href`` (temporary name, then rename)."""
+        target = Path(href).resolve()
+        if not target.is_relative_to(self.root):
+            raise OutputError(target, f"resolves outside the catalog folder {self.root}; not written")
+        with atomic_output(target) as tmp:
+            tmp.write_text(txt)

@@ -39,5 +39,13 @@ class LabelError(GeosegError):
     """Training labels cannot be read or do not match their scene."""
 
 
+class OutputError(PathError):
+    """An output cannot be written where asked: outside the output folder, over an input, not a file."""
+
+
 class VectorizeError(PathError):
     """A mask cannot be vectorised or its polygons cannot be written (bad mask, bad format)."""
+
+
+class GeosegWarning(UserWarning):
+    """Something the user should know that does not stop the work (seams, out-of-domain scene)."""

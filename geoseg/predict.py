@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geoseg.errors import SceneError
+from geoseg.errors import GeosegWarning, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.inference import Predictor
+from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.stitching import NODATA, MaskWriter
 from geoseg.tiling import Block, Tile, TilingSpec, block_grid, read_extent, tiles_in_block
@@ -152,10 +154,23 @@ def predict_scene(
     block_size_px: int = 2048,
     bands: list[int] | None = None,
     with_probability: bool = False,
+    protected: Sequence[str | os.PathLike[str]] = (),
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> Path:
-    """Segment a whole scene into a COG mask at ``out``, one block in memory at a time."""
+    """Segment a whole scene into a COG mask at ``out``, one block in memory at a time.
+
+    ``progress``, if given, is called before the first block and after each block with
+    (blocks done, blocks in the scene, pixels done).
+
+    ``out`` may not be the scene itself nor any of the ``protected`` files (the model), also
+    through links, nor an existing folder or special file.
+    """
+    check_replaceable(out)
+    refuse_overwriting_inputs([out], [image, *protected])
     scene = open_scene(image, bands=bands or None, expected_bands=predictor.metadata.architecture.in_bands)
     spec = tiling_for(predictor, tile_size_px, halo_px, block_size_px)
+    if seams := spec.seam_warning(predictor.metadata.receptive_radius_px):
+        warnings.warn(GeosegWarning(seams), stacklevel=2)
     mean = predictor.metadata.normalization.mean
     valid_pixels = 0
     with (
@@ -164,14 +179,18 @@ def predict_scene(
         ThreadPoolExecutor(1, thread_name_prefix="geoseg-read") as reader,
         MaskWriter(out, scene, predictor.metadata.classes, with_probability) as writer,
     ):
-        reads = (
-            functools.partial(read_block, scene, b, spec, dataset, mean)
-            for b in block_grid(scene.width, scene.height, spec)
-        )
-        for read in prefetched(reader, reads):
+        grid = block_grid(scene.width, scene.height, spec)
+        reads = (functools.partial(read_block, scene, b, spec, dataset, mean) for b in grid)
+        done_px = 0
+        if progress:
+            progress(0, len(grid), 0)
+        for done, read in enumerate(prefetched(reader, reads), start=1):
             prediction = predict_pixels(read, predictor, spec)
             writer.write(read.block.core, prediction.classes, prediction.probability)
             valid_pixels += prediction.valid_pixels
+            done_px += prediction.classes.size
+            if progress:
+                progress(done, len(grid), done_px)
         if valid_pixels == 0:
             raise SceneError(scene.path, "every pixel is nodata (nothing to segment)")
     return Path(out)

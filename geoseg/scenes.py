@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,12 @@ from rasterio.windows import Window
 
 from geoseg.errors import SceneError
 from geoseg.units import footprint_area_m2
+
+MAX_PIXELS_VARIABLE = "GEOSEG_MAX_SCENE_PIXELS"
+DEFAULT_MAX_PIXELS = 16 * 2**30
+"""Largest scene accepted (16 Gpx, e.g. 131 072²); ``$GEOSEG_MAX_SCENE_PIXELS`` changes it."""
+_SCAN_PIXELS = 4 * 2**20
+"""Pixels per window when validation scans a scene: memory stays bounded for any scene shape."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,11 @@ def _describe(
     if georeference is not None:
         crs, transform = georeference[0], from_bounds(*georeference[1], ds.width, ds.height)
     elif ds.crs is None:
-        raise SceneError(path, "has no CRS (georeference it first, e.g. gdal_edit.py -a_srs)")
+        raise SceneError(
+            path,
+            "has no CRS (georeference it first: web-map tiles named by their x-y-z address with "
+            "`geoseg tiles mosaic` or `geoseg tiles georeference`, other images e.g. gdal_edit.py -a_srs)",
+        )
     elif ds.transform == Affine.identity() and not ds.gcps[0]:
         raise SceneError(path, "has no geotransform (pixel coordinates are not georeferenced)")
     if transform.b != 0 or transform.d != 0:
@@ -136,6 +146,14 @@ def _describe(
     dtypes = {ds.dtypes[b - 1] for b in bands}
     if len(dtypes) > 1:
         raise SceneError(path, f"bands have mixed dtypes {sorted(dtypes)}")
+    if np.dtype(next(iter(dtypes))).kind == "c":
+        raise SceneError(path, f"has complex pixels ({dtypes.pop()}); convert to real bands first")
+    if ds.width * ds.height > (limit := max_scene_pixels()):
+        raise SceneError(
+            path,
+            f"is {ds.width}×{ds.height} px, more than the limit of {limit / 1e9:.3g} Gpx "
+            f"(split it, or raise ${MAX_PIXELS_VARIABLE})",
+        )
     block_h, block_w = ds.block_shapes[bands[0] - 1]
     return Scene(
         path=path,
@@ -151,6 +169,14 @@ def _describe(
     )
 
 
+def max_scene_pixels() -> int:
+    """The largest scene accepted, in pixels (``$GEOSEG_MAX_SCENE_PIXELS`` or 16 Gpx)."""
+    try:
+        return int(float(os.environ.get(MAX_PIXELS_VARIABLE, DEFAULT_MAX_PIXELS)))
+    except ValueError:
+        raise SceneError(MAX_PIXELS_VARIABLE, "must be a number of pixels") from None
+
+
 def _check_readable(ds: rasterio.DatasetReader, scene: Scene) -> None:
     """Decode the first and last internal blocks, so truncated files fail before any work."""
     bh, bw = scene.block_shape
@@ -163,21 +189,37 @@ def _check_readable(ds: rasterio.DatasetReader, scene: Scene) -> None:
 
 
 def _has_valid_pixels(ds: rasterio.DatasetReader, scene: Scene) -> bool:
-    """True as soon as one block of the validity mask has a valid pixel."""
-    if all(flags == [rasterio.enums.MaskFlags.all_valid] for flags in ds.mask_flag_enums):
+    """True as soon as one window of the scene has a valid pixel; windows are a few Mpx each."""
+    all_valid = all(flags == [rasterio.enums.MaskFlags.all_valid] for flags in ds.mask_flag_enums)
+    if all_valid and not _is_float(scene):
         return True
-    step = max(1024, scene.block_shape[0])
-    for row in range(0, scene.height, step):
-        window = Window(0, row, scene.width, min(step, scene.height - row))
-        if _valid_mask(ds, scene, window).any():
-            return True
-    return False
+    return any(_valid_mask(ds, scene, window).any() for window in _scan_windows(scene))
 
 
-def _valid_mask(ds: rasterio.DatasetReader, scene: Scene, window: Window) -> np.ndarray:
-    """True where any of the scene's bands is valid (nodata, alpha and internal masks)."""
+def _scan_windows(scene: Scene) -> Iterator[Window]:
+    """Windows covering the scene, aligned to its internal blocks, of at most ``_SCAN_PIXELS``."""
+    bh, bw = scene.block_shape
+    width = min(scene.width, max(bw, 1024))
+    height = min(scene.height, max(bh, 1024), max(1, _SCAN_PIXELS // width))
+    for row in range(0, scene.height, height):
+        for col in range(0, scene.width, width):
+            yield Window(col, row, width, height).intersection(scene.window)
+
+
+def _is_float(scene: Scene) -> bool:
+    return np.dtype(scene.dtype).kind == "f"
+
+
+def _valid_mask(
+    ds: rasterio.DatasetReader, scene: Scene, window: Window, pixels: np.ndarray | None = None
+) -> np.ndarray:
+    """True where any band is valid (nodata, alpha, internal masks) and no band is NaN or ±Inf."""
     masks = ds.read_masks(list(scene.bands), window=window)
     valid: np.ndarray = masks.any(axis=0)
+    if _is_float(scene):
+        if pixels is None:
+            pixels = ds.read(list(scene.bands), window=window)
+        valid &= np.isfinite(pixels).all(axis=0)
     return valid
 
 
@@ -202,7 +244,7 @@ def read_window(
         raise SceneError(scene.path, f"window {window} lies outside the scene")
     try:
         pixels = dataset.read(list(scene.bands), window=inside)
-        valid = _valid_mask(dataset, scene, inside)
+        valid = _valid_mask(dataset, scene, inside, pixels)
     except RasterioError as exc:
         raise _decode_error(scene, exc) from None
     if nodata_fill is not None and not valid.all():

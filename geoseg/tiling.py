@@ -45,6 +45,15 @@ class TilingSpec:
             raise ConfigError("tiling: tile size must be positive and halo non-negative")
         return cls(tile, _round_up(halo, stride_px), block, stride_px)
 
+    def seam_warning(self, receptive_radius_px: int) -> str | None:
+        """Why this tiling will show seams with a model of that receptive radius, or None."""
+        if self.halo_px >= receptive_radius_px:
+            return None
+        return (
+            f"halo {self.halo_px} px is less than the model's receptive radius {receptive_radius_px} px: "
+            "predictions near tile borders will differ from a whole-scene pass (seams)"
+        )
+
     def fitted(self, width: int, height: int) -> tuple[int, int]:
         """Tile core (width, height) for a scene: never larger than the scene rounded to stride.
 

@@ -8,14 +8,17 @@ Relative paths are resolved against the workflow file's folder, and ``$GEOSEG_SA
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from dask.utils import parse_bytes
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from geoseg.configfile import read_mapping, resolve_path, validate
+from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 
 VectorFormat = Literal["geojson", "gpkg", "shp", "parquet", "fgb"]
 
@@ -49,11 +52,50 @@ class OutputConfig(_Strict):
 class ClusterConfig(_Strict):
     """The local cluster started when no ``--scheduler`` is given."""
 
-    n_workers: int | None = Field(None, ge=1, description="default: one per GPU, else 2")
-    threads_per_worker: int = Field(1, ge=1, description="GPU workers get at least 2 (read beside forward)")
-    memory_limit: str = "auto"
-    dashboard_address: str = Field("127.0.0.1:8787", description="loopback unless you open it")
-    device: str = Field("auto", description="auto, cpu or cuda")
+    n_workers: int | None = Field(None, ge=1, le=1024, description="default: one per GPU, else 2")
+    threads_per_worker: int = Field(
+        1, ge=1, le=1024, description="GPU workers get at least 2 (read beside forward)"
+    )
+    memory_limit: str | float = Field(
+        "auto", description="per worker: auto, 0 (no limit), a size like 4GiB, or a fraction of RAM"
+    )
+    dashboard_address: str = Field("127.0.0.1:8787", description="host:port; loopback unless you open it")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str | float) -> str | float:
+        if isinstance(value, float | int):
+            if value < 0:
+                raise ValueError(f"must not be negative, got {value}")
+            return value
+        if value != "auto":
+            try:
+                parse_bytes(value)
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"expected auto, a size like 4GiB or a fraction of RAM, got {value!r}"
+                ) from None
+        return value
+
+    @field_validator("dashboard_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        match = _HOST_PORT.fullmatch(value)
+        if match is None or int(match["port"]) > 65535:
+            raise ValueError(f"expected host:port (e.g. 127.0.0.1:8787, or :0 for any port), got {value!r}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if _DEVICE.fullmatch(value) is None:
+            raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+
+_HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?")
 
 
 class Workflow(_Strict):
@@ -79,9 +121,21 @@ class Workflow(_Strict):
             raise ValueError("no inputs given")
         return value
 
+    @model_validator(mode="after")
+    def _output_is_a_folder(self) -> Workflow:
+        output = self.resolve(self.output)
+        if output.exists() and not output.is_dir():
+            raise FieldProblem("output", f"{output} exists and is not a folder")
+        return self
+
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A path from the workflow, relative to the workflow file, with variables expanded."""
         return resolve_path(path, self.base_dir).resolve()
+
+    def protected_files(self) -> list[Path]:
+        """Input files named by the workflow itself (STAC files, scene paths): never overwritten."""
+        entries = [self.inputs] if isinstance(self.inputs, str) else self.inputs
+        return [self.resolve(entry) for entry in entries if not glob.has_magic(entry)]
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the outputs: a rerun with the same one may skip scenes."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from geoseg.atomic import atomic_output
 from geoseg.errors import SceneError
-from geoseg.scenes import Scene
+from geoseg.scenes import MAX_PIXELS_VARIABLE, Scene, max_scene_pixels
 from geoseg.xyz import XYZTile, open_xyz_tile, tile_address
 
 _GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
@@ -52,10 +52,25 @@ def write_mosaic_vrt(
             skipped.append(str(exc))
     if not scenes:
         raise SceneError(str(out), f"no usable tiles at zoom {zoom} ({len(skipped)} skipped)")
+    _check_extent(scenes, out)
     final = Path(out)
     with atomic_output(final) as tmp:
         ET.ElementTree(_vrt(scenes, final.parent.resolve())).write(tmp, encoding="unicode")
     return final, skipped
+
+
+def _check_extent(scenes: list[tuple[Scene, XYZTile]], out: str | os.PathLike[str]) -> None:
+    """Refuse a mosaic whose bounding box of tiles exceeds the scene size limit (far-apart tiles)."""
+    cols = max(a.x for _, a in scenes) - min(a.x for _, a in scenes) + 1
+    rows = max(a.y for _, a in scenes) - min(a.y for _, a in scenes) + 1
+    first = scenes[0][0]
+    width, height = cols * first.width, rows * first.height
+    if width * height > (limit := max_scene_pixels()):
+        raise SceneError(
+            out,
+            f"the tiles span {cols}×{rows} tiles ({width}×{height} px), more than the scene limit of "
+            f"{limit / 1e9:.3g} Gpx; mosaic nearby tiles separately (or raise ${MAX_PIXELS_VARIABLE})",
+        )
 
 
 def _check_layout(scene: Scene, first: Scene | None) -> None:

@@ -26,8 +26,8 @@ def evaluate(
     xyz: Annotated[
         bool, typer.Option("--xyz", help="Place scenes by the web-map tile address in their names.")
     ] = False,
-    window: Annotated[int, typer.Option("--window", help="Window side in pixels.")] = 256,
-    tolerance: Annotated[int, typer.Option("--tolerance", help="Boundary-F1 tolerance (px).")] = 2,
+    window: Annotated[int, typer.Option("--window", help="Window side in pixels.", min=16)] = 256,
+    tolerance: Annotated[int, typer.Option("--tolerance", help="Boundary-F1 tolerance (px).", min=0)] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Report IoU, F1, precision, recall and boundary F1 of CHECKPOINT on labelled scenes."""

@@ -15,20 +15,32 @@ from typing import Any
 
 from distributed import Client, LocalCluster
 
+from geoseg.errors import ConfigError
 from geoseg.workflow import ClusterConfig
 
 GPU = "GPU"
+CONNECT_TIMEOUT_S = 15.0
+"""How long ``--scheduler`` may take to answer before the run gives up."""
 
 
 @contextlib.contextmanager
 def cluster_client(config: ClusterConfig, scheduler_address: str | None = None) -> Iterator[Client]:
     """A connected client; a local cluster is started (and stopped) when no address is given."""
     if scheduler_address:
-        with Client(scheduler_address) as client:
+        with _connect(scheduler_address) as client:
             yield client
         return
     with _local_cluster(config) as cluster, Client(cluster) as client:
         yield client
+
+
+def _connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Client:
+    """A client of the scheduler at ``address``; a ``ConfigError`` naming it when that fails."""
+    try:
+        return Client(address, timeout=timeout_s)
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--scheduler {address}: cannot connect ({reason})") from None
 
 
 def _local_cluster(config: ClusterConfig) -> Any:
@@ -38,6 +50,7 @@ def _local_cluster(config: ClusterConfig) -> Any:
         "memory_limit": config.memory_limit,
         "dashboard_address": config.dashboard_address,
         "silence_logs": logging.CRITICAL,  # failures are reported per scene, not as worker logs
+        "preload": ["geoseg.distributed.worker_setup"],  # workers leave Ctrl-C to the driver
     }
     if gpus:
         # Two threads per GPU worker: one task reads and polygonises while another has the GPU.

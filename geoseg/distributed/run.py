@@ -7,14 +7,16 @@ complete with the same settings are skipped; Dask retries tasks of a worker that
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, Future, as_completed
+from distributed import Client, Future, as_completed, get_task_stream
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -31,8 +33,12 @@ from geoseg.distributed.tasks import (
     remove_stale_parts,
     write_record,
 )
-from geoseg.errors import GeosegError
+from geoseg.distributed.worker_state import worker_device
+from geoseg.errors import ConfigError, GeosegError, OutputError
 from geoseg.model.checkpoint import ModelMetadata, read_metadata
+from geoseg.report_html import format_area, format_count, write_report_html
+from geoseg.runlock import output_lock
+from geoseg.safepaths import check_unique_names, inside, refuse_overwriting_inputs
 from geoseg.scenes import Scene
 from geoseg.tiling import TilingSpec, block_grid, tiles_in_block
 from geoseg.vectorize import gather_layers
@@ -52,7 +58,9 @@ class RunReport:
     dashboard: str | None = None
     run_layer: str | None = None
     catalog: str | None = None
-    workers: dict[str, Any] = field(default_factory=dict)
+    report_html: str | None = None
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per worker name: address, device, threads, resources, tasks run and seconds computing."""
 
     def count(self, status: str) -> int:
         """Scenes with ``status``."""
@@ -73,42 +81,65 @@ def run_workflow(
     output = workflow.resolve(workflow.output)
     model = workflow.resolve(workflow.model)
     metadata = read_metadata(model)
-    inputs = load_inputs(workflow.inputs, asset_key=workflow.asset_key, base_dir=workflow.base_dir)
-    fingerprint = workflow.fingerprint()
-    remove_stale_temporaries(output)
-    remove_stale_parts(output, fingerprint)
-    jobs = [_job(workflow, scene, output, model, fingerprint) for scene in inputs]
-    records: dict[str, SceneRecord] = {}
-    for job in jobs:
-        if (done := completed_record(job)) is not None:
-            records[job.input.id] = SceneRecord(**{**asdict(done), "status": "skipped"})
-    todo = [job for job in jobs if job.input.id not in records]
+    jobs, records = _plan(workflow, output, model)
+    with output_lock(output):
+        remove_stale_temporaries(output)
+        remove_stale_parts(output, {job.fingerprint for job in jobs})
+        for job in jobs:
+            if job.input.id not in records and (done := completed_record(job)) is not None:
+                records[job.input.id] = SceneRecord(**{**asdict(done), "status": "skipped"})
+        todo = [job for job in jobs if job.input.id not in records]
+        with cluster_client(workflow.cluster, scheduler_address) as client:
+            link = dashboard_link(client)
+            console.print(f"Dask dashboard: {link or 'not available'}")
+            client.wait_for_workers(1)
+            resources = {GPU: 1} if gpu_workers(client) else None
+            console.print(
+                f"{len(jobs)} scenes ({len(jobs) - len(todo)} already done or refused), model {model.name}, "
+                f"{len(client.scheduler_info()['workers'])} workers"
+                + (" with GPUs" if resources else " on CPU")
+            )
+            with get_task_stream(client) as stream:
+                blocks, tiles = _process(client, todo, metadata, resources, records, console)
+            workers = _worker_facts(client, stream.data, workflow.cluster.device)
 
-    with cluster_client(workflow.cluster, scheduler_address) as client:
-        link = dashboard_link(client)
-        console.print(f"Dask dashboard: {link or 'not available'}")
-        client.wait_for_workers(1)
-        resources = {GPU: 1} if gpu_workers(client) else None
-        console.print(
-            f"{len(jobs)} scenes ({len(records)} already done), model {model.name}, "
-            f"{len(client.scheduler_info()['workers'])} workers" + (" with GPUs" if resources else " on CPU")
+        remove_stale_temporaries(output)
+        report = RunReport(
+            scenes=[records[job.input.id] for job in jobs],
+            model=str(model),
+            output=str(output),
+            seconds=time.perf_counter() - started,
+            blocks=blocks,
+            tiles=tiles,
+            dashboard=link,
+            workers=workers,
         )
-        blocks, tiles = _process(client, todo, metadata, resources, records, console)
-        workers = {w["name"]: w.get("resources", {}) for w in client.scheduler_info()["workers"].values()}
-
-    remove_stale_temporaries(output)
-    report = RunReport(
-        scenes=[records[job.input.id] for job in jobs],
-        model=str(model),
-        output=str(output),
-        seconds=time.perf_counter() - started,
-        blocks=blocks,
-        tiles=tiles,
-        dashboard=link,
-        workers=workers,
-    )
-    _finish(report, workflow, output, metadata)
+        _finish(report, workflow, output, metadata)
     return report
+
+
+def _plan(workflow: Workflow, output: Path, model: Path) -> tuple[list[SceneJob], dict[str, SceneRecord]]:
+    """The run's scene jobs, and a failed record for each scene whose outputs would replace an input.
+
+    Raises ``GeosegError`` when the inputs name no scene, ids clash, or a run-level output
+    (report, run layer, results catalog) is an input.
+    """
+    inputs = load_inputs(workflow.inputs, asset_key=workflow.asset_key, base_dir=workflow.base_dir)
+    if not inputs:
+        raise ConfigError(f"inputs: {workflow.inputs} names no scene")
+    check_unique_names(scene.id for scene in inputs)
+    fingerprint = workflow.fingerprint()
+    jobs = [_job(workflow, scene, output, model, fingerprint) for scene in inputs]
+    protected: list[str | os.PathLike[str]] = [model, *workflow.protected_files()]
+    protected += [scene.href for scene in inputs if scene.href]
+    refuse_overwriting_inputs(run_level_outputs(workflow, output), protected)
+    refused: dict[str, SceneRecord] = {}
+    for job in jobs:
+        try:
+            refuse_overwriting_inputs(job.output_paths, protected)
+        except OutputError as exc:
+            refused[job.input.id] = SceneRecord(job.input.id, job.input.href, "failed", error=str(exc))
+    return jobs, refused
 
 
 def _job(workflow: Workflow, scene: SceneInput, output: Path, model: Path, fingerprint: str) -> SceneJob:
@@ -116,13 +147,34 @@ def _job(workflow: Workflow, scene: SceneInput, output: Path, model: Path, finge
         input=scene,
         model=str(model),
         output_dir=str(output),
-        fingerprint=fingerprint,
+        fingerprint=scene_fingerprint(fingerprint, scene.href),
         tiling=workflow.tiling,
         outputs=workflow.outputs,
         bands=tuple(workflow.bands) if workflow.bands else None,
         device=workflow.cluster.device,
         compile_model=workflow.compile_model,
     )
+
+
+def run_level_outputs(workflow: Workflow, output: Path) -> list[Path]:
+    """The files a run writes beside the scenes' own: run layer, results catalog, report."""
+    layer = [f"all-scenes.{workflow.outputs.run_layer}"] if workflow.outputs.run_layer else []
+    names = (*layer, "run-report.json", "report.html", "catalog/catalog.json")
+    return [inside(output, name) for name in names]
+
+
+def scene_fingerprint(workflow_fingerprint: str, href: str) -> str:
+    """The workflow's fingerprint plus the input's identity: where it is, its size and mtime.
+
+    A scene whose file was replaced since its outputs were written is therefore redone. (A VRT's
+    own file is what is stamped, not the files it references.)
+    """
+    try:
+        info = os.stat(href) if href and "://" not in href else None
+    except OSError:
+        info = None
+    stamp = f"{info.st_size}:{info.st_mtime_ns}" if info else "-"
+    return hashlib.sha256(f"{workflow_fingerprint}|{href}|{stamp}".encode()).hexdigest()[:16]
 
 
 def _process(
@@ -136,14 +188,20 @@ def _process(
     """Submit and follow every scene's tasks; fill ``records``; return (blocks, tiles) submitted."""
     by_future: dict[Future[Any], tuple[str, SceneJob]] = {}
     opened = {}
+    warned: dict[str, list[str]] = {}
     run = uuid.uuid4().hex[:6]  # keys are unique per run: two runs may share a cluster and scene ids
 
     def key(stage: str, job: SceneJob, *index: int) -> tuple[str | int, ...]:
-        return (stage, f"{job.input.id}@{run}", *index)
+        return (stage, f"{job.name}@{run}", *index)
 
     for job in jobs:
         future = client.submit(
-            open_scene_task, job, metadata.architecture.in_bands, key=key("open", job), pure=False
+            open_scene_task,
+            job,
+            metadata.architecture.in_bands,
+            metadata.domain,
+            key=key("open", job),
+            pure=False,
         )
         by_future[future] = ("open", job)
         opened[job.input.id] = time.perf_counter()
@@ -163,7 +221,10 @@ def _process(
                 _cancel_scene(by_future, job, client)
                 continue
             if stage == "open":
-                scene: Scene = future.result()
+                opened_scene: tuple[Scene, list[str]] = future.result()
+                scene, warned[job.input.id] = opened_scene
+                for warning in warned[job.input.id]:
+                    console.print(f"[yellow]warning[/yellow] {job.input.id}: {warning}")
                 spec = TilingSpec.for_model(
                     stride_px=metadata.total_stride,
                     receptive_radius_px=metadata.receptive_radius_px,
@@ -207,6 +268,7 @@ def _process(
             else:
                 record: SceneRecord = future.result()
                 record.seconds = time.perf_counter() - opened[job.input.id]
+                record.warnings = warned[job.input.id]
                 write_record(record, job.record_path)
                 records[job.input.id] = record
                 progress.advance(scenes_bar)
@@ -234,8 +296,28 @@ def _cancel_scene(by_future: dict[Future[Any], tuple[str, SceneJob]], job: Scene
         client.cancel(doomed)
 
 
+def _worker_facts(client: Client, tasks: list[dict[str, Any]], device: str) -> dict[str, dict[str, Any]]:
+    """Per worker: address, device, threads, resources, and the tasks it ran with their seconds."""
+    devices = client.run(worker_device, device)
+    facts: dict[str, dict[str, Any]] = {}
+    for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
+        ran = [t for t in tasks if t.get("worker") == address]
+        computing = sum(
+            s["stop"] - s["start"] for t in ran for s in t.get("startstops", ()) if s["action"] == "compute"
+        )
+        facts[str(info.get("name", address))] = {
+            "address": address,
+            "device": devices.get(address),
+            "threads": info.get("nthreads"),
+            "resources": info.get("resources", {}),
+            "tasks": len(ran),
+            "seconds": round(computing, 3),
+        }
+    return facts
+
+
 def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: ModelMetadata) -> None:
-    """Run-level outputs: the gathered vector layer, the results STAC catalog, the JSON report."""
+    """Run-level outputs: the gathered vector layer, the results STAC catalog, the HTML and JSON reports."""
     vectors = [
         v for s in report.scenes if s.status in ("ok", "skipped") for v in s.outputs.get("vectors", [])
     ]
@@ -253,18 +335,44 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
                 done, output / "catalog" / "catalog.json", report.model, parameters, metadata
             )
         )
-    with atomic_output(output / "run-report.json") as tmp:
+    totals = summary(report)
+    report_json = inside(output, "run-report.json")
+    facts = [
+        ("model", Path(report.model).name),
+        ("scenes", f"{totals['ok']} done, {totals['failed']} failed, {totals['skipped']} skipped"),
+        ("buildings", format_count(totals["buildings"])),
+        ("building area", format_area(totals["building_area_m2"])),
+        ("time", f"{report.seconds:.1f} s"),
+    ]
+    files = {
+        "run report (JSON)": str(report_json),
+        "all scenes": report.run_layer,
+        "STAC catalog": report.catalog,
+    }
+    report.report_html = str(
+        write_report_html(
+            report.scenes, inside(output, "report.html"), f"geoseg run: {output.name}", facts, files
+        )
+    )
+    with atomic_output(report_json) as tmp:
         tmp.write_text(json.dumps(asdict(report) | {"summary": summary(report)}, indent=2, default=str))
 
 
 def summary(report: RunReport) -> dict[str, Any]:
-    """Totals for the report and the end-of-run table."""
+    """Totals for the report and the end-of-run table.
+
+    ``area_km2`` is the scenes' own area processed in this run (with ``seconds``, throughput);
+    ``buildings`` and ``building_area_m2`` count every scene with results, skipped ones too.
+    """
     ok = [s for s in report.scenes if s.status == "ok"]
+    done = [s for s in report.scenes if s.status in ("ok", "skipped")]
     area = sum(s.area_km2 or 0 for s in ok)
     return {
         "ok": len(ok),
         "failed": report.count("failed"),
         "skipped": report.count("skipped"),
+        "buildings": sum(s.polygons or 0 for s in done),
+        "building_area_m2": sum(s.building_area_m2 or 0 for s in done),
         "area_km2": area,
         "blocks": report.blocks,
         "tiles": report.tiles,

@@ -1,6 +1,7 @@
 """The functions Dask runs on workers. Each takes windows and paths, never pixel arrays.
 
-* ``open_scene_task``: validate a scene (on a worker, which is where the data is visible);
+* ``open_scene_task``: validate a scene (on a worker, which is where the data is visible) and
+  compare it with the model's training domain (``geoseg.applicability``: warnings);
 * ``predict_block_task``: read one haloed block, predict it on the worker's model, save the
   block's mask part (atomically) and polygonise its core; a part already on disk is reused,
   so a task rerun after a worker died does not predict twice;
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shutil
@@ -20,12 +22,16 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
+from geoseg.applicability import scene_warnings
 from geoseg.atomic import atomic_output
 from geoseg.catalog import SceneInput
 from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache
+from geoseg.model.checkpoint import Domain
 from geoseg.predict import predict_block, tiling_for
+from geoseg.quicklook import write_quicklook
+from geoseg.safepaths import inside, safe_name
 from geoseg.scenes import Scene, open_scene
 from geoseg.stitching import NODATA, MaskWriter
 from geoseg.tiling import Block
@@ -80,29 +86,46 @@ class SceneJob:
     compile_model: bool = False
 
     @property
+    def name(self) -> str:
+        """The scene's file name: its id made safe (``geoseg.safepaths.safe_name``)."""
+        return safe_name(self.input.id)
+
+    @property
     def mask_path(self) -> Path:
         """Where the scene's COG mask goes."""
-        return Path(self.output_dir) / "masks" / f"{self.input.id}.tif"
+        return inside(self.output_dir, "masks", f"{self.name}.tif")
 
     @property
     def vector_paths(self) -> list[Path]:
         """Where the scene's vector files go, one per format."""
-        folder = Path(self.output_dir) / "vectors"
-        return [folder / f"{self.input.id}.{fmt}" for fmt in self.outputs.vector_formats]
+        return [
+            inside(self.output_dir, "vectors", f"{self.name}.{fmt}") for fmt in self.outputs.vector_formats
+        ]
+
+    @property
+    def quicklook_path(self) -> Path:
+        """Where the scene's quick-look PNG goes."""
+        return inside(self.output_dir, "quicklooks", f"{self.name}.png")
 
     @property
     def record_path(self) -> Path:
         """The scene's completion record, written last."""
-        return Path(self.output_dir) / "scenes" / f"{self.input.id}.json"
+        return inside(self.output_dir, "scenes", f"{self.name}.json")
+
+    @property
+    def output_paths(self) -> list[Path]:
+        """Every file the scene's processing writes under its final name."""
+        catalog_item = inside(self.output_dir, "catalog", self.name, f"{self.name}.json")
+        return [self.mask_path, *self.vector_paths, self.quicklook_path, self.record_path, catalog_item]
 
     @property
     def parts_dir(self) -> Path:
         """Per-block mask parts, deleted once the scene is assembled.
 
-        Under the fingerprint, so parts left by an interrupted run with other settings (another
-        model, tiling…) are never reused.
+        Under the scene's fingerprint (settings and input identity), so parts left by an
+        interrupted run with another model, tiling or input file are never reused.
         """
-        return parts_root(self.output_dir) / self.fingerprint / self.input.id
+        return inside(parts_root(self.output_dir), self.fingerprint, self.name)
 
 
 @dataclass(frozen=True)
@@ -126,17 +149,28 @@ class SceneRecord:
     outputs: dict[str, str | list[str]] = field(default_factory=dict)
     fingerprint: str | None = None
     polygons: int | None = None
+    building_area_m2: float | None = None
+    """Summed ``area_m2`` of the scene's polygons (every class but background)."""
     area_km2: float | None = None
+    """The scene's own footprint."""
     blocks: int | None = None
     seconds: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Where the model may not apply (``geoseg.applicability``); the scene is processed anyway."""
 
 
 @_worker_task
-def open_scene_task(job: SceneJob, expected_bands: int) -> Scene:
-    """Validate the scene; raises ``SceneError`` naming the file and the problem."""
+def open_scene_task(
+    job: SceneJob, expected_bands: int, domain: Domain | None = None
+) -> tuple[Scene, list[str]]:
+    """Validate the scene and compare it with the model's training ``domain``.
+
+    Raises ``SceneError`` naming the file and the problem; warnings do not stop the scene.
+    """
     if job.input.error:
         raise SceneError(job.input.href or job.input.id, job.input.error)
-    return open_scene(job.input.href, bands=job.bands, expected_bands=expected_bands)
+    scene = open_scene(job.input.href, bands=job.bands, expected_bands=expected_bands)
+    return scene, scene_warnings(scene, domain)
 
 
 @_worker_task
@@ -183,32 +217,37 @@ def assemble_scene_task(
         )
         features = to_features(components, read_mask_info(job.mask_path), cleanup, job.input.id)
         vectors = [str(write_features(features, path)) for path in job.vector_paths]
+    with stage("quicklook"):
+        quicklook = write_quicklook(scene, job.mask_path, job.quicklook_path, job.input.id, NODATA)
     record = SceneRecord(
         id=job.input.id,
         input=job.input.href,
         status="ok",
-        outputs={"mask": str(job.mask_path), "vectors": vectors},
+        outputs={"mask": str(job.mask_path), "vectors": vectors, "quicklook": str(quicklook)},
         fingerprint=job.fingerprint,
         polygons=len(features),
+        building_area_m2=float(features.loc[features["class_id"] != 0, "area_m2"].sum()),
         area_km2=scene.area_m2 / 1e6,
         blocks=len(outcomes),
     )
     write_record(record, job.record_path)
     shutil.rmtree(job.parts_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the fingerprint folder, once no other scene uses it
+        job.parts_dir.parent.rmdir()
     return record
 
 
 def parts_root(output_dir: str | Path) -> Path:
-    """Where block parts of unfinished scenes wait, one folder per workflow fingerprint."""
-    return Path(output_dir) / ".parts"
+    """Where block parts of unfinished scenes wait, one folder per scene fingerprint."""
+    return inside(output_dir, ".parts")
 
 
-def remove_stale_parts(output_dir: str | Path, fingerprint: str) -> None:
-    """Delete parts written under other settings: they can never be reused."""
+def remove_stale_parts(output_dir: str | Path, fingerprints: set[str]) -> None:
+    """Delete parts written under other settings or inputs: they can never be reused."""
     root = parts_root(output_dir)
-    if root.is_dir():
+    if root.is_dir() and not root.is_symlink():
         for folder in root.iterdir():
-            if folder.name != fingerprint:
+            if folder.name not in fingerprints and folder.is_dir() and not folder.is_symlink():
                 shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -224,8 +263,12 @@ def completed_record(job: SceneJob) -> SceneRecord | None:
         record = SceneRecord(**json.loads(job.record_path.read_text()))
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return None
-    outputs = [record.outputs.get("mask", ""), *record.outputs.get("vectors", [])]
-    wanted = {str(job.mask_path), *map(str, job.vector_paths)}
+    outputs = [
+        record.outputs.get("mask", ""),
+        *record.outputs.get("vectors", []),
+        record.outputs.get("quicklook", ""),
+    ]
+    wanted = {str(job.mask_path), *map(str, job.vector_paths), str(job.quicklook_path)}
     if record.fingerprint != job.fingerprint or set(map(str, outputs)) != wanted:
         return None
     if not all(Path(str(p)).exists() for p in outputs):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
 from geoseg.vectorize.cleanup import Cleanup, to_features
 from geoseg.vectorize.formats import vector_driver, write_features
 from geoseg.vectorize.mask import iter_mask_blocks, read_mask_info
@@ -52,6 +53,8 @@ def vectorize_mask(
     outputs = [out_paths] if isinstance(out_paths, str | os.PathLike) else list(out_paths)
     for out in outputs:
         vector_driver(out)
+        check_replaceable(out)
+    refuse_overwriting_inputs(outputs, [mask_path])
     info = read_mask_info(mask_path)
     pieces = [
         polygonize_block(

@@ -1,0 +1,115 @@
+"""Where geoseg may write: safe file names for scene ids, paths kept inside the output folder.
+
+Scene ids come from untrusted catalogs and file names (``"../../victim"``, ``"/etc"``, ``"CON"``),
+so no path is ever built from a raw id. The rules every writer follows:
+
+* a per-scene file is named by ``safe_name(id)``: no separator of any platform, no ``..``, no
+  leading dot, no control or reserved characters, never empty, length-bounded; an id that is
+  already such a name is kept as it is, any other id is cleaned and suffixed with ``~`` and a
+  hash of the id (``~`` never occurs in a kept name, so distinct ids never share a name);
+* the path is resolved (links followed) and must lie inside the output folder (``inside``);
+* an existing target that is not a regular file (a folder, a device, a FIFO) is never
+  replaced (``check_replaceable``), and no output may be the same file as an input scene,
+  model or label file, also through links (``refuse_overwriting_inputs``);
+* geoseg deletes only what it created: its temporaries and its block parts under the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from geoseg.errors import ConfigError, OutputError
+
+MAX_NAME_CHARS = 100
+"""Longest kept name; longer ids are cut and hashed (file systems allow 255 bytes)."""
+
+_KEPT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_WINDOWS_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?")
+HASH_MARK = "~"
+
+
+def safe_name(scene_id: str) -> str:
+    """A file name for ``scene_id`` that is safe on every platform and unique to the id."""
+    if _is_kept(scene_id):
+        return scene_id
+    cleaned = re.sub(r"\.{2,}", ".", _UNSAFE_CHARS.sub("_", scene_id))
+    cleaned = cleaned[: MAX_NAME_CHARS - 20].strip("._-") or "scene"
+    digest = hashlib.sha256(scene_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{cleaned}{HASH_MARK}{digest}"
+
+
+def _is_kept(name: str) -> bool:
+    return (
+        len(name) <= MAX_NAME_CHARS
+        and _KEPT.fullmatch(name) is not None
+        and ".." not in name
+        and not name.endswith(".")
+        and _WINDOWS_RESERVED.fullmatch(name) is None
+    )
+
+
+def check_unique_names(ids: Iterable[str]) -> None:
+    """Refuse ids whose file names would clash on a case-insensitive file system."""
+    seen: dict[str, str] = {}
+    for scene_id in ids:
+        key = safe_name(scene_id).casefold()
+        if key in seen and seen[key] != scene_id:
+            raise ConfigError(
+                f"inputs: scene ids {seen[key]!r} and {scene_id!r} name the same output files "
+                "on case-insensitive file systems; rename one"
+            )
+        seen[key] = scene_id
+
+
+def inside(root: str | os.PathLike[str], *parts: str) -> Path:
+    """``root / parts``, refused unless it resolves (links followed) inside ``root``."""
+    base = Path(root).resolve()
+    path = base.joinpath(*parts)
+    if not path.resolve().is_relative_to(base):
+        raise OutputError(path, f"resolves outside the output folder {base}; refusing to write there")
+    return path
+
+
+def check_replaceable(path: str | os.PathLike[str]) -> None:
+    """Refuse to replace an existing target that is not a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(path, f"cannot be written ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise OutputError(path, "is a folder; give a file name")
+    if not stat.S_ISREG(mode):
+        raise OutputError(path, "exists and is not a regular file (device, FIFO or socket); not replaced")
+
+
+def refuse_overwriting_inputs(
+    outputs: Iterable[str | os.PathLike[str]], inputs: Iterable[str | os.PathLike[str]]
+) -> None:
+    """Raise ``OutputError`` if an output is the same file as an input (also through links)."""
+    identities = {}
+    for source in inputs:
+        if (identity := _identity(source)) is not None:
+            identities[identity] = source
+    for out in outputs:
+        identity = _identity(out)
+        if identity is not None and identity in identities:
+            raise OutputError(out, f"is the input {identities[identity]}; geoseg never overwrites an input")
+
+
+def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(device, inode) of an existing local file, links followed; None otherwise."""
+    if "://" in str(path) or str(path).startswith("/vsi"):
+        return None
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino

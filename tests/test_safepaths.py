@@ -1,0 +1,100 @@
+"""Safe names and output paths: whatever a catalog calls a scene, geoseg writes only inside its output."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geoseg.errors import ConfigError, OutputError
+from geoseg.safepaths import (
+    MAX_NAME_CHARS,
+    check_replaceable,
+    check_unique_names,
+    inside,
+    refuse_overwriting_inputs,
+    safe_name,
+)
+
+ids = st.text(min_size=0, max_size=300)
+hostile_ids = st.one_of(
+    ids,
+    st.sampled_from(
+        ["", ".", "..", "../..", "/", "/etc", "C:\\Windows", "CON", "nul.txt", "a/../../b", "\x00"]
+    ),
+    st.lists(st.sampled_from(["..", "/", "\\", ".", "a", "~", ":", "\n"]), max_size=12).map("".join),
+)
+
+
+@given(hostile_ids)
+@settings(max_examples=500, deadline=None)
+def test_a_safe_name_is_one_harmless_file_name_on_every_platform(scene_id):
+    name = safe_name(scene_id)
+    assert name and len(name) <= MAX_NAME_CHARS
+    assert not name.startswith((".", "-"))
+    assert ".." not in name
+    assert not set(name) & set('/\\:*?"<>|\x00\n\r\t')
+    assert all(ch.isascii() and ch.isprintable() for ch in name)
+
+
+@given(hostile_ids, st.sampled_from(["masks", "vectors", "scenes", ".parts"]))
+@settings(max_examples=300, deadline=None)
+def test_every_path_built_from_an_id_stays_inside_the_output(tmp_path_factory, scene_id, folder):
+    root = tmp_path_factory.getbasetemp() / "out"
+    path = inside(root, folder, f"{safe_name(scene_id)}.tif")
+    assert path.resolve().is_relative_to(root.resolve())
+    assert path.parent.name == folder
+
+
+@given(hostile_ids, hostile_ids)
+@settings(max_examples=500, deadline=None)
+def test_distinct_ids_never_share_a_file(first, second):
+    if first != second:
+        assert safe_name(first) != safe_name(second)
+
+
+def test_plain_ids_keep_their_names():
+    assert safe_name("OAM-1238424-1046544-21") == "OAM-1238424-1046544-21"
+    assert safe_name("image_1of2") == "image_1of2"
+    assert safe_name("RGB.byte") == "RGB.byte"
+
+
+@pytest.mark.parametrize("scene_id", ["../../victim", "/abs/dir", "..", ".hidden", "CON", "a b", "x" * 500])
+def test_unsafe_ids_are_cleaned_and_marked_with_a_hash(scene_id):
+    name = safe_name(scene_id)
+    assert name != scene_id and "~" in name
+
+
+def test_ids_that_differ_only_in_case_are_refused_with_a_clear_error():
+    with pytest.raises(ConfigError, match="'Scene' and 'scene'"):
+        check_unique_names(["Scene", "scene"])
+    check_unique_names(["scene", "other"])
+
+
+def test_a_link_inside_the_output_that_points_outside_is_refused(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "masks").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OutputError, match="outside the output folder"):
+        inside(tmp_path / "out", "masks", "a.tif")
+
+
+def test_an_existing_folder_or_special_file_is_never_replaced(tmp_path):
+    (tmp_path / "folder.tif").mkdir()
+    os.mkfifo(tmp_path / "pipe.tif")
+    with pytest.raises(OutputError, match="is a folder"):
+        check_replaceable(tmp_path / "folder.tif")
+    with pytest.raises(OutputError, match="not a regular file"):
+        check_replaceable(tmp_path / "pipe.tif")
+    check_replaceable(tmp_path / "new.tif")
+
+
+def test_an_output_that_is_an_input_through_a_hard_link_is_refused(tmp_path):
+    scene = tmp_path / "scene.tif"
+    scene.write_bytes(b"pixels")
+    os.link(scene, tmp_path / "mask.tif")
+    with pytest.raises(OutputError, match="never overwrites an input"):
+        refuse_overwriting_inputs([tmp_path / "mask.tif"], [scene])
+    refuse_overwriting_inputs([tmp_path / "other.tif"], [scene])
