@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.transform import from_bounds
 from rasterio.windows import Window
@@ -190,7 +190,7 @@ def _check_readable(ds: rasterio.DatasetReader, scene: Scene) -> None:
 
 def _has_valid_pixels(ds: rasterio.DatasetReader, scene: Scene) -> bool:
     """True as soon as one window of the scene has a valid pixel; windows are a few Mpx each."""
-    all_valid = all(flags == [rasterio.enums.MaskFlags.all_valid] for flags in ds.mask_flag_enums)
+    all_valid = all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)
     if all_valid and not _is_float(scene):
         return True
     return any(_valid_mask(ds, scene, window).any() for window in _scan_windows(scene))
@@ -213,14 +213,34 @@ def _is_float(scene: Scene) -> bool:
 def _valid_mask(
     ds: rasterio.DatasetReader, scene: Scene, window: Window, pixels: np.ndarray | None = None
 ) -> np.ndarray:
-    """True where any band is valid (nodata, alpha, internal masks) and no band is NaN or ±Inf."""
-    masks = ds.read_masks(list(scene.bands), window=window)
-    valid: np.ndarray = masks.any(axis=0)
+    """True where any band is valid (nodata, alpha, internal masks) and no band is NaN or ±Inf.
+
+    GDAL's mask bands cost about three pixel reads; where the mask is only "every pixel" or
+    "not the nodata value", it is computed from the pixels instead (same result, checked in tests).
+    """
+    flags = [ds.mask_flag_enums[band - 1] for band in scene.bands]
+    bands = list(scene.bands)
+    valid: np.ndarray
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        valid = np.ones((int(window.height), int(window.width)), dtype=bool)
+    elif all(f == [MaskFlags.nodata] for f in flags) and _nodata_is_exact(scene):
+        pixels = ds.read(bands, window=window) if pixels is None else pixels
+        valid = (pixels != np.asarray(scene.nodata).astype(pixels.dtype)).any(axis=0)
+    else:
+        valid = ds.read_masks(bands, window=window).any(axis=0)
     if _is_float(scene):
-        if pixels is None:
-            pixels = ds.read(list(scene.bands), window=window)
+        pixels = ds.read(bands, window=window) if pixels is None else pixels
         valid &= np.isfinite(pixels).all(axis=0)
     return valid
+
+
+def _nodata_is_exact(scene: Scene) -> bool:
+    """True when the nodata value is one the pixels' dtype holds exactly (or NaN)."""
+    if scene.nodata is None:
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        cast = np.asarray(scene.nodata).astype(scene.dtype)
+    return bool(cast == scene.nodata) or (np.isnan(scene.nodata) and _is_float(scene))
 
 
 def read_window(

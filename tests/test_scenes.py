@@ -68,3 +68,29 @@ def test_nodata_pixels_are_filled_before_reflection(sample_data):
     pixels, valid = read_window(scene, scene.window, nodata_fill=[7, 7, 7])
     assert 0.1 < (~valid).mean() < 0.9
     assert (pixels[:, ~valid] == 7).all()
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "edge/RGB.byte.tif",  # uint8, nodata 0
+        "edge/RGBA.byte.tif",  # alpha band
+        "edge/cogeo.tif",
+        "labeled/landsat-albers/image.tif",  # int16, nodata -9999
+        "labeled/sen1floods11-water/sample/S2",  # int16, nodata 0, 13 bands
+        "labeled/sen1floods11-water/sample/S1",  # float32, nodata NaN
+        "scenes/landsat8-224078-rgb.tif",
+    ],
+)
+def test_validity_from_pixels_equals_gdals_mask_bands(sample_data, relative):
+    from rasterio.windows import Window
+
+    from geoseg.scenes import _valid_mask, open_pixels
+
+    path = sample_data / relative
+    path = next(path.glob("*.tif")) if path.is_dir() else path
+    scene = open_scene(path, require_valid_pixels=False)
+    window = Window(0, 0, min(scene.width, 700), min(scene.height, 700))
+    with open_pixels(scene.path) as ds:
+        expected = ds.read_masks(list(scene.bands), window=window).any(axis=0)
+        assert (_valid_mask(ds, scene, window) == expected).all()
