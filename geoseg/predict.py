@@ -1,7 +1,8 @@
 """Predicting a block of a scene: one haloed read, batched tiles, cores cut back out.
 
-``predict_block`` is the pixel logic shared by ``geoseg predict`` (a loop over blocks in one
-process) and ``geoseg run`` (one Dask task per block). ``predict_scene`` is that loop.
+``read_block`` and ``predict_pixels`` are the pixel logic shared by ``geoseg predict`` (a loop
+over blocks in one process) and ``geoseg run`` (one Dask task per block). ``predict_scene`` is
+that loop.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class BlockPixels:
         row, col = int(window.row_off - self.extent.row_off), int(window.col_off - self.extent.col_off)
         return slice(row, row + int(window.height)), slice(col, col + int(window.width))
 
+    def core(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels and validity of the block's core: the read without its halo."""
+        rows, cols = self.local(self.block.core)
+        return self.pixels[:, rows, cols], self.valid[rows, cols]
+
 
 def read_block(
     scene: Scene,
@@ -130,18 +136,6 @@ def _keep_cores(
         col = int(tile.core.col_off - block.core.col_off)
         classes[row : row + h, col : col + w] = tile_cls[halo : halo + h, halo : halo + w]
         probability[row : row + h, col : col + w] = tile_prob[halo : halo + h, halo : halo + w]
-
-
-def predict_block(
-    scene: Scene,
-    block: Block,
-    predictor: Predictor,
-    spec: TilingSpec,
-    dataset: rasterio.DatasetReader | None = None,
-) -> BlockPrediction:
-    """Predict one block: read it once with its halo, cut tiles, predict, keep the cores."""
-    mean = predictor.metadata.normalization.mean
-    return predict_pixels(read_block(scene, block, spec, dataset, mean), predictor, spec)
 
 
 def predict_scene(

@@ -19,6 +19,7 @@ from dask.utils import parse_bytes
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
+from geoseg.tiling import TilingSpec
 
 VectorFormat = Literal["geojson", "gpkg", "shp", "parquet", "fgb"]
 
@@ -34,6 +35,16 @@ class TilingConfig(_Strict):
     halo_px: int | None = Field(None, ge=0)
     block_size_px: int = Field(2048, ge=16, description="pixels per task side (work and memory unit)")
     batch_size: int = Field(8, ge=1, description="tiles per forward pass")
+
+    def spec(self, stride_px: int, receptive_radius_px: int) -> TilingSpec:
+        """The runtime tiling for a model of that stride and receptive radius (once per run)."""
+        return TilingSpec.for_model(
+            stride_px=stride_px,
+            receptive_radius_px=receptive_radius_px,
+            tile_size_px=self.tile_size_px,
+            halo_px=self.halo_px,
+            block_size_px=self.block_size_px,
+        )
 
 
 class OutputConfig(_Strict):

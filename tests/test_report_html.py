@@ -4,7 +4,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from geoseg.distributed.tasks import SceneRecord
+from geoseg.distributed.records import SceneRecord
 from geoseg.report_html import format_area, render_report, write_report_html
 
 

@@ -12,8 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from geoseg.cli.app import app
-from geoseg.distributed.run import RunReport, summary
-from geoseg.distributed.tasks import SceneRecord
+from geoseg.distributed.records import RunReport, SceneRecord, summary
 from geoseg.report_html import format_area, format_count
 
 NUMERIC = ("buildings", "building area", "scene area")

@@ -41,7 +41,9 @@ def georeference(
 def mosaic(
     folder: Annotated[Path, typer.Argument(help="Folder of tiles named '…-x-y-z' or laid out as z/x/y.")],
     out: Annotated[Path, typer.Option("--out", help="VRT to write (references the tiles in place).")],
-    zoom: Annotated[int | None, typer.Option(help="Zoom to mosaic (default: the highest present).")] = None,
+    zoom: Annotated[
+        int | None, typer.Option(help="Zoom to mosaic (default: the highest present).", min=0, max=30)
+    ] = None,
     pattern: Annotated[str, typer.Option(help="Glob of tile files under FOLDER.")] = "**/*.png",
 ) -> None:
     """Write one seamless scene (a VRT) from the tiles of one zoom, for predict/run across tile borders.

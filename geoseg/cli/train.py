@@ -14,7 +14,7 @@ from geoseg.cli.app import app
 def train(
     config: Annotated[Path, typer.Argument(help="Training config (YAML).")],
     out: Annotated[Path | None, typer.Option("--out", help="Checkpoint path (overrides 'out').")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Training steps (overrides).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Training steps (overrides).", min=1)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Train a segmentation generator (optionally adversarially) and save a checkpoint."""

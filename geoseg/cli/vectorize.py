@@ -23,13 +23,13 @@ def vectorize(
         list[Path],
         typer.Option("--out", help="Output .gpkg, .parquet, .geojson, .shp or .fgb (repeatable)."),
     ],
-    block_size: Annotated[int, typer.Option(help="Pixels per block read (memory bound).")] = 2048,
-    min_area: Annotated[float, typer.Option("--min-area", help="Drop polygons below m².")] = 0.0,
-    simplify: Annotated[float, typer.Option("--simplify", help="Tolerance in metres.")] = 0.0,
+    block_size: Annotated[int, typer.Option(help="Pixels per block read (memory bound).", min=16)] = 2048,
+    min_area: Annotated[float, typer.Option("--min-area", help="Drop polygons below m².", min=0)] = 0.0,
+    simplify: Annotated[float, typer.Option("--simplify", help="Tolerance in metres.", min=0)] = 0.0,
     connectivity: Annotated[
         int, typer.Option(help="Pixel connectivity, 4 or 8.", callback=_connectivity)
     ] = 8,
-    fill_holes: Annotated[float, typer.Option("--fill-holes", help="Fill holes below m².")] = 0.0,
+    fill_holes: Annotated[float, typer.Option("--fill-holes", help="Fill holes below m².", min=0)] = 0.0,
     scene_id: Annotated[str | None, typer.Option(help="Scene id (default: mask stem).")] = None,
 ) -> None:
     """Vectorise MASK into one polygon per connected component, with areas in metres."""

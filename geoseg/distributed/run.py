@@ -7,12 +7,12 @@ complete with the same settings are skipped; Dask retries tasks of a worker that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from geoseg.atomic import atomic_output, remove_stale_temporaries
 from geoseg.catalog import SceneInput, load_inputs, write_results_catalog
 from geoseg.distributed.cluster import GPU, cluster_client, dashboard_link, gpu_workers
-from geoseg.distributed.tasks import (
+from geoseg.distributed.records import (
+    RunReport,
     SceneJob,
     SceneRecord,
-    assemble_scene_task,
     completed_record,
-    open_scene_task,
-    predict_block_task,
     remove_stale_parts,
+    run_level_outputs,
+    scene_fingerprint,
+    summary,
     write_record,
 )
+from geoseg.distributed.tasks import assemble_scene_task, open_scene_task, predict_block_task
 from geoseg.distributed.worker_state import worker_device
-from geoseg.errors import ConfigError, GeosegError, OutputError
+from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
 from geoseg.model.checkpoint import ModelMetadata, read_metadata
 from geoseg.report_html import format_area, format_count, write_report_html
 from geoseg.runlock import output_lock
@@ -43,33 +45,6 @@ from geoseg.scenes import Scene
 from geoseg.tiling import TilingSpec, block_grid, tiles_in_block
 from geoseg.vectorize import gather_layers
 from geoseg.workflow import Workflow
-
-
-@dataclass
-class RunReport:
-    """What a run did: one record per scene plus totals; saved as ``run-report.json``."""
-
-    scenes: list[SceneRecord]
-    model: str
-    output: str
-    seconds: float
-    blocks: int = 0
-    tiles: int = 0
-    dashboard: str | None = None
-    run_layer: str | None = None
-    catalog: str | None = None
-    report_html: str | None = None
-    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per worker name: address, device, threads, resources, tasks run and seconds computing."""
-
-    def count(self, status: str) -> int:
-        """Scenes with ``status``."""
-        return sum(1 for s in self.scenes if s.status == status)
-
-    @property
-    def ok(self) -> bool:
-        """True when no scene failed."""
-        return self.count("failed") == 0
 
 
 def run_workflow(
@@ -81,7 +56,7 @@ def run_workflow(
     output = workflow.resolve(workflow.output)
     model = workflow.resolve(workflow.model)
     metadata = read_metadata(model)
-    jobs, records = _plan(workflow, output, model)
+    jobs, records = _plan(workflow, output, model, metadata)
     with output_lock(output):
         remove_stale_temporaries(output)
         remove_stale_parts(output, {job.fingerprint for job in jobs})
@@ -118,7 +93,9 @@ def run_workflow(
     return report
 
 
-def _plan(workflow: Workflow, output: Path, model: Path) -> tuple[list[SceneJob], dict[str, SceneRecord]]:
+def _plan(
+    workflow: Workflow, output: Path, model: Path, metadata: ModelMetadata
+) -> tuple[list[SceneJob], dict[str, SceneRecord]]:
     """The run's scene jobs, and a failed record for each scene whose outputs would replace an input.
 
     Raises ``GeosegError`` when the inputs name no scene, ids clash, or a run-level output
@@ -129,7 +106,10 @@ def _plan(workflow: Workflow, output: Path, model: Path) -> tuple[list[SceneJob]
         raise ConfigError(f"inputs: {workflow.inputs} names no scene")
     check_unique_names(scene.id for scene in inputs)
     fingerprint = workflow.fingerprint()
-    jobs = [_job(workflow, scene, output, model, fingerprint) for scene in inputs]
+    spec = workflow.tiling.spec(metadata.total_stride, metadata.receptive_radius_px)
+    if seams := spec.seam_warning(metadata.receptive_radius_px):
+        warnings.warn(GeosegWarning(seams), stacklevel=2)
+    jobs = [_job(workflow, scene, output, model, fingerprint, spec) for scene in inputs]
     protected: list[str | os.PathLike[str]] = [model, *workflow.protected_files()]
     protected += [scene.href for scene in inputs if scene.href]
     refuse_overwriting_inputs(run_level_outputs(workflow, output), protected)
@@ -142,39 +122,21 @@ def _plan(workflow: Workflow, output: Path, model: Path) -> tuple[list[SceneJob]
     return jobs, refused
 
 
-def _job(workflow: Workflow, scene: SceneInput, output: Path, model: Path, fingerprint: str) -> SceneJob:
+def _job(
+    workflow: Workflow, scene: SceneInput, output: Path, model: Path, fingerprint: str, spec: TilingSpec
+) -> SceneJob:
     return SceneJob(
         input=scene,
         model=str(model),
         output_dir=str(output),
         fingerprint=scene_fingerprint(fingerprint, scene.href),
-        tiling=workflow.tiling,
+        spec=spec,
+        batch_size=workflow.tiling.batch_size,
         outputs=workflow.outputs,
         bands=tuple(workflow.bands) if workflow.bands else None,
         device=workflow.cluster.device,
         compile_model=workflow.compile_model,
     )
-
-
-def run_level_outputs(workflow: Workflow, output: Path) -> list[Path]:
-    """The files a run writes beside the scenes' own: run layer, results catalog, report."""
-    layer = [f"all-scenes.{workflow.outputs.run_layer}"] if workflow.outputs.run_layer else []
-    names = (*layer, "run-report.json", "report.html", "catalog/catalog.json")
-    return [inside(output, name) for name in names]
-
-
-def scene_fingerprint(workflow_fingerprint: str, href: str) -> str:
-    """The workflow's fingerprint plus the input's identity: where it is, its size and mtime.
-
-    A scene whose file was replaced since its outputs were written is therefore redone. (A VRT's
-    own file is what is stamped, not the files it references.)
-    """
-    try:
-        info = os.stat(href) if href and "://" not in href else None
-    except OSError:
-        info = None
-    stamp = f"{info.st_size}:{info.st_mtime_ns}" if info else "-"
-    return hashlib.sha256(f"{workflow_fingerprint}|{href}|{stamp}".encode()).hexdigest()[:16]
 
 
 def _process(
@@ -185,7 +147,12 @@ def _process(
     records: dict[str, SceneRecord],
     console: Console,
 ) -> tuple[int, int]:
-    """Submit and follow every scene's tasks; fill ``records``; return (blocks, tiles) submitted."""
+    """Submit and follow every scene's tasks; fill ``records``; return (blocks, tiles) submitted.
+
+    Priorities make scenes finish in a stream rather than all at the end: validations and
+    assemblies go before any pending block, and blocks of earlier scenes before later ones.
+    """
+    order = {job.input.id: index for index, job in enumerate(jobs)}
     by_future: dict[Future[Any], tuple[str, SceneJob]] = {}
     opened = {}
     warned: dict[str, list[str]] = {}
@@ -201,6 +168,7 @@ def _process(
             metadata.architecture.in_bands,
             metadata.domain,
             key=key("open", job),
+            priority=1,
             pure=False,
         )
         by_future[future] = ("open", job)
@@ -225,13 +193,7 @@ def _process(
                 scene, warned[job.input.id] = opened_scene
                 for warning in warned[job.input.id]:
                     console.print(f"[yellow]warning[/yellow] {job.input.id}: {warning}")
-                spec = TilingSpec.for_model(
-                    stride_px=metadata.total_stride,
-                    receptive_radius_px=metadata.receptive_radius_px,
-                    tile_size_px=job.tiling.tile_size_px,
-                    halo_px=job.tiling.halo_px,
-                    block_size_px=job.tiling.block_size_px,
-                )
+                spec = job.spec
                 grid = block_grid(scene.width, scene.height, spec)
                 total_blocks += len(grid)
                 total_tiles += sum(
@@ -246,6 +208,7 @@ def _process(
                         block,
                         key=key("predict", job, *block.index),
                         resources=resources,
+                        priority=-order[job.input.id],
                         pure=False,
                     )
                     for block in grid
@@ -257,6 +220,7 @@ def _process(
                     metadata.classes,
                     *block_futures,
                     key=key("assemble", job),
+                    priority=1,
                     pure=False,
                 )
                 for f in block_futures:
@@ -356,26 +320,3 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
     )
     with atomic_output(report_json) as tmp:
         tmp.write_text(json.dumps(asdict(report) | {"summary": summary(report)}, indent=2, default=str))
-
-
-def summary(report: RunReport) -> dict[str, Any]:
-    """Totals for the report and the end-of-run table.
-
-    ``area_km2`` is the scenes' own area processed in this run (with ``seconds``, throughput);
-    ``buildings`` and ``building_area_m2`` count every scene with results, skipped ones too.
-    """
-    ok = [s for s in report.scenes if s.status == "ok"]
-    done = [s for s in report.scenes if s.status in ("ok", "skipped")]
-    area = sum(s.area_km2 or 0 for s in ok)
-    return {
-        "ok": len(ok),
-        "failed": report.count("failed"),
-        "skipped": report.count("skipped"),
-        "buildings": sum(s.polygons or 0 for s in done),
-        "building_area_m2": sum(s.building_area_m2 or 0 for s in done),
-        "area_km2": area,
-        "blocks": report.blocks,
-        "tiles": report.tiles,
-        "tiles_per_s": report.tiles / report.seconds if report.seconds else 0.0,
-        "seconds": report.seconds,
-    }

@@ -1,38 +1,38 @@
-"""The functions Dask runs on workers. Each takes windows and paths, never pixel arrays.
+"""The functions Dask runs on workers. They take windows and paths, never the scene's pixels.
 
 * ``open_scene_task``: validate a scene (on a worker, which is where the data is visible) and
   compare it with the model's training domain (``geoseg.applicability``: warnings);
 * ``predict_block_task``: read one haloed block, predict it on the worker's model, save the
-  block's mask part (atomically) and polygonise its core; a part already on disk is reused,
-  so a task rerun after a worker died does not predict twice;
+  block's mask part (atomically), polygonise its core and sum its pixels into the scene's
+  quick-look grid (a small share, ≤ 1/64 of the block); a part already on disk is reused, so
+  a task rerun after a worker died does not predict twice;
 * ``assemble_scene_task``: stitch the parts into the scene's COG, merge the polygon pieces
-  across blocks, write the vector files, and finally the scene's completion record.
+  across blocks, write the vector files and the quick-look, and finally the completion record.
+
+Which files a scene writes and when it may be skipped is ``records.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from geoseg.applicability import scene_warnings
 from geoseg.atomic import atomic_output
-from geoseg.catalog import SceneInput
+from geoseg.distributed.records import SceneJob, SceneRecord, write_record
 from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.model.checkpoint import Domain
-from geoseg.predict import predict_block, tiling_for
-from geoseg.quicklook import write_quicklook
-from geoseg.safepaths import inside, safe_name
-from geoseg.scenes import Scene, open_scene
+from geoseg.predict import predict_pixels, read_block
+from geoseg.quicklook import Thumbnail, ThumbnailPart, thumbnail_factor, thumbnail_part, write_quicklook
+from geoseg.scenes import Scene, open_scene, read_window
 from geoseg.stitching import NODATA, MaskWriter
 from geoseg.tiling import Block
 from geoseg.timing import stage
@@ -45,7 +45,6 @@ from geoseg.vectorize import (
     to_features,
     write_features,
 )
-from geoseg.workflow import OutputConfig, TilingConfig
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,91 +71,14 @@ def _worker_task(task: Callable[P, R]) -> Callable[P, R]:
 
 
 @dataclass(frozen=True)
-class SceneJob:
-    """Everything a task needs to know about one scene's processing (small, picklable)."""
-
-    input: SceneInput
-    model: str
-    output_dir: str
-    fingerprint: str
-    tiling: TilingConfig
-    outputs: OutputConfig
-    bands: tuple[int, ...] | None = None
-    device: str = "auto"
-    compile_model: bool = False
-
-    @property
-    def name(self) -> str:
-        """The scene's file name: its id made safe (``geoseg.safepaths.safe_name``)."""
-        return safe_name(self.input.id)
-
-    @property
-    def mask_path(self) -> Path:
-        """Where the scene's COG mask goes."""
-        return inside(self.output_dir, "masks", f"{self.name}.tif")
-
-    @property
-    def vector_paths(self) -> list[Path]:
-        """Where the scene's vector files go, one per format."""
-        return [
-            inside(self.output_dir, "vectors", f"{self.name}.{fmt}") for fmt in self.outputs.vector_formats
-        ]
-
-    @property
-    def quicklook_path(self) -> Path:
-        """Where the scene's quick-look PNG goes."""
-        return inside(self.output_dir, "quicklooks", f"{self.name}.png")
-
-    @property
-    def record_path(self) -> Path:
-        """The scene's completion record, written last."""
-        return inside(self.output_dir, "scenes", f"{self.name}.json")
-
-    @property
-    def output_paths(self) -> list[Path]:
-        """Every file the scene's processing writes under its final name."""
-        catalog_item = inside(self.output_dir, "catalog", self.name, f"{self.name}.json")
-        return [self.mask_path, *self.vector_paths, self.quicklook_path, self.record_path, catalog_item]
-
-    @property
-    def parts_dir(self) -> Path:
-        """Per-block mask parts, deleted once the scene is assembled.
-
-        Under the scene's fingerprint (settings and input identity), so parts left by an
-        interrupted run with another model, tiling or input file are never reused.
-        """
-        return inside(parts_root(self.output_dir), self.fingerprint, self.name)
-
-
-@dataclass(frozen=True)
 class BlockOutcome:
-    """What a block task hands to its scene's assembly: where its part is and its pieces."""
+    """What a block task hands to its scene's assembly: its part's path, pieces and thumbnail share."""
 
     block: Block
     part: str
     valid_pixels: int
     pieces: BlockPieces
-
-
-@dataclass
-class SceneRecord:
-    """The completion record of a scene (also its entry in the run report)."""
-
-    id: str
-    input: str
-    status: str
-    error: str | None = None
-    outputs: dict[str, str | list[str]] = field(default_factory=dict)
-    fingerprint: str | None = None
-    polygons: int | None = None
-    building_area_m2: float | None = None
-    """Summed ``area_m2`` of the scene's polygons (every class but background)."""
-    area_km2: float | None = None
-    """The scene's own footprint."""
-    blocks: int | None = None
-    seconds: float | None = None
-    warnings: list[str] = field(default_factory=list)
-    """Where the model may not apply (``geoseg.applicability``); the scene is processed anyway."""
+    thumbnail: ThumbnailPart
 
 
 @_worker_task
@@ -177,12 +99,19 @@ def open_scene_task(
 def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcome:
     """Predict one block (or reuse its saved part) and polygonise its core."""
     part = job.parts_dir / f"r{block.index[0]}c{block.index[1]}.npy"
+    origin = int(block.core.row_off), int(block.core.col_off)
+    factor = thumbnail_factor(scene.width, scene.height)
     if part.exists():
         stacked = np.load(part)
+        with stage("quicklook"):  # the part holds no pixels: read the core again
+            thumbnail = thumbnail_part(*read_window(scene, block.core), *origin, factor)
     else:
-        predictor = predictor_for(job.model, job.device, job.tiling.batch_size, job.compile_model)
-        spec = tiling_for(predictor, job.tiling.tile_size_px, job.tiling.halo_px, job.tiling.block_size_px)
-        prediction = predict_block(scene, block, predictor, spec)
+        predictor = predictor_for(job.model, job.device, job.batch_size, job.compile_model)
+        read = read_block(scene, block, job.spec, nodata_fill=predictor.metadata.normalization.mean)
+        prediction = predict_pixels(read, predictor, job.spec)
+        with stage("quicklook"):
+            thumbnail = thumbnail_part(*read.core(), *origin, factor)
+        del read  # free the pixels before polygonising
         with stage("stitch"):
             stacked = np.stack([prediction.classes, prediction.probability])
             with atomic_output(part) as tmp, tmp.open("wb") as f:
@@ -191,12 +120,11 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcom
     with stage("polygonise"):
         pieces = polygonize_block(
             classes,
-            int(block.core.row_off),
-            int(block.core.col_off),
+            *origin,
             connectivity=job.outputs.connectivity,
             probability=probability if job.outputs.probability else None,
         )
-    return BlockOutcome(block, str(part), int(np.count_nonzero(classes != NODATA)), pieces)
+    return BlockOutcome(block, str(part), int(np.count_nonzero(classes != NODATA)), pieces, thumbnail)
 
 
 @_worker_task
@@ -218,7 +146,8 @@ def assemble_scene_task(
         features = to_features(components, read_mask_info(job.mask_path), cleanup, job.input.id)
         vectors = [str(write_features(features, path)) for path in job.vector_paths]
     with stage("quicklook"):
-        quicklook = write_quicklook(scene, job.mask_path, job.quicklook_path, job.input.id, NODATA)
+        thumbnail = Thumbnail.from_parts(scene.width, scene.height, [o.thumbnail for o in outcomes])
+        quicklook = write_quicklook(scene, thumbnail, job.mask_path, job.quicklook_path, job.input.id, NODATA)
     record = SceneRecord(
         id=job.input.id,
         input=job.input.href,
@@ -234,43 +163,4 @@ def assemble_scene_task(
     shutil.rmtree(job.parts_dir, ignore_errors=True)
     with contextlib.suppress(OSError):  # the fingerprint folder, once no other scene uses it
         job.parts_dir.parent.rmdir()
-    return record
-
-
-def parts_root(output_dir: str | Path) -> Path:
-    """Where block parts of unfinished scenes wait, one folder per scene fingerprint."""
-    return inside(output_dir, ".parts")
-
-
-def remove_stale_parts(output_dir: str | Path, fingerprints: set[str]) -> None:
-    """Delete parts written under other settings or inputs: they can never be reused."""
-    root = parts_root(output_dir)
-    if root.is_dir() and not root.is_symlink():
-        for folder in root.iterdir():
-            if folder.name not in fingerprints and folder.is_dir() and not folder.is_symlink():
-                shutil.rmtree(folder, ignore_errors=True)
-
-
-def write_record(record: SceneRecord, path: Path) -> None:
-    """Write a scene record atomically."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(asdict(record), indent=2))
-
-
-def completed_record(job: SceneJob) -> SceneRecord | None:
-    """The scene's record if a previous run finished it with the same settings and outputs."""
-    try:
-        record = SceneRecord(**json.loads(job.record_path.read_text()))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError):
-        return None
-    outputs = [
-        record.outputs.get("mask", ""),
-        *record.outputs.get("vectors", []),
-        record.outputs.get("quicklook", ""),
-    ]
-    wanted = {str(job.mask_path), *map(str, job.vector_paths), str(job.quicklook_path)}
-    if record.fingerprint != job.fingerprint or set(map(str, outputs)) != wanted:
-        return None
-    if not all(Path(str(p)).exists() for p in outputs):
-        return None
     return record

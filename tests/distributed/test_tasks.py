@@ -3,19 +3,25 @@
 import numpy as np
 
 from geoseg.catalog import SceneInput
-from geoseg.distributed.tasks import SceneJob, predict_block_task, remove_stale_parts
+from geoseg.distributed.records import SceneJob, remove_stale_parts
+from geoseg.distributed.tasks import predict_block_task
+from geoseg.model.checkpoint import read_metadata
 from geoseg.scenes import open_scene
 from geoseg.tiling import TilingSpec, block_grid
 from geoseg.workflow import OutputConfig, TilingConfig
 
 
 def job_for(scene_path, model, output, fingerprint):
+    meta = read_metadata(model)
     return SceneJob(
         input=SceneInput("scene", str(scene_path)),
         model=str(model),
         output_dir=str(output),
         fingerprint=fingerprint,
-        tiling=TilingConfig(tile_size_px=128, block_size_px=256),
+        spec=TilingConfig(tile_size_px=128, block_size_px=256).spec(
+            meta.total_stride, meta.receptive_radius_px
+        ),
+        batch_size=8,
         outputs=OutputConfig(),
         device="cpu",
     )

@@ -1,0 +1,212 @@
+"""A run's bookkeeping: scene jobs, their output paths and fingerprints, records and the report.
+
+Everything here is about *which* files a scene writes and whether a finished scene can be
+skipped; the per-block pixel work is in ``tasks.py`` and the driver in ``run.py``. Every path
+is a safe name inside the output folder (``geoseg.safepaths``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geoseg.atomic import atomic_output
+from geoseg.catalog import SceneInput
+from geoseg.safepaths import inside, safe_name
+from geoseg.tiling import TilingSpec
+from geoseg.workflow import OutputConfig, Workflow
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """Everything a task needs to know about one scene's processing (small, picklable)."""
+
+    input: SceneInput
+    model: str
+    output_dir: str
+    fingerprint: str
+    spec: TilingSpec
+    """Tiling derived once per run from the workflow and the model (``TilingConfig.spec``)."""
+    batch_size: int
+    outputs: OutputConfig
+    bands: tuple[int, ...] | None = None
+    device: str = "auto"
+    compile_model: bool = False
+
+    @property
+    def name(self) -> str:
+        """The scene's file name: its id made safe (``geoseg.safepaths.safe_name``)."""
+        return safe_name(self.input.id)
+
+    @property
+    def mask_path(self) -> Path:
+        """Where the scene's COG mask goes."""
+        return inside(self.output_dir, "masks", f"{self.name}.tif")
+
+    @property
+    def vector_paths(self) -> list[Path]:
+        """Where the scene's vector files go, one per format."""
+        return [
+            inside(self.output_dir, "vectors", f"{self.name}.{fmt}") for fmt in self.outputs.vector_formats
+        ]
+
+    @property
+    def quicklook_path(self) -> Path:
+        """Where the scene's quick-look PNG goes."""
+        return inside(self.output_dir, "quicklooks", f"{self.name}.png")
+
+    @property
+    def record_path(self) -> Path:
+        """The scene's completion record, written last."""
+        return inside(self.output_dir, "scenes", f"{self.name}.json")
+
+    @property
+    def output_paths(self) -> list[Path]:
+        """Every file the scene's processing writes under its final name."""
+        catalog_item = inside(self.output_dir, "catalog", self.name, f"{self.name}.json")
+        return [self.mask_path, *self.vector_paths, self.quicklook_path, self.record_path, catalog_item]
+
+    @property
+    def parts_dir(self) -> Path:
+        """Per-block mask parts, deleted once the scene is assembled.
+
+        Under the scene's fingerprint (settings and input identity), so parts left by an
+        interrupted run with another model, tiling or input file are never reused.
+        """
+        return inside(parts_root(self.output_dir), self.fingerprint, self.name)
+
+
+@dataclass
+class SceneRecord:
+    """The completion record of a scene (also its entry in the run report)."""
+
+    id: str
+    input: str
+    status: str
+    error: str | None = None
+    outputs: dict[str, str | list[str]] = field(default_factory=dict)
+    fingerprint: str | None = None
+    polygons: int | None = None
+    building_area_m2: float | None = None
+    """Summed ``area_m2`` of the scene's polygons (every class but background)."""
+    area_km2: float | None = None
+    """The scene's own footprint."""
+    blocks: int | None = None
+    seconds: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Where the model may not apply (``geoseg.applicability``); the scene is processed anyway."""
+
+
+@dataclass
+class RunReport:
+    """What a run did: one record per scene plus totals; saved as ``run-report.json``."""
+
+    scenes: list[SceneRecord]
+    model: str
+    output: str
+    seconds: float
+    blocks: int = 0
+    tiles: int = 0
+    dashboard: str | None = None
+    run_layer: str | None = None
+    catalog: str | None = None
+    report_html: str | None = None
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per worker name: address, device, threads, resources, tasks run and seconds computing."""
+
+    def count(self, status: str) -> int:
+        """Scenes with ``status``."""
+        return sum(1 for s in self.scenes if s.status == status)
+
+    @property
+    def ok(self) -> bool:
+        """True when no scene failed."""
+        return self.count("failed") == 0
+
+
+def parts_root(output_dir: str | Path) -> Path:
+    """Where block parts of unfinished scenes wait, one folder per scene fingerprint."""
+    return inside(output_dir, ".parts")
+
+
+def remove_stale_parts(output_dir: str | Path, fingerprints: set[str]) -> None:
+    """Delete parts written under other settings or inputs: they can never be reused."""
+    root = parts_root(output_dir)
+    if root.is_dir() and not root.is_symlink():
+        for folder in root.iterdir():
+            if folder.name not in fingerprints and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_record(record: SceneRecord, path: Path) -> None:
+    """Write a scene record atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(asdict(record), indent=2))
+
+
+def completed_record(job: SceneJob) -> SceneRecord | None:
+    """The scene's record if a previous run finished it with the same settings and outputs."""
+    try:
+        record = SceneRecord(**json.loads(job.record_path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+    outputs = [
+        record.outputs.get("mask", ""),
+        *record.outputs.get("vectors", []),
+        record.outputs.get("quicklook", ""),
+    ]
+    wanted = {str(job.mask_path), *map(str, job.vector_paths), str(job.quicklook_path)}
+    if record.fingerprint != job.fingerprint or set(map(str, outputs)) != wanted:
+        return None
+    if not all(Path(str(p)).exists() for p in outputs):
+        return None
+    return record
+
+
+def scene_fingerprint(workflow_fingerprint: str, href: str) -> str:
+    """The workflow's fingerprint plus the input's identity: where it is, its size and mtime.
+
+    A scene whose file was replaced since its outputs were written is therefore redone. (A VRT's
+    own file is what is stamped, not the files it references.)
+    """
+    try:
+        info = os.stat(href) if href and "://" not in href else None
+    except OSError:
+        info = None
+    stamp = f"{info.st_size}:{info.st_mtime_ns}" if info else "-"
+    return hashlib.sha256(f"{workflow_fingerprint}|{href}|{stamp}".encode()).hexdigest()[:16]
+
+
+def run_level_outputs(workflow: Workflow, output: Path) -> list[Path]:
+    """The files a run writes beside the scenes' own: run layer, results catalog, report."""
+    layer = [f"all-scenes.{workflow.outputs.run_layer}"] if workflow.outputs.run_layer else []
+    names = (*layer, "run-report.json", "report.html", "catalog/catalog.json")
+    return [inside(output, name) for name in names]
+
+
+def summary(report: RunReport) -> dict[str, Any]:
+    """Totals for the report and the end-of-run table.
+
+    ``area_km2`` is the scenes' own area processed in this run (with ``seconds``, throughput);
+    ``buildings`` and ``building_area_m2`` count every scene with results, skipped ones too.
+    """
+    ok = [s for s in report.scenes if s.status == "ok"]
+    done = [s for s in report.scenes if s.status in ("ok", "skipped")]
+    area = sum(s.area_km2 or 0 for s in ok)
+    return {
+        "ok": len(ok),
+        "failed": report.count("failed"),
+        "skipped": report.count("skipped"),
+        "buildings": sum(s.polygons or 0 for s in done),
+        "building_area_m2": sum(s.building_area_m2 or 0 for s in done),
+        "area_km2": area,
+        "blocks": report.blocks,
+        "tiles": report.tiles,
+        "tiles_per_s": report.tiles / report.seconds if report.seconds else 0.0,
+        "seconds": report.seconds,
+    }
