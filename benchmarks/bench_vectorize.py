@@ -1,16 +1,25 @@
-"""Benchmark: blockwise ``vectorize_mask`` vs GDAL's polygonize on one large real-label mask.
+"""Benchmark: vectorising per stage against GDAL's polygonize, and whole masks end to end.
 
-The mask tiles the real SpaceNet Atlanta building polygons, rasterised onto their 0.5 m
-image grid, to ``--size``² pixels (default 8192²), as a tiled, deflate-compressed GeoTIFF.
-The baseline is ``rasterio.features.shapes`` on the whole mask in memory, which is
-GDALPolygonize itself (what ``gdal_polygonize.py`` runs), 8-connected like ours.
+1. Stages (default). Real-pixel mosaics (``_scenes.py``, ``--scenes`` × ``--size``²), class 1
+   where band 1 is in the top ``--foreground`` percent of the valid pixels (a linear model's
+   mask; nodata where the scene has none), cut in ``--block-size``² blocks. Per block,
+   alternated so that both see the same machine load: ``rasterio.features.shapes`` on the
+   block's binary mask (GDALPolygonize, the library's rate) and ``polygonize_block``. Then per
+   scene ``merge_blocks``, ``to_features`` (default clean-up) and the GeoParquet write. Prints
+   seconds and Mpx/s per stage beside the library's, so one run shows where vectorising stands.
+2. ``--whole-mask``: the real SpaceNet Atlanta building polygons, rasterised onto their 0.5 m
+   grid and tiled to ``--size``², as a tiled, deflate-compressed GeoTIFF: ``vectorize_mask``
+   end to end against ``rasterio.features.shapes`` on the whole mask in memory (what
+   ``gdal_polygonize.py`` runs), 8-connected like ours.
 
-    python benchmarks/bench_vectorize.py [--size 8192] [--block-size 2048]
+    python benchmarks/bench_vectorize.py [--size 8192] [--scenes 2] [--foreground 10 25] [--whole-mask]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -22,10 +31,101 @@ import rasterio
 import shapely
 from rasterio.features import rasterize, shapes
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _scenes import mosaic_scene
+
 from geoseg.sampledata import sample_data_dir
-from geoseg.vectorize import read_features, vectorize_mask
+from geoseg.vectorize import (
+    Cleanup,
+    merge_blocks,
+    polygonize_block,
+    read_features,
+    to_features,
+    vectorize_mask,
+    write_features,
+)
+from geoseg.vectorize.mask import MaskInfo
 
 DATA = sample_data_dir()
+STAGES = ("shapes (library)", "polygonise", "merge", "to_features", "write (GeoParquet)")
+
+
+def threshold_blocks(
+    scene: Path, foreground: float, block: int
+) -> tuple[list[tuple[int, int, np.ndarray]], MaskInfo]:
+    """The scene's mask blocks: class 1 where band 1 is in its top ``foreground`` %, 255 on nodata."""
+    with rasterio.open(scene) as src:
+        band = src.read(1)
+        info = MaskInfo(src.width, src.height, src.transform, src.crs, ("background", "bright"))
+    valid = band != 0
+    threshold = np.percentile(band[valid], 100 - foreground)
+    classes = np.where(valid, band > threshold, 255).astype(np.uint8)
+    blocks = [
+        (row, col, np.ascontiguousarray(classes[row : row + block, col : col + block]))
+        for row in range(0, info.height, block)
+        for col in range(0, info.width, block)
+    ]
+    return blocks, info
+
+
+def time_stages(scene: Path, foreground: float, block: int, folder: Path) -> dict[str, float]:
+    """Seconds per stage for one scene, and the counts of polygons and pieces."""
+    blocks, info = threshold_blocks(scene, foreground, block)
+    seconds = dict.fromkeys(STAGES, 0.0)
+    pieces, library_polygons = [], 0
+    for row, col, classes in blocks:
+        start = time.perf_counter()
+        binary = (classes == 1).astype(np.uint8)
+        transform = info.transform * rasterio.Affine.translation(col, row)
+        library_polygons += sum(1 for _ in shapes(binary, mask=binary > 0, transform=transform))
+        seconds["shapes (library)"] += time.perf_counter() - start
+        start = time.perf_counter()
+        pieces.append(polygonize_block(classes, row, col))
+        seconds["polygonise"] += time.perf_counter() - start
+    start = time.perf_counter()
+    components = merge_blocks(pieces)
+    seconds["merge"] = time.perf_counter() - start
+    start = time.perf_counter()
+    features = to_features(components, info, Cleanup(), scene.stem)
+    seconds["to_features"] = time.perf_counter() - start
+    start = time.perf_counter()
+    write_features(features, folder / f"{scene.stem}.parquet")
+    seconds["write (GeoParquet)"] = time.perf_counter() - start
+    return {
+        **seconds,
+        "library polygons": library_polygons,
+        "pieces": sum(len(p) for p in pieces),
+        "polygons": len(features),
+    }
+
+
+def stage_table(args: argparse.Namespace) -> None:
+    """Print, per foreground share, seconds and Mpx/s per stage over every scene."""
+    scenes = [mosaic_scene(args.size, offset_px=300 * i) for i in range(args.scenes)]
+    megapixels = len(scenes) * args.size**2 / 1e6
+    print(
+        f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; {len(scenes)} × {args.size}² "
+        f"real-pixel mosaics ({megapixels:.0f} Mpx), blocks of {args.block_size}²"
+    )
+    for foreground in args.foreground:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = [time_stages(scene, foreground, args.block_size, Path(tmp)) for scene in scenes]
+        total = {key: sum(run[key] for run in runs) for key in runs[0]}
+        print(
+            f"\nforeground {foreground:g} %: {total['library polygons']:,.0f} GDAL polygons (4-connected, "
+            f"per block), {total['pieces']:,.0f} pieces, {total['polygons']:,.0f} merged polygons"
+        )
+        print("| stage | seconds | Mpx/s | × library (shapes) time |")
+        print("|---|---|---|---|")
+        library = total["shapes (library)"]
+        for stage in STAGES:
+            rate = megapixels / total[stage] if total[stage] else float("inf")
+            print(f"| {stage} | {total[stage]:.2f} | {rate:.1f} | {total[stage] / library:.2f} |")
+        vectorise = sum(total[s] for s in STAGES[1:])
+        print(
+            f"| polygonise → write | {vectorise:.2f} | {megapixels / vectorise:.1f} "
+            f"| {vectorise / library:.2f} |"
+        )
 
 
 def build_mask(size: int, path: Path) -> np.ndarray:
@@ -59,12 +159,8 @@ def gdal_polygonize(path: Path) -> tuple[np.ndarray, float]:
     return np.array(polygons, dtype=object), time.perf_counter() - start
 
 
-def main() -> None:
-    """Build the mask, time both, print the ratio and how equal the polygons are."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=8192, help="mask side in pixels")
-    parser.add_argument("--block-size", type=int, default=2048, help="vectorize block side")
-    args = parser.parse_args()
+def whole_mask(args: argparse.Namespace) -> None:
+    """Build the Atlanta mask, time both, print the ratio and how equal the polygons are."""
     with tempfile.TemporaryDirectory() as tmp:
         mask, out = Path(tmp) / "mask.tif", Path(tmp) / "polygons.parquet"
         classes = build_mask(args.size, mask)
@@ -96,6 +192,24 @@ def main() -> None:
         f"{union_ours.area:,.1f} m², GDAL {union_gdal.area:,.1f} m², "
         f"symmetric difference {difference:.3g} m²"
     )
+
+
+def main() -> None:
+    """Run the stage comparison, and the whole-mask comparison when asked."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=8192, help="scene / mask side in pixels")
+    parser.add_argument("--scenes", type=int, default=2, help="real-pixel mosaics for the stages (0: none)")
+    parser.add_argument("--block-size", type=int, default=2048, help="vectorize block side")
+    parser.add_argument(
+        "--foreground", type=float, nargs="+", default=[10.0, 25.0], help="percent of valid pixels"
+    )
+    parser.add_argument("--whole-mask", action="store_true", help="also the Atlanta whole-mask run")
+    args = parser.parse_args()
+    if args.scenes > 0:
+        stage_table(args)
+    if args.whole_mask:
+        print()
+        whole_mask(args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import shapely
 from rasterio.transform import Affine
 
@@ -32,28 +33,67 @@ class Cleanup:
 def pixel_to_scene(geometries: GeometryArray, transform: Affine) -> GeometryArray:
     """Apply the scene's affine transform to pixel-grid (column, row) geometries."""
     a, b, c, d, e, f = transform[:6]
+    if _north_up(transform):
+        scale = np.array([a, e])
+        offset = np.array([c, f])
+        return np.asarray(shapely.transform(geometries, lambda xy: xy * scale + offset))
     matrix = np.array([[a, d], [b, e]])
     offset = np.array([c, f])
     return np.asarray(shapely.transform(geometries, lambda xy: xy @ matrix + offset))
 
 
 def fill_small_holes(geometries: GeometryArray, max_hole_area: float) -> GeometryArray:
-    """Remove interior rings smaller than ``max_hole_area`` (in the geometries' units)."""
+    """Remove interior rings smaller than ``max_hole_area`` (in the geometries' units).
+
+    A part of a MultiPolygon lying in a filled hole (an island touching the part around it at
+    corners) is then covered by that part and dropped, so the parts stay interior-disjoint.
+    """
     parts, owner = shapely.get_parts(geometries, return_index=True)
-    holed = np.flatnonzero(shapely.get_num_interior_rings(parts) > 0)
-    if len(holed) == 0:
+    rings, part_of_ring = shapely.get_rings(parts, return_index=True)
+    holes = np.flatnonzero(np.r_[False, part_of_ring[1:] == part_of_ring[:-1]])
+    filled = holes[shapely.area(shapely.polygons(rings[holes])) < max_hole_area]
+    if len(filled) == 0:
         return geometries
-    for i in holed:
-        polygon = parts[i]
-        kept = [ring for ring in polygon.interiors if shapely.Polygon(ring).area >= max_hole_area]
-        if len(kept) < len(polygon.interiors):
-            parts[i] = shapely.Polygon(polygon.exterior, kept)
-    filled = geometries.copy()
-    for g in np.unique(owner[holed]):
-        own = parts[np.searchsorted(owner, g) : np.searchsorted(owner, g, side="right")]
-        # A filled hole may now cover another part of the same component: union, not collect.
-        filled[g] = own[0] if len(own) == 1 else shapely.union_all(own)
-    return filled
+    kept = np.ones(len(rings), dtype=bool)
+    kept[filled] = False
+    changed = np.unique(part_of_ring[filled])
+    in_changed = kept & np.isin(part_of_ring, changed)
+    covered = _parts_in_holes(parts, owner, rings[filled], owner[part_of_ring[filled]])
+    parts = parts.copy()
+    parts[changed] = shapely.polygons(
+        rings[in_changed], indices=np.searchsorted(changed, part_of_ring[in_changed])
+    )
+    result = geometries.copy()
+    touched = np.unique(owner[changed])
+    first, stop = np.searchsorted(owner, touched), np.searchsorted(owner, touched, side="right")
+    one_part = stop - first == 1
+    result[touched[one_part]] = parts[first[one_part]]
+    remains = np.ones(len(parts), dtype=bool)
+    remains[covered] = False
+    for g, start, end in zip(touched[~one_part], first[~one_part], stop[~one_part], strict=True):
+        own = parts[start:end][remains[start:end]]
+        result[g] = own[0] if len(own) == 1 else shapely.multipolygons(own)
+    return result
+
+
+def _parts_in_holes(
+    parts: GeometryArray,
+    owner: npt.NDArray[np.int64],
+    holes: GeometryArray,
+    hole_owner: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Indices of the parts that lie in one of the holes (rings) of their own geometry.
+
+    Parts of one geometry are interior-disjoint, so a part lies in a hole if a point of its
+    interior does.
+    """
+    candidates = np.flatnonzero(np.isin(owner, hole_owner))
+    if len(candidates) == len(np.unique(owner[candidates])):  # one part each: no islands
+        return np.zeros(0, dtype=np.int64)
+    inside = shapely.point_on_surface(parts[candidates])
+    hole, found = shapely.STRtree(inside).query(shapely.polygons(holes), predicate="contains")
+    same = hole_owner[hole] == owner[candidates[found]]
+    return np.asarray(candidates[found[same]], dtype=np.int64)
 
 
 def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_id: str) -> gpd.GeoDataFrame:
@@ -71,13 +111,16 @@ def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_
     if cleanup.simplify_tolerance_m > 0:
         tolerance_px = cleanup.simplify_tolerance_m / np.sqrt(pixel_area_m2)
         geometries = shapely.simplify(geometries, tolerance_px, preserve_topology=True)
-    geometries = _valid(pixel_to_scene(geometries, info.transform))
+    geometries = pixel_to_scene(geometries, info.transform)
+    if cleanup.simplify_tolerance_m > 0 or not _north_up(info.transform):
+        geometries = _valid(geometries)
     area_m2, perimeter_m = measure(geometries, info.crs, frame)
     keep = (area_m2 > 0) & (area_m2 >= cleanup.min_area_m2)
     class_ids = components.class_ids[keep].astype(np.int64)
+    names = {c: info.class_name(c) for c in np.unique(class_ids).tolist()}
     columns: dict[str, object] = {
         "class_id": class_ids,
-        "class_name": [info.class_name(int(c)) for c in class_ids],
+        "class_name": [names[c] for c in class_ids.tolist()],
         "area_m2": area_m2[keep],
         "perimeter_m": perimeter_m[keep],
     }
@@ -97,7 +140,21 @@ def _pixel_area_m2(info: MaskInfo, frame: MetricFrame) -> float:
     return float(area[0])
 
 
+def _north_up(transform: Affine) -> bool:
+    """Whether the transform maps x and y apart (no rotation or shear)."""
+    return bool(transform.b == 0 and transform.d == 0)
+
+
 def _valid(geometries: GeometryArray) -> GeometryArray:
+    """Repair invalid geometries; needed only where a step can break validity.
+
+    Merged components are valid (``polygonize_labels``, ``merge.union_pieces``), and filling
+    holes keeps them so. Their edges are axis-parallel with integer vertices, so validity is a
+    matter of how x values and y values compare; a north-up transform maps x and y each through
+    one increasing or decreasing function, which keeps every such comparison, ties included.
+    Simplification (GEOS's topology preservation has known exceptions) and a rotated or sheared
+    transform (rounding can move a vertex that touches an edge across it) are checked here.
+    """
     invalid = ~shapely.is_valid(geometries)
     if invalid.any():
         geometries = geometries.copy()

@@ -5,7 +5,9 @@ border: facing pixels (4- and 8-connectivity) and, with 8-connectivity, diagonal
 across the border or across a block corner. Only border pixels are compared, and the groups
 are the connected components of that adjacency graph (union-find), so the work is linear in
 the number of border pixels and pieces; geometries are unioned only for groups of several
-pieces, and exactly, because pieces share integer pixel-grid edges.
+pieces, and exactly, because pieces share integer pixel-grid edges. A union only changes the
+rings that lie on a block border, so only those go through GEOS's overlay (see
+``union_pieces``): a large object's many inner holes are carried over untouched.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from scipy.sparse.csgraph import connected_components
 from geoseg.vectorize.polygonize import BlockPieces, Components, Connectivity
 
 IntArray = npt.NDArray[np.int64]
+GeometryArray = npt.NDArray[np.object_]
 # One side of a border line: (offset along the line, global piece ids of the edge pixels).
 _Edge = tuple[int, IntArray]
 
@@ -42,10 +45,13 @@ def merge_blocks(blocks: Sequence[BlockPieces]) -> Components:
     sizes = np.bincount(group, minlength=group_count)
     order = np.argsort(group, kind="stable")
     starts = np.cumsum(sizes) - sizes
-    for g in np.flatnonzero(sizes > 1):
+    frames = np.array([_frame(b) for b in blocks], dtype=np.float64).reshape(-1, 4)
+    block_of_piece = np.repeat(np.arange(len(blocks)), np.diff(offsets))
+    unioned = np.flatnonzero(sizes > 1)
+    for g in unioned:
         members = order[starts[g] : starts[g] + sizes[g]]
-        # Simplifying by 0 drops the collinear vertices left where block borders were.
-        merged[g] = shapely.simplify(shapely.union_all(pieces.geometries[members]), 0)
+        merged[g] = union_pieces(pieces.geometries[members], frames[block_of_piece[members]])
+    merged[unioned] = in_polygonize_order(merged[unioned])
 
     def total(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         return np.bincount(group, weights=values, minlength=group_count).astype(np.float64)
@@ -57,6 +63,130 @@ def merge_blocks(blocks: Sequence[BlockPieces]) -> Components:
         prob_counts=total(pieces.prob_counts).astype(np.int64),
         geometries=merged,
     )
+
+
+def union_pieces(pieces: GeometryArray, frames: npt.NDArray[np.float64]) -> shapely.Geometry:
+    """The union of the pieces of one object; piece ``i`` lies in the block ``frames[i]``.
+
+    ``frames`` holds each piece's block as (xmin, ymin, xmax, ymax) in pixels. Pieces are
+    interior-disjoint pixel regions, so their union only changes rings that lie on a block
+    frame, where a neighbour's ring can meet them. The rest is carried over as it is:
+
+    * a hole that does not reach its block's frame stays a hole, inside whichever polygon of
+      the union covers the part it was cut out of (no other piece can reach into it);
+    * a part whose exterior does not reach its frame (an 8-connected part touching the others
+      at corners) stays a part of its own.
+
+    GEOS unions only the parts on a frame, with only their holes on a frame; the holes and
+    parts set aside are added back. The result is valid: the union is, a hole set aside lies in
+    the interior of the polygon it is added to and meets its rings at points only, and a part
+    set aside meets the others at points only. Where block borders were, the union keeps
+    collinear vertices (``in_polygonize_order`` drops them).
+    """
+    parts, piece_of_part = shapely.get_parts(pieces, return_index=True)
+    rings, part_of_ring = shapely.get_rings(parts, return_index=True)
+    coords, ring_of_vertex = shapely.get_coordinates(rings, return_index=True)
+    frame = frames[piece_of_part[part_of_ring[ring_of_vertex]]]
+    on_frame = ((coords == frame[:, :2]) | (coords == frame[:, 2:])).any(axis=1)
+    ring_on_frame = np.bincount(ring_of_vertex[on_frame], minlength=len(rings)) > 0
+    is_exterior = np.r_[True, part_of_ring[1:] != part_of_ring[:-1]]
+    part_on_frame = ring_on_frame[is_exterior]
+    in_union = part_on_frame[part_of_ring] & (is_exterior | ring_on_frame)
+    holes_aside = rings[part_on_frame[part_of_ring] & ~in_union]
+    parts_aside = parts[~part_on_frame]
+    _, polygon_of_ring = np.unique(part_of_ring[in_union], return_inverse=True)
+    union = shapely.union_all(shapely.polygons(rings[in_union], indices=polygon_of_ring))
+    if len(holes_aside) == 0 and len(parts_aside) == 0:
+        return union
+    polygons = np.asarray(shapely.get_parts(union))
+    polygons = np.concatenate([_add_holes(polygons, holes_aside), parts_aside])
+    return polygons[0] if len(polygons) == 1 else shapely.multipolygons(polygons)
+
+
+def in_polygonize_order(geometries: GeometryArray) -> GeometryArray:
+    """Pixel-grid (Multi)Polygons written in the order ``polygonize_labels`` writes a piece.
+
+    That is GDAL's ring order: collinear vertices dropped, each ring starting at its top-left
+    vertex (least row, then column) and running with the interior on its left in (column, row)
+    coordinates (exterior rings go down first, holes right), holes after the exterior in the
+    order of their first vertex; and parts in the order of their first vertex. A merged object
+    is then vertex for vertex what polygonising the whole mask in one block gives, so that
+    simplifying it, which depends on where rings start, does not depend on the block layout.
+    """
+    if len(geometries) == 0:
+        return geometries
+    parts, geometry_of_part = shapely.get_parts(geometries, return_index=True)
+    rings, part_of_ring = shapely.get_rings(parts, return_index=True)
+    coords, ring_of_vertex = shapely.get_coordinates(rings, return_index=True)
+    is_closing = np.r_[ring_of_vertex[1:] != ring_of_vertex[:-1], True]
+    xy, ring_of = _without_collinear_vertices(coords[~is_closing], ring_of_vertex[~is_closing], len(rings))
+    sizes = np.bincount(ring_of, minlength=len(rings))
+    starts = np.cumsum(sizes) - sizes
+    x_min, x_span = xy[:, 0].min(), np.ptp(xy[:, 0]) + 1
+    key = xy[:, 1] * x_span + (xy[:, 0] - x_min)  # row-major order of the vertices
+    first = np.flatnonzero(key == np.minimum.reduceat(key, starts)[ring_of])
+    is_hole = np.r_[False, part_of_ring[1:] == part_of_ring[:-1]]
+    # Twice the signed area in (column, row) coordinates is negative with the interior on the left.
+    following = np.arange(len(xy)) + 1
+    following[starts + sizes - 1] = starts
+    cross = xy[:, 0] * xy[following, 1] - xy[following, 0] * xy[:, 1]
+    reverse = (np.add.reduceat(cross, starts) > 0) != is_hole
+    step = np.arange(len(xy)) - starts[ring_of]
+    step = np.where(reverse[ring_of], -step, step)
+    ordered = xy[starts[ring_of] + (first[ring_of] - starts[ring_of] + step) % sizes[ring_of]]
+    closed = np.insert(ordered, starts + sizes, ordered[starts], axis=0)
+    new_rings = shapely.linearrings(closed, indices=np.repeat(np.arange(len(rings)), sizes + 1))
+    ring_order = np.lexsort((key[first], is_hole, part_of_ring))
+    polygons = shapely.polygons(new_rings[ring_order], indices=part_of_ring[ring_order])
+    part_order = np.lexsort((key[first][~is_hole], geometry_of_part))
+    parts_per_geometry = np.bincount(geometry_of_part, minlength=len(geometries))
+    result = np.empty(len(geometries), dtype=object)
+    multi = shapely.get_type_id(geometries) == shapely.GeometryType.MULTIPOLYGON
+    single = ~multi[geometry_of_part]
+    result[geometry_of_part[single]] = polygons[single]
+    if multi.any():
+        in_multi = part_order[multi[geometry_of_part[part_order]]]
+        result[multi] = shapely.multipolygons(
+            polygons[in_multi], indices=np.repeat(np.arange(multi.sum()), parts_per_geometry[multi])
+        )
+    return result
+
+
+def _without_collinear_vertices(
+    xy: npt.NDArray[np.float64], ring_of: IntArray, ring_count: int
+) -> tuple[npt.NDArray[np.float64], IntArray]:
+    """Drop the vertices of axis-parallel open rings where the ring runs straight on."""
+    sizes = np.bincount(ring_of, minlength=ring_count)
+    starts = np.cumsum(sizes) - sizes
+    index = np.arange(len(xy))
+    previous, following = index - 1, index + 1
+    previous[starts] = starts + sizes - 1
+    following[starts + sizes - 1] = starts
+    straight = ((xy[previous] == xy) & (xy == xy[following])).any(axis=1)
+    return xy[~straight], ring_of[~straight]
+
+
+def _add_holes(polygons: GeometryArray, holes: GeometryArray) -> GeometryArray:
+    """``polygons`` with each of ``holes`` (rings inside one polygon's interior) added to its own."""
+    if len(holes) == 0:
+        return polygons
+    if len(polygons) == 1:
+        owner = np.zeros(len(holes), dtype=np.int64)
+    else:
+        inside = shapely.point_on_surface(shapely.polygons(holes))
+        # Querying with the polygons prepares each once (an indexed point-in-polygon test).
+        polygon, found = shapely.STRtree(inside).query(polygons, predicate="contains")
+        owner = np.empty(len(holes), dtype=np.int64)
+        owner[found] = polygon
+    rings, ring_owner = shapely.get_rings(polygons, return_index=True)
+    rings = np.concatenate([rings, holes])
+    ring_owner = np.concatenate([ring_owner, owner])
+    order = np.argsort(ring_owner, kind="stable")  # each polygon's exterior ring stays first
+    return np.asarray(shapely.polygons(rings[order], indices=ring_owner[order]))
+
+
+def _frame(block: BlockPieces) -> tuple[int, int, int, int]:
+    return (block.col_off, block.row_off, block.col_off + block.width, block.row_off + block.height)
 
 
 def _common_connectivity(blocks: Sequence[BlockPieces]) -> Connectivity:

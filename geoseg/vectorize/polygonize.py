@@ -9,8 +9,10 @@ pixel count, probability sum, and the labels along the block's four edges.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from itertools import chain
 from typing import Literal
 
 import numpy as np
@@ -93,13 +95,17 @@ def label_components(
 
     Returns the label image (0 = no component, labels 1..n) and the class id of each label.
     """
+    present = np.flatnonzero(np.bincount(classes.ravel(), minlength=256))
+    class_ids = present[(present != 0) & (present != nodata)]
     labels = np.zeros(classes.shape, dtype=np.int32)
+    scratch = np.empty_like(labels) if len(class_ids) > 1 else labels
     class_of: list[npt.NDArray[np.uint8]] = []
     count = 0
-    present = np.flatnonzero(np.bincount(classes.ravel(), minlength=256))
-    for class_id in present[(present != 0) & (present != nodata)]:
-        class_labels, n = ndimage.label(classes == class_id, structure=_STRUCTURES[connectivity])
-        np.add(labels, class_labels + count, out=labels, where=class_labels > 0)
+    for class_id in class_ids:
+        n = ndimage.label(classes == class_id, structure=_STRUCTURES[connectivity], output=scratch)
+        if scratch is not labels:
+            np.add(scratch, count, out=scratch, where=scratch > 0)
+            labels += scratch
         class_of.append(np.full(n, class_id, dtype=np.uint8))
         count += n
     ids = np.concatenate(class_of) if class_of else np.zeros(0, dtype=np.uint8)
@@ -112,43 +118,122 @@ def polygonize_labels(
     """One (Multi)Polygon per label, in scene pixel coordinates (x = column, y = row).
 
     GDAL polygonises 4-connected regions; the parts of an 8-connected label that touch only at
-    corners are gathered into one MultiPolygon, which is valid since parts meet at points only.
+    corners are gathered into one MultiPolygon, which is valid since parts meet at points only,
+    in the order of their top-left vertex (see ``merge.in_polygonize_order``).
     """
-    coords: list[npt.NDArray[np.float64]] = []
-    ring_sizes: list[int] = []
-    rings_per_polygon: list[int] = []
-    polygon_labels: list[int] = []
-    transform = Affine.translation(col_off, row_off)
-    for geojson, value in shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
-        for ring in geojson["coordinates"]:
-            coords.append(np.asarray(ring, dtype=np.float64))
-            ring_sizes.append(len(ring))
-        rings_per_polygon.append(len(geojson["coordinates"]))
-        polygon_labels.append(int(value) - 1)
     geometries = np.empty(count, dtype=object)
-    if not coords:
+    rings = _trace_rings(labels, row_off, col_off)
+    if rings is None:
         return geometries
-    rings = shapely.linearrings(
-        np.concatenate(coords), indices=np.repeat(np.arange(len(ring_sizes)), ring_sizes)
+    coords, ring_sizes, rings_per_polygon, owner = rings
+    ring_offsets = np.concatenate([[0], np.cumsum(ring_sizes)])
+    polygon_offsets = np.concatenate([[0], np.cumsum(rings_per_polygon)])
+    polygons = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, coords, (ring_offsets, polygon_offsets)
     )
-    polygons = shapely.polygons(
-        rings, indices=np.repeat(np.arange(len(rings_per_polygon)), rings_per_polygon)
-    )
-    owner = np.asarray(polygon_labels)
     parts_per_label = np.bincount(owner, minlength=count)
     single = parts_per_label[owner] == 1
     geometries[owner[single]] = polygons[single]
     if not single.all():
         multi = np.flatnonzero(~single)
-        multi = multi[np.argsort(owner[multi], kind="stable")]
+        top_left = coords[ring_offsets[polygon_offsets[:-1]]][multi]  # where GDAL starts a ring
+        multi = multi[np.lexsort((top_left[:, 0], top_left[:, 1], owner[multi]))]
         labels_with_parts = np.unique(owner[multi])
         geometries[labels_with_parts] = shapely.multipolygons(
             polygons[multi], indices=np.searchsorted(labels_with_parts, owner[multi])
         )
-    invalid = ~shapely.is_valid(geometries)
-    if invalid.any():
+    suspects = np.unique(owner[_has_self_touching_ring(coords, ring_sizes, rings_per_polygon)])
+    invalid = suspects[~shapely.is_valid(geometries[suspects])]
+    if len(invalid):
         geometries[invalid] = shapely.make_valid(geometries[invalid])
     return geometries
+
+
+_MIN_GAP_ROWS = 16
+"""Empty rows that split a block into bands polygonised apart (GDAL then skips those rows)."""
+
+
+def _foreground_windows(foreground: npt.NDArray[np.bool_]) -> list[tuple[slice, slice]]:
+    """Bands of rows with foreground, split at runs of empty rows, each cropped to its columns.
+
+    No region crosses an empty row, so the bands can be polygonised one by one.
+    """
+    rows = np.flatnonzero(foreground.any(axis=1))
+    if len(rows) == 0:
+        return []
+    gaps = np.flatnonzero(np.diff(rows) > _MIN_GAP_ROWS)
+    starts, stops = rows[np.r_[0, gaps + 1]], rows[np.r_[gaps, len(rows) - 1]] + 1
+    windows = []
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        cols = np.flatnonzero(foreground[start:stop].any(axis=0))
+        windows.append((slice(start, stop), slice(int(cols[0]), int(cols[-1]) + 1)))
+    return windows
+
+
+_Rings = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def _trace_rings(labels: npt.NDArray[np.int32], row_off: int, col_off: int) -> _Rings | None:
+    """GDAL's 4-connected polygons of the labelled regions, as flat arrays (``None``: no region).
+
+    Returns the closed rings' (x, y) vertices end to end, the vertex count of each ring, the
+    ring count of each polygon (exterior first) and the label index (label - 1) of each polygon.
+    Coordinates go straight into C arrays, so no Python object outlives its polygon: the garbage
+    collector has nothing to rescan (holding GDAL's GeoJSON costs as much as GDAL itself).
+    """
+    foreground = labels > 0
+    xy, ring_sizes, rings_per_polygon, owner = array("d"), array("q"), array("q"), array("q")
+    for rows, cols in _foreground_windows(foreground):
+        transform = Affine.translation(col_off + cols.start, row_off + rows.start)
+        window = labels[rows, cols]
+        for geojson, value in shapes(
+            window, mask=foreground[rows, cols], connectivity=4, transform=transform
+        ):
+            rings = geojson["coordinates"]
+            xy.extend(chain.from_iterable(chain.from_iterable(rings)))
+            ring_sizes.extend(map(len, rings))
+            rings_per_polygon.append(len(rings))
+            owner.append(int(value) - 1)
+    if not owner:
+        return None
+    return (
+        np.frombuffer(xy, dtype=np.float64).reshape(-1, 2),
+        np.frombuffer(ring_sizes, dtype=np.int64),
+        np.frombuffer(rings_per_polygon, dtype=np.int64),
+        np.frombuffer(owner, dtype=np.int64),
+    )
+
+
+def _has_self_touching_ring(
+    coords: npt.NDArray[np.float64],
+    ring_sizes: npt.NDArray[np.int64],
+    rings_per_polygon: npt.NDArray[np.int64],
+) -> npt.NDArray[np.bool_]:
+    """Which polygons have a ring that passes through one vertex twice (closing vertex aside).
+
+    The rings of one polygon bound one 4-connected pixel region. They run along pixel edges,
+    each edge used once, so they can meet only at a grid vertex where region pixels touch
+    diagonally, and there they touch without crossing. Rings that touch each other at such
+    points are valid (the region's pixels, joined through shared edges, keep the interior
+    connected); a ring touching itself is not. GDAL 3.10 never traces one, but that is its
+    choice, not a guarantee, so the polygons that have one go to GEOS's validity check. Such a
+    ring is two loops of at least 4 corners through one vertex: 9 vertices with the closing one.
+    """
+    ring_of_vertex = np.repeat(np.arange(len(ring_sizes)), ring_sizes)
+    checked = np.repeat(ring_sizes >= 9, ring_sizes)
+    checked[np.cumsum(ring_sizes) - 1] = False
+    if not checked.any():
+        return np.zeros(len(rings_per_polygon), dtype=bool)
+    grid = coords[checked].astype(np.int64)
+    grid -= grid.min(axis=0)
+    span = grid.max(axis=0) + 1
+    keys = (ring_of_vertex[checked] * span[0] + grid[:, 0]) * span[1] + grid[:, 1]
+    keys.sort()
+    touching_rings = keys[1:][keys[1:] == keys[:-1]] // (span[0] * span[1])
+    polygon_of_ring = np.repeat(np.arange(len(rings_per_polygon)), rings_per_polygon)
+    flags = np.zeros(len(rings_per_polygon), dtype=bool)
+    flags[polygon_of_ring[touching_rings]] = True
+    return flags
 
 
 def polygonize_block(
@@ -169,15 +254,18 @@ def polygonize_block(
         raise ValueError(f"classes must be 2-D, got shape {classes.shape}")
     labels, class_ids = label_components(classes, connectivity, nodata)
     count = len(class_ids)
-    index = np.arange(1, count + 1)
-    pixel_counts = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
+    flat = labels.ravel()
+    pixel_counts = np.bincount(flat, minlength=count + 1)[1:].astype(np.int64)
     if probability is None or count == 0:
         prob_sums = np.zeros(count, dtype=np.float64)
         prob_counts = np.zeros(count, dtype=np.int64)
     else:
-        known = np.where(probability != nodata, labels, 0)
-        prob_sums = np.asarray(ndimage.sum_labels(probability, known, index), dtype=np.float64)
-        prob_counts = np.bincount(known.ravel(), minlength=count + 1)[1:].astype(np.int64)
+        inside = np.flatnonzero(flat)
+        percent = probability.ravel()[inside]
+        known = percent != nodata
+        label_of = flat[inside][known]
+        prob_sums = np.bincount(label_of, weights=percent[known], minlength=count + 1)[1:].astype(np.float64)
+        prob_counts = np.bincount(label_of, minlength=count + 1)[1:].astype(np.int64)
     return BlockPieces(
         row_off=row_off,
         col_off=col_off,

@@ -7,6 +7,7 @@ import pytest
 import shapely
 from rasterio.crs import CRS
 from rasterio.transform import Affine
+from scipy import ndimage
 
 from geoseg.vectorize import Cleanup, MaskInfo, to_features
 from geoseg.vectorize.cleanup import fill_small_holes
@@ -77,12 +78,20 @@ def test_holes_below_the_threshold_are_filled_and_larger_ones_kept():
     assert features["area_m2"].iloc[0] == (180 - 16) * 100
 
 
+def ring_with_an_island() -> shapely.Geometry:
+    """A 7² square ring with a notch at its inner corner and a pixel diagonal to the notch."""
+    classes = np.ones((7, 7), dtype=np.uint8)
+    classes[1:6, 1:6] = 0
+    classes[1, 1] = classes[2, 2] = 1  # (2, 2) touches the ring only at a corner
+    (geometry,) = vectorize_array(classes, 7).geometries
+    assert geometry.geom_type == "MultiPolygon" and len(geometry.geoms) == 2
+    return geometry
+
+
 def test_filling_a_hole_that_holds_another_part_keeps_the_geometry_valid():
-    ring = shapely.box(0, 0, 5, 5).difference(shapely.box(1, 1, 4, 4))
-    inside = shapely.box(1, 1, 2, 2)  # touches the hole's corner: one 8-connected object
-    filled = fill_small_holes(np.array([shapely.MultiPolygon([ring, inside])]), 10)
-    assert shapely.is_valid(filled[0])
-    assert shapely.equals(filled[0], shapely.box(0, 0, 5, 5))
+    (filled,) = fill_small_holes(np.array([ring_with_an_island()]), 30)
+    assert shapely.is_valid(filled)
+    assert shapely.equals(filled, shapely.box(0, 0, 7, 7))
 
 
 def test_simplification_tolerance_is_in_metres():
@@ -120,3 +129,31 @@ def test_class_names_come_from_the_mask_or_default_to_the_class_id():
     assert sorted(features_of(classes)["class_name"]) == ["class_1", "class_2"]
     assert set(named["scene_id"]) == {"scene"}
     assert named["class_id"].dtype == np.int64
+
+
+def test_simplified_polygons_do_not_depend_on_the_block_layout():
+    rng = np.random.default_rng(5)
+    field = ndimage.gaussian_filter(rng.random((64, 64)), 2.0)
+    classes = (field > np.quantile(field, 0.4)).astype(np.uint8)
+    classes ^= (rng.random(classes.shape) < 0.08).astype(np.uint8)
+    info = info_for(classes, "EPSG:32631", UTM)
+    cleanup = Cleanup(min_area_m2=300, fill_holes_below_m2=500, simplify_tolerance_m=12)
+    layers = [to_features(vectorize_array(classes, size), info, cleanup, "s") for size in (8, 20, 64)]
+    wkbs = [sorted(shapely.to_wkb(layer.geometry.values)) for layer in layers]
+    assert wkbs[0] == wkbs[1] == wkbs[2]
+
+
+def test_a_rotated_mask_gives_valid_polygons_of_the_same_areas():
+    rng = np.random.default_rng(6)
+    classes = (rng.random((30, 30)) < 0.55).astype(np.uint8)
+    rotated = Affine.rotation(30) * Affine(10.0, 0, 0, 0, -10.0, 0)
+    rotated = Affine.translation(500_000.0, 5_000_000.0) * rotated
+    north_up, turned = features_of(classes), features_of(classes, transform=rotated)
+    assert shapely.is_valid(turned.geometry.values).all()
+    np.testing.assert_allclose(np.sort(turned["area_m2"]), np.sort(north_up["area_m2"]), rtol=1e-9)
+
+
+def test_a_geometry_whose_holes_are_too_large_to_fill_is_left_as_it_is():
+    island = ring_with_an_island()
+    (kept,) = fill_small_holes(np.array([island]), 20)
+    assert shapely.to_wkb(kept) == shapely.to_wkb(island)

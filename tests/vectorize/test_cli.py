@@ -13,7 +13,7 @@ from tests.vectorize.conftest import write_mask
 
 
 def test_vectorize_writes_the_layers_and_prints_a_summary(tmp_path):
-    classes = np.zeros((32, 32), dtype=np.uint8)
+    classes = np.zeros((64, 64), dtype=np.uint8)
     classes[1:3, 1:3] = 1  # 400 m², dropped by --min-area
     classes[10:20, 5:30] = 1
     mask = write_mask(tmp_path / "scene.tif", classes)
@@ -21,7 +21,7 @@ def test_vectorize_writes_the_layers_and_prints_a_summary(tmp_path):
         app,
         [
             "vectorize", str(mask), "--out", str(tmp_path / "a.gpkg"), "--out",
-            str(tmp_path / "a.geojson"), "--block-size", "8", "--min-area", "1000",
+            str(tmp_path / "a.geojson"), "--block-size", "16", "--min-area", "1000",
             "--simplify", "5", "--connectivity", "4",
         ],
     )  # fmt: skip

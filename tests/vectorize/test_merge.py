@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import shapely
+from scipy import ndimage
 
 from geoseg.vectorize import merge_blocks, polygonize_block
 from tests.vectorize.conftest import assert_same_components, vectorize_array
@@ -121,3 +122,51 @@ def test_blocks_polygonised_with_different_connectivities_are_refused():
 
 def test_no_blocks_merge_to_no_components():
     assert len(merge_blocks([])) == 0
+
+
+def test_holes_away_from_block_borders_survive_the_merge():
+    classes = np.zeros((20, 20), dtype=np.uint8)
+    classes[1:19, 1:19] = 1  # one object over four 10² blocks
+    classes[2:4, 2:4] = 0  # a hole inside the top-left block
+    classes[13, 14] = 0  # a one-pixel hole inside the bottom-right block
+    classes[5:8, 2:8] = 0  # a hole in the top-left block, touching nothing...
+    classes[6, 4] = 1  # ...with an island touching nothing: an object of its own
+    classes[9:12, 9:12] = 0  # a hole across the block corner
+    for connectivity in (4, 8):
+        merged = vectorize_array(classes, block_size=10, connectivity=connectivity)
+        assert_same_components(merged, vectorize_array(classes, 20, connectivity))
+        big = merged.geometries[np.argmax(merged.pixel_counts)]
+        assert big.geom_type == "Polygon" and len(big.interiors) == 4
+
+
+def test_holes_go_to_their_own_polygon_of_an_8_connected_object():
+    classes = np.zeros((12, 18), dtype=np.uint8)  # blocks of 6²: two rows of three
+    classes[1:6, 1:9] = 1  # over the two top-left blocks...
+    classes[2:4, 2:4] = 0  # ...with a hole in the first
+    classes[6:11, 9:15] = 1  # over two bottom blocks, touching the first at a corner only...
+    classes[8, 10] = classes[9, 13] = 0  # ...with a hole in each
+    merged = vectorize_array(classes, block_size=6, connectivity=8)
+    assert len(merged) == 1
+    (geometry,) = merged.geometries
+    assert geometry.geom_type == "MultiPolygon"
+    assert [len(part.interiors) for part in geometry.geoms] == [1, 2]
+    assert_same_components(merged, vectorize_array(classes, 18, connectivity=8))
+
+
+def noisy_blobs(seed: int, shape: tuple[int, int] = (60, 70)) -> np.ndarray:
+    """Smooth blobs with pixel noise: objects with holes, islands, pinches and corner contacts."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random(shape), 2.0)
+    classes = (field > np.quantile(field, 0.4)).astype(np.uint8)
+    classes ^= (rng.random(shape) < 0.08).astype(np.uint8)
+    classes[rng.random(shape) < 0.02] = 255
+    return classes
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_blockwise_equals_whole_vertex_for_vertex(connectivity):
+    classes = noisy_blobs(connectivity)
+    whole = vectorize_array(classes, block_size=70, connectivity=connectivity)
+    for block_size in (5, 16, 32):
+        blockwise = vectorize_array(classes, block_size=block_size, connectivity=connectivity)
+        assert sorted(shapely.to_wkb(blockwise.geometries)) == sorted(shapely.to_wkb(whole.geometries))

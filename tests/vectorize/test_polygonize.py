@@ -7,6 +7,7 @@ import pytest
 import shapely
 
 from geoseg.vectorize import polygonize_block
+from geoseg.vectorize.polygonize import _has_self_touching_ring, label_components
 
 
 def test_piece_vertices_are_integers_of_the_scene_pixel_grid():
@@ -62,3 +63,62 @@ def test_probability_sum_skips_nodata_pixels():
     block = polygonize_block(classes, 0, 0, probability=probability)
     assert block.pieces.prob_sums.tolist() == [240.0]
     assert block.pieces.prob_counts.tolist() == [3]
+
+
+def pixel_union(mask: np.ndarray, row_off: int = 0, col_off: int = 0) -> shapely.Geometry:
+    """The region of ``mask``'s pixels, built pixel by pixel (the reference)."""
+    rows, cols = np.nonzero(mask)
+    return shapely.union_all(
+        shapely.box(cols + col_off, rows + row_off, cols + col_off + 1, rows + row_off + 1)
+    )
+
+
+@pytest.mark.parametrize("fill", [0, 255])
+def test_a_block_without_foreground_has_no_pieces(fill):
+    block = polygonize_block(np.full((256, 300), fill, dtype=np.uint8), 512, 0)
+    assert len(block) == 0
+    assert not (block.top.any() or block.bottom.any() or block.left.any() or block.right.any())
+
+
+def test_objects_far_apart_in_rows_and_columns_are_polygonised_exactly():
+    classes = np.zeros((200, 120), dtype=np.uint8)
+    classes[3:6, 100:110] = 1  # near the top, far right
+    classes[90:95, 2:4] = 2  # after 84 empty rows, far left
+    classes[199, :] = 1  # the last row, after 104 empty rows
+    block = polygonize_block(classes, 1000, 2000, connectivity=4)
+    labels = label_components(classes, 4)[0]
+    assert len(block) == 3
+    for index, geometry in enumerate(block.pieces.geometries):
+        assert shapely.equals(geometry, pixel_union(labels == index + 1, 1000, 2000))
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_pieces_of_noisy_masks_are_exactly_their_pixels(connectivity):
+    rng = np.random.default_rng(connectivity)
+    classes = rng.integers(0, 3, size=(40, 50), dtype=np.uint8)
+    classes[rng.random(classes.shape) < 0.05] = 255
+    block = polygonize_block(classes, 7, 11, connectivity=connectivity)
+    labels = label_components(classes, connectivity)[0]
+    assert shapely.is_valid(block.pieces.geometries).all()
+    for index, geometry in enumerate(block.pieces.geometries):
+        assert shapely.equals(geometry, pixel_union(labels == index + 1, 7, 11))
+    np.testing.assert_array_equal(shapely.area(block.pieces.geometries), block.pieces.pixel_counts)
+
+
+def test_parts_of_an_8_connected_piece_are_in_the_order_of_their_top_left_vertex():
+    classes = np.zeros((6, 6), dtype=np.uint8)
+    classes[3:5, 0:2] = classes[2, 2] = classes[0:2, 3:6] = 1  # a diagonal chain, bottom-left to top-right
+    (geometry,) = polygonize_block(classes, 0, 0).pieces.geometries
+    starts = [part.exterior.coords[0] for part in geometry.geoms]
+    assert starts == sorted(starts, key=lambda xy: (xy[1], xy[0]))
+
+
+def test_only_a_ring_that_touches_itself_goes_to_the_validity_check():
+    # Two unit squares meeting at (1, 1), traced as one ring: GEOS calls it invalid.
+    figure_eight = np.array([(0, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 1), (1, 1), (1, 0), (0, 0)], float)
+    # A 4×4 square without its corner pixel and a hole pixel touching that notch at (1, 1).
+    shell = np.array([(1, 0), (4, 0), (4, 4), (0, 4), (0, 1), (1, 1), (1, 0)], float)
+    hole = np.array([(1, 1), (2, 1), (2, 2), (1, 2), (1, 1)], float)
+    coords = np.concatenate([figure_eight, shell, hole])
+    flags = _has_self_touching_ring(coords, np.array([9, 7, 5]), np.array([1, 2]))
+    assert flags.tolist() == [True, False]
