@@ -112,17 +112,15 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcom
         with stage("quicklook"):
             thumbnail = thumbnail_part(*read.core(), *origin, factor)
         del read  # free the pixels before polygonising
-        with stage("stitch"):
-            stacked = np.stack([prediction.classes, prediction.probability])
+        with stage("stitch"):  # the probability band is kept only when it is an output
+            kept = [prediction.classes, prediction.probability][: 2 if job.outputs.probability else 1]
+            stacked = np.stack(kept)
             with atomic_output(part) as tmp, tmp.open("wb") as f:
                 np.save(f, stacked)
-    classes, probability = stacked
+    classes, probability = stacked[0], (stacked[1] if len(stacked) > 1 else None)
     with stage("polygonise"):
         pieces = polygonize_block(
-            classes,
-            *origin,
-            connectivity=job.outputs.connectivity,
-            probability=probability if job.outputs.probability else None,
+            classes, *origin, connectivity=job.outputs.connectivity, probability=probability
         )
     return BlockOutcome(block, str(part), int(np.count_nonzero(classes != NODATA)), pieces, thumbnail)
 
@@ -136,7 +134,8 @@ def assemble_scene_task(
         raise SceneError(scene.path, "every pixel is nodata (nothing to segment)")
     with MaskWriter(job.mask_path, scene, classes, job.outputs.probability, job.outputs.compress) as writer:
         for outcome in outcomes:
-            classes_part, probability_part = np.load(outcome.part)
+            part = np.load(outcome.part)
+            classes_part, probability_part = part[0], (part[1] if len(part) > 1 else None)
             writer.write(outcome.block.core, classes_part, probability_part)
     with stage("vectorise"):
         components = merge_blocks([o.pieces for o in outcomes])
