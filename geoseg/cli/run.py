@@ -52,9 +52,16 @@ def print_report(report: RunReport) -> None:
         table.add_row(*(row[c] for c in columns))
     out.print(table)
     totals = summary(report)
+    warned = (
+        f" ({format_count(totals['warned_buildings'])} of them, "
+        f"{format_area(totals['warned_building_area_m2'])}, in scenes with warnings)"
+        if totals["warned_buildings"]
+        else ""
+    )
     out.print(
         f"{totals['ok']} done, {totals['failed']} failed, {totals['skipped']} skipped: "
-        f"{format_count(totals['buildings'])} buildings covering {format_area(totals['building_area_m2'])}; "
+        f"{format_count(totals['buildings'])} buildings covering {format_area(totals['building_area_m2'])}"
+        f"{warned}; "
         f"{format_area(totals['area_km2'] * 1e6)} of scenes processed in {totals['seconds']:.1f} s "
         f"({totals['tiles']} tiles, {totals['tiles_per_s']:.1f} tiles/s)",
         highlight=False,

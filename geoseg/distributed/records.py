@@ -193,10 +193,12 @@ def summary(report: RunReport) -> dict[str, Any]:
     """Totals for the report and the end-of-run table.
 
     ``area_km2`` is the scenes' own area processed in this run (with ``seconds``, throughput);
-    ``buildings`` and ``building_area_m2`` count every scene with results, skipped ones too.
+    ``buildings`` and ``building_area_m2`` count every scene with results, skipped ones too;
+    the ``warned_`` totals are the part of them in scenes with warnings (out of the model's domain).
     """
     ok = [s for s in report.scenes if s.status == "ok"]
     done = [s for s in report.scenes if s.status in ("ok", "skipped")]
+    warned = [s for s in done if s.warnings]
     area = sum(s.area_km2 or 0 for s in ok)
     return {
         "ok": len(ok),
@@ -204,6 +206,8 @@ def summary(report: RunReport) -> dict[str, Any]:
         "skipped": report.count("skipped"),
         "buildings": sum(s.polygons or 0 for s in done),
         "building_area_m2": sum(s.building_area_m2 or 0 for s in done),
+        "warned_buildings": sum(s.polygons or 0 for s in warned),
+        "warned_building_area_m2": sum(s.building_area_m2 or 0 for s in warned),
         "area_km2": area,
         "blocks": report.blocks,
         "tiles": report.tiles,

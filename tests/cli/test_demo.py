@@ -68,6 +68,8 @@ def test_the_summary_table_is_on_stdout_with_building_count_and_area(demo, repor
         assert column in header
     landsat = next(line for line in result.stdout.splitlines() if "RGB.byte" in line)
     assert landsat.count("km²") == 2  # building area, scene area
+    totals = next(line for line in result.stdout.splitlines() if "buildings covering" in line)
+    assert "in scenes with warnings" in totals  # the out-of-domain share is not passed off as buildings
     assert "report.html" in result.stdout
     assert "building area" not in result.stderr and "Dask dashboard" in result.stderr  # progress, logs
 
