@@ -23,7 +23,7 @@ from pystac.stac_io import DefaultStacIO
 from rasterio.warp import transform_bounds
 
 from geoseg.atomic import atomic_output
-from geoseg.errors import ConfigError, OutputError, SceneError
+from geoseg.errors import ConfigError, SceneError
 from geoseg.safepaths import check_replaceable, inside, safe_name
 from geoseg.sampledata import expand_variables
 from geoseg.scenes import scene_id
@@ -300,8 +300,5 @@ class _AtomicStacIO(DefaultStacIO):
 
     def write_text_to_href(self, href: str, txt: str) -> None:
         """Write ``txt`` to the local file ``href`` (temporary name, then rename)."""
-        target = Path(href).resolve()
-        if not target.is_relative_to(self.root):
-            raise OutputError(target, f"resolves outside the catalog folder {self.root}; not written")
-        with atomic_output(target) as tmp:
+        with atomic_output(inside(self.root, href)) as tmp:
             tmp.write_text(txt)

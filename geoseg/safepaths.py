@@ -10,7 +10,7 @@ so no path is ever built from a raw id. The rules every writer follows:
 * the path is resolved (links followed) and must lie inside the output folder (``inside``);
 * an existing target that is not a regular file (a folder, a device, a FIFO) is never
   replaced (``check_replaceable``), and no output may be the same file as an input scene,
-  model or label file, also through links (``refuse_overwriting_inputs``);
+  model or label file, also through links (``ProtectedFiles``, ``refuse_overwriting_inputs``);
 * geoseg deletes only what it created: its temporaries and its block parts under the output.
 """
 
@@ -90,18 +90,33 @@ def check_replaceable(path: str | os.PathLike[str]) -> None:
         raise OutputError(path, "exists and is not a regular file (device, FIFO or socket); not replaced")
 
 
+class ProtectedFiles:
+    """Files no output may replace (inputs, models, labels), known by identity: links count too.
+
+    Each input is looked at once, so checking the outputs of many scenes against many inputs
+    costs one ``stat`` per file, not one per pair.
+    """
+
+    def __init__(self, inputs: Iterable[str | os.PathLike[str]]) -> None:
+        self._by_identity: dict[tuple[int, int], str | os.PathLike[str]] = {}
+        for source in inputs:
+            if (identity := _identity(source)) is not None:
+                self._by_identity[identity] = source
+
+    def refuse(self, outputs: Iterable[str | os.PathLike[str]]) -> None:
+        """Raise ``OutputError`` if an output is the same file as a protected one."""
+        for out in outputs:
+            identity = _identity(out)
+            if identity is not None and identity in self._by_identity:
+                source = self._by_identity[identity]
+                raise OutputError(out, f"is the input {source}; geoseg never overwrites an input")
+
+
 def refuse_overwriting_inputs(
     outputs: Iterable[str | os.PathLike[str]], inputs: Iterable[str | os.PathLike[str]]
 ) -> None:
     """Raise ``OutputError`` if an output is the same file as an input (also through links)."""
-    identities = {}
-    for source in inputs:
-        if (identity := _identity(source)) is not None:
-            identities[identity] = source
-    for out in outputs:
-        identity = _identity(out)
-        if identity is not None and identity in identities:
-            raise OutputError(out, f"is the input {identities[identity]}; geoseg never overwrites an input")
+    ProtectedFiles(inputs).refuse(outputs)
 
 
 def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:

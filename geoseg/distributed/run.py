@@ -8,7 +8,6 @@ complete with the same settings are skipped; Dask retries tasks of a worker that
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 import warnings
@@ -40,7 +39,7 @@ from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
 from geoseg.model.checkpoint import ModelMetadata, read_metadata
 from geoseg.report_html import format_area, format_count, write_report_html
 from geoseg.runlock import output_lock
-from geoseg.safepaths import check_unique_names, inside, refuse_overwriting_inputs
+from geoseg.safepaths import ProtectedFiles, check_unique_names, inside
 from geoseg.scenes import Scene
 from geoseg.tiling import TilingSpec, block_grid, tiles_in_block
 from geoseg.vectorize import gather_layers
@@ -110,13 +109,13 @@ def _plan(
     if seams := spec.seam_warning(metadata.receptive_radius_px):
         warnings.warn(GeosegWarning(seams), stacklevel=2)
     jobs = [_job(workflow, scene, output, model, fingerprint, spec) for scene in inputs]
-    protected: list[str | os.PathLike[str]] = [model, *workflow.protected_files()]
-    protected += [scene.href for scene in inputs if scene.href]
-    refuse_overwriting_inputs(run_level_outputs(workflow, output), protected)
+    hrefs = [scene.href for scene in inputs if scene.href]
+    protected = ProtectedFiles([model, *workflow.protected_files(), *hrefs])
+    protected.refuse(run_level_outputs(workflow, output))
     refused: dict[str, SceneRecord] = {}
     for job in jobs:
         try:
-            refuse_overwriting_inputs(job.output_paths, protected)
+            protected.refuse(job.output_paths)
         except OutputError as exc:
             refused[job.input.id] = SceneRecord(job.input.id, job.input.href, "failed", error=str(exc))
     return jobs, refused
