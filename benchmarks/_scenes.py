@@ -73,10 +73,12 @@ def benchmark_model(path: Path | None) -> tuple[Path, str]:
     for candidate, what in ((path, "given"), (SHIPPED_MODEL, "shipped")):
         if candidate is not None and candidate.exists():
             return candidate.resolve(), f"{what} checkpoint {candidate}"
-    return _untrained_model(CACHE / "untrained-unet16-d3-q90.safetensors"), "untrained U-Net (16, depth 3)"
+    return untrained_model(16, 3, "transpose"), "untrained U-Net (16, depth 3)"
 
 
-def _untrained_model(path: Path) -> Path:
+def untrained_model(base_width: int, depth: int, upsample: str) -> Path:
+    """An untrained U-Net checkpoint of this architecture, biased to ~10 % foreground (cached)."""
+    path = CACHE / f"untrained-unet{base_width}-d{depth}-{upsample}-q90.safetensors"
     if path.exists():
         return path
     import torch
@@ -88,7 +90,7 @@ def _untrained_model(path: Path) -> Path:
     pixels, _ = source_pixels()
     valid = pixels[:, (pixels > 0).all(axis=0)].astype(np.float64)
     mean, std = valid.mean(axis=1), valid.std(axis=1) + 1e-6
-    model = UNetGenerator(3, 2, base_width=16, depth=3).eval()
+    model = UNetGenerator(3, 2, base_width=base_width, depth=depth, upsample=upsample).eval()
     crop = torch.from_numpy(pixels[:, 600:856, 600:856].astype(np.float32))[None]
     with torch.no_grad():
         image = (crop - torch.tensor(mean).float().view(1, -1, 1, 1)) / torch.tensor(std).float().view(
@@ -120,6 +122,8 @@ def write_workflow(
     block_size_px: int = 2048,
     batch_size: int = 8,
     compile_model: bool = False,
+    cpu_workers: int | None = None,
+    outputs: dict[str, object] | None = None,
 ) -> Path:
     """A ``geoseg run`` workflow over ``scenes`` writing under ``folder/out`` (default outputs)."""
     import yaml
@@ -135,7 +139,9 @@ def write_workflow(
             "threads_per_worker": threads_per_worker,
             "dashboard_address": "127.0.0.1:0",
             "device": device,
+            "cpu_workers": cpu_workers,
         },
+        **({"outputs": outputs} if outputs else {}),
     }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "workflow.yaml"

@@ -6,14 +6,19 @@ On a GPU machine (the issue's H100 node: 1 GPU, 16 cores) it prints, for the shi
 1. model only, pixels already on the device: core Mpx/s per batch size;
 2. ``Predictor.predict`` from host numpy arrays: core Mpx/s per batch size;
 3. ``geoseg predict`` of one scene in-process: seconds after the model is loaded, Mpx/s;
-4. ``geoseg run`` of ``--scenes`` scenes (subprocess, local cluster as the workflow says):
-   wall seconds, Mpx/s, and from ``nvidia-smi`` sampled every 0.5 s: mean GPU busy, seconds
-   to the first busy sample, seconds after the last one (the tail);
+4. ``geoseg run`` of ``--scenes`` scenes (subprocess, local cluster), once per layout: the GPU
+   worker alone (``cpu_workers: 0``: it reads, predicts, polygonises and writes on its 4
+   threads) and the GPU node (the GPU worker reads and predicts, one CPU worker per core left
+   polygonises, stitches and writes): wall seconds, Mpx/s, worker-seconds on the GPU worker and
+   on the CPU workers, and from ``nvidia-smi`` sampled every 0.5 s: mean GPU busy, seconds to
+   the first busy sample, seconds after the last one (the tail). Vectors are GeoParquet;
 5. library rates on the same mosaics: rasterio windowed reads of 2048² + halo blocks on
    1, 4 and all threads, and ``rasterio.features.shapes`` on 2048² mask blocks per process.
 
-Without a GPU, ``--device cpu --size 2048 --scenes 2`` runs every section (GPU busy: n/a), which
-is how this script is checked on CPU-only machines.
+``--arch WIDTH,DEPTH,UPSAMPLE`` adds an untrained U-Net of that architecture to sections 1-2
+(the forward pass's cost does not depend on the weights). Without a GPU, ``--device cpu --size
+2048 --scenes 2`` runs every section (GPU busy: n/a; both layouts are then the plain CPU
+cluster), which is how this script is checked on CPU-only machines.
 
     python benchmarks/bench_gpu.py [--size 8192] [--scenes 8] [--device cuda] [--batch-sizes 32,64,128]
 """
@@ -29,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +44,7 @@ from rasterio.features import shapes
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _scenes import benchmark_model, mosaic_scene, scene_megapixels, write_workflow
+from _scenes import benchmark_model, mosaic_scene, scene_megapixels, untrained_model, write_workflow
 
 from geoseg.inference import Predictor
 from geoseg.predict import predict_scene, tiling_for
@@ -176,6 +181,40 @@ def library_shapes(mask_path: Path, block: int = 2048) -> float:
     return width * height / 1e6 / (time.perf_counter() - start)
 
 
+def run_layout(
+    folder: Path, scenes: list[Path], model: Path, args: argparse.Namespace, cpu_workers: int | None
+) -> str:
+    """One ``geoseg run`` of ``scenes`` in a subprocess with this many CPU workers: a table row."""
+    workflow = write_workflow(
+        folder,
+        scenes,
+        model,
+        n_workers=1,
+        threads_per_worker=4,
+        cpu_workers=cpu_workers,
+        device=args.device,
+        batch_size=args.run_batch_size,
+        outputs={"vector_formats": ["parquet"], "run_layer": "parquet"},
+    )
+    with GpuBusy() as busy:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "geoseg", "run", str(workflow)], capture_output=True, text=True
+        )
+        wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"geoseg run failed:\n{done.stderr[-3000:]}")
+    report = json.loads((folder / "out" / "run-report.json").read_text())
+    workers = report["workers"].values()
+    gpu_s = sum(w["seconds"] for w in workers if w["resources"])
+    cpu_s = sum(w["seconds"] for w in workers if not w["resources"])
+    mpx = sum(scene_megapixels(s) for s in scenes)
+    return (
+        f"{len(workers)} workers: {wall:.1f} s wall = {mpx / wall:.1f} Mpx/s ({report['summary']['ok']} ok); "
+        f"worker-s GPU worker {gpu_s:.0f}, CPU workers {cpu_s:.0f}; {busy.summary(wall)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8192)
@@ -184,21 +223,36 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="32,64,128")
     parser.add_argument("--run-batch-size", type=int, default=32)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--arch", default=None, help="WIDTH,DEPTH,UPSAMPLE of an extra untrained U-Net")
     args = parser.parse_args()
     model, what = benchmark_model(args.model)
-    scenes = [mosaic_scene(args.size, offset_px=300 * i) for i in range(args.scenes)]
+    with ProcessPoolExecutor(min(args.scenes, os.cpu_count() or 1)) as pool:
+        scenes = list(
+            pool.map(
+                mosaic_scene,
+                [args.size] * args.scenes,
+                ["DEFLATE"] * args.scenes,
+                [300 * i for i in range(args.scenes)],
+            )
+        )
     mpx = sum(scene_megapixels(s) for s in scenes)
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "none"
     print(
-        f"model: {what}; device {args.device} ({gpu}); {os.cpu_count()} cores; {args.scenes} × {args.size}²"
+        f"model: {what}; device {args.device} ({gpu}); {os.cpu_count()} cores; "
+        f"{args.scenes} × {args.size}² ({mpx:.0f} Mpx)"
     )
 
-    print("\n1-2. model alone (core Mpx/s): batch | on device | from host numpy")
-    for batch in map(int, args.batch_sizes.split(",")):
-        predictor = Predictor.from_checkpoint(model, args.device, batch)
-        tiles, core = tiles_of(scenes[0], predictor, batch)
-        on_device, host = model_only(predictor, tiles, core), from_host(predictor, tiles, core)
-        print(f"  {batch:4d} | {on_device:8.1f} | {host:8.1f}")
+    models = [(model, "benchmark model")]
+    if args.arch:
+        width, depth, upsample = args.arch.split(",")
+        models.append((untrained_model(int(width), int(depth), upsample), f"untrained U-Net {args.arch}"))
+    for path, name in models:
+        print(f"\n1-2. model alone, {name} (core Mpx/s): batch | on device | from host numpy")
+        for batch in map(int, args.batch_sizes.split(",")):
+            predictor = Predictor.from_checkpoint(path, args.device, batch)
+            tiles, core = tiles_of(scenes[0], predictor, batch)
+            on_device, host = model_only(predictor, tiles, core), from_host(predictor, tiles, core)
+            print(f"  {batch:4d} | {on_device:8.1f} | {host:8.1f}")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -212,28 +266,9 @@ def main() -> None:
             f"{scene_megapixels(scenes[0]) / seconds:.1f} Mpx/s; {busy.summary(seconds)}"
         )
 
-        workflow = write_workflow(
-            folder / "run",
-            scenes,
-            model,
-            n_workers=1 if args.device != "cpu" else 2,
-            threads_per_worker=4 if args.device != "cpu" else 1,
-            device=args.device,
-            batch_size=args.run_batch_size,
-        )
-        with GpuBusy() as busy:
-            start = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, "-m", "geoseg", "run", str(workflow)], capture_output=True, text=True
-            )
-            wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"geoseg run failed:\n{done.stderr[-3000:]}")
-        report = json.loads((folder / "run" / "out" / "run-report.json").read_text())
-        print(
-            f"\n4. geoseg run, {args.scenes} × {args.size}² ({mpx:.0f} Mpx): {wall:.1f} s wall = "
-            f"{mpx / wall:.1f} Mpx/s ({report['summary']['ok']} ok); {busy.summary(wall)}"
-        )
+        print(f"\n4. geoseg run, {args.scenes} × {args.size}² ({mpx:.0f} Mpx), batch {args.run_batch_size}:")
+        for name, cpu_workers in (("GPU worker alone (4 threads)", 0), ("GPU node (+ CPU workers)", None)):
+            print(f"  {name}: {run_layout(folder / name.split()[1], scenes, model, args, cpu_workers)}")
 
         cores = os.cpu_count() or 1
         reads = ", ".join(

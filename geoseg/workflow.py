@@ -65,7 +65,14 @@ class ClusterConfig(_Strict):
 
     n_workers: int | None = Field(None, ge=1, le=1024, description="default: one per GPU, else 2")
     threads_per_worker: int = Field(
-        1, ge=1, le=1024, description="GPU workers get at least 2 (read beside forward)"
+        1, ge=1, le=1024, description="GPU workers get at least 4 (they read beside the forward pass)"
+    )
+    cpu_workers: int | None = Field(
+        None,
+        ge=0,
+        le=1024,
+        description="GPU machines: single-threaded CPU workers beside the GPU workers (polygonise, "
+        "stitch, write); default: one per core the GPU workers' threads leave",
     )
     memory_limit: str | float = Field(
         "auto", description="per worker: auto, 0 (no limit), a size like 4GiB, or a fraction of RAM"

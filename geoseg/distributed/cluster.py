@@ -1,19 +1,23 @@
 """Clusters: the embedded local cluster, or any existing Dask scheduler.
 
-Locally, one worker process per GPU when CUDA GPUs are visible (dask-cuda's
-``LocalCUDACluster`` when installed), each declaring a ``GPU`` resource; otherwise a few CPU
-worker processes. Inference tasks require ``GPU`` whenever some worker offers it, so CPU-only
-workers of a mixed cluster never take them.
+Without GPUs the local cluster is a few CPU worker processes. On a GPU machine it is laid out
+as a GPU node (``gpu_node_workers``): one worker process per GPU, the only process with a CUDA
+context, which reads blocks on its threads (GDAL decodes without the GIL) and runs the model,
+and one single-threaded CPU worker per core left, which polygonise, stitch and write. Tasks
+that run the model require the ``GPU`` resource whenever some worker offers it, so CPU-only
+workers never load the model; every other task may run anywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
 from geoseg.errors import ConfigError
 from geoseg.workflow import ClusterConfig
@@ -43,27 +47,67 @@ def _connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Client:
         raise ConfigError(f"--scheduler {address}: cannot connect ({reason})") from None
 
 
-def _local_cluster(config: ClusterConfig) -> Any:
-    gpus = _visible_gpus() if config.device in ("auto", "cuda") else 0
-    common: dict[str, Any] = {
-        "threads_per_worker": config.threads_per_worker,
-        "memory_limit": config.memory_limit,
-        "dashboard_address": config.dashboard_address,
-        "silence_logs": logging.CRITICAL,  # failures are reported per scene, not as worker logs
-        "preload": ["geoseg.distributed.worker_setup"],  # workers leave Ctrl-C to the driver
-    }
-    if gpus:
-        # Two threads per GPU worker: one task reads and polygonises while another has the GPU.
-        common["threads_per_worker"] = max(2, config.threads_per_worker)
-        try:
-            from dask_cuda import LocalCUDACluster
+_QUIET = logging.CRITICAL  # failures are reported per scene, not as worker logs
+_PRELOAD = ["geoseg.distributed.worker_setup"]  # workers leave Ctrl-C to the driver
+GPU_WORKER_THREADS = 4
+"""Threads of a GPU worker at least: blocks are read on three while one has the GPU."""
 
-            return LocalCUDACluster(n_workers=config.n_workers or gpus, resources={GPU: 1}, **common)
-        except ImportError:
-            return LocalCluster(
-                n_workers=config.n_workers or gpus, resources={GPU: 1}, processes=True, **common
-            )
-    return LocalCluster(n_workers=config.n_workers or 2, processes=True, **common)
+
+def _local_cluster(config: ClusterConfig) -> Any:
+    if config.device in ("auto", "cuda"):
+        gpus = _visible_gpus()
+    else:
+        gpus = 1 if config.device.startswith("cuda:") else 0
+    if not gpus:
+        return LocalCluster(
+            n_workers=config.n_workers or 2,
+            threads_per_worker=config.threads_per_worker,
+            memory_limit=config.memory_limit,
+            dashboard_address=config.dashboard_address,
+            silence_logs=_QUIET,
+            preload=_PRELOAD,
+            processes=True,
+        )
+    return gpu_node(config, gpus)
+
+
+def gpu_node(config: ClusterConfig, gpus: int) -> SpecCluster:
+    """A local GPU node: ``gpu_node_workers`` as worker processes, and a scheduler."""
+    common = {
+        "host": "127.0.0.1",
+        "silence_logs": _QUIET,
+        "preload": _PRELOAD,
+        "memory_limit": config.memory_limit,
+    }
+    workers = {
+        name: {"cls": Nanny, "options": {**common, **options}}
+        for name, options in gpu_node_workers(
+            config.n_workers or gpus, config.threads_per_worker, config.cpu_workers, os.cpu_count() or 1
+        ).items()
+    }
+    scheduler = {
+        "cls": Scheduler,
+        "options": {"host": "127.0.0.1", "dashboard": True, "dashboard_address": config.dashboard_address},
+    }
+    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=_QUIET)
+
+
+def gpu_node_workers(
+    gpu_workers: int, threads_per_worker: int, cpu_workers: int | None, cores: int
+) -> dict[int | str, dict[str, Any]]:
+    """Worker names and options of a GPU node: GPU workers ``0..n-1``, then ``cpu-0..``.
+
+    A GPU worker's integer name picks its GPU (``worker_state.worker_device``). CPU workers
+    default to one per core the GPU workers' threads leave, at least one.
+    """
+    threads = max(GPU_WORKER_THREADS, threads_per_worker)
+    if cpu_workers is None:
+        cpu_workers = max(1, cores - gpu_workers * threads)
+    workers: dict[int | str, dict[str, Any]] = {
+        i: {"nthreads": threads, "resources": {GPU: 1}} for i in range(gpu_workers)
+    }
+    workers.update({f"cpu-{i}": {"nthreads": 1} for i in range(cpu_workers)})
+    return workers
 
 
 def _visible_gpus() -> int:
@@ -72,10 +116,33 @@ def _visible_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def gpu_workers(client: Client) -> int:
-    """How many connected workers declare the GPU resource."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    return sum(1 for w in workers if w.get("resources", {}).get(GPU))
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's tasks go, as ``Client.submit`` keywords.
+
+    With GPU workers, tasks that run the model require the ``GPU`` resource, and every other
+    task prefers the CPU-only workers (a loose restriction: others take it when none is left),
+    so the GPU workers' threads stay free for reading and predicting. Without GPU workers,
+    tasks go anywhere.
+    """
+
+    model: dict[str, Any] = field(default_factory=dict)
+    other: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gpus(self) -> bool:
+        """Whether the model runs on GPU workers."""
+        return bool(self.model)
+
+
+def placement(client: Client) -> Placement:
+    """The placement for the workers connected now."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    gpu = {address for address, w in workers.items() if w.get("resources", {}).get(GPU)}
+    cpu = [address for address in workers if address not in gpu]
+    if not gpu:
+        return Placement()
+    return Placement({"resources": {GPU: 1}}, {"workers": cpu, "allow_other_workers": True} if cpu else {})
 
 
 def dashboard_link(client: Client) -> str | None:

@@ -37,6 +37,8 @@ class SceneJob:
     bands: tuple[int, ...] | None = None
     device: str = "auto"
     compile_model: bool = False
+    nodata_fill: tuple[float, ...] = ()
+    """Per band, the value nodata pixels are read as (the model's normalisation mean)."""
 
     @property
     def name(self) -> str:

@@ -1,7 +1,8 @@
 """A batch run: every scene of a workflow through the cluster, with resume and a report.
 
-The driver only builds futures: per scene one validation task, one task per block and one
-assembly task. Failures are per scene (reported, the rest goes on); scenes whose outputs are
+The driver only builds futures: per scene one validation task, per block a prediction task
+(on a GPU worker when there are any) and a polygonising task (any worker), and one assembly
+task. Failures are per scene (reported, the rest goes on); scenes whose outputs are
 complete with the same settings are skipped; Dask retries tasks of a worker that died.
 """
 
@@ -21,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from geoseg.atomic import atomic_output, remove_stale_temporaries
 from geoseg.catalog import SceneInput, load_inputs, write_results_catalog
-from geoseg.distributed.cluster import GPU, cluster_client, dashboard_link, gpu_workers
+from geoseg.distributed.cluster import Placement, cluster_client, dashboard_link, placement
 from geoseg.distributed.records import (
     RunReport,
     SceneJob,
@@ -33,7 +34,12 @@ from geoseg.distributed.records import (
     summary,
     write_record,
 )
-from geoseg.distributed.tasks import assemble_scene_task, open_scene_task, predict_block_task
+from geoseg.distributed.tasks import (
+    assemble_scene_task,
+    open_scene_task,
+    polygonise_block_task,
+    predict_block_task,
+)
 from geoseg.distributed.worker_state import worker_device
 from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
 from geoseg.model.checkpoint import ModelMetadata, read_metadata
@@ -67,14 +73,14 @@ def run_workflow(
             link = dashboard_link(client)
             console.print(f"Dask dashboard: {link or 'not available'}")
             client.wait_for_workers(1)
-            resources = {GPU: 1} if gpu_workers(client) else None
+            where = placement(client)
             console.print(
                 f"{len(jobs)} scenes ({len(jobs) - len(todo)} already done or refused), model {model.name}, "
                 f"{len(client.scheduler_info()['workers'])} workers"
-                + (" with GPUs" if resources else " on CPU")
+                + (" with GPUs" if where.gpus else " on CPU")
             )
             with get_task_stream(client) as stream:
-                blocks, tiles = _process(client, todo, metadata, resources, records, console)
+                blocks, tiles = _process(client, todo, metadata, where, records, console)
             workers = _worker_facts(client, stream.data, workflow.cluster.device)
 
         remove_stale_temporaries(output)
@@ -108,7 +114,7 @@ def _plan(
     spec = workflow.tiling.spec(metadata.total_stride, metadata.receptive_radius_px)
     if seams := spec.seam_warning(metadata.receptive_radius_px):
         warnings.warn(GeosegWarning(seams), stacklevel=2)
-    jobs = [_job(workflow, scene, output, model, fingerprint, spec) for scene in inputs]
+    jobs = [_job(workflow, scene, output, model, metadata, fingerprint, spec) for scene in inputs]
     hrefs = [scene.href for scene in inputs if scene.href]
     protected = ProtectedFiles([model, *workflow.protected_files(), *hrefs])
     protected.refuse(run_level_outputs(workflow, output))
@@ -122,7 +128,13 @@ def _plan(
 
 
 def _job(
-    workflow: Workflow, scene: SceneInput, output: Path, model: Path, fingerprint: str, spec: TilingSpec
+    workflow: Workflow,
+    scene: SceneInput,
+    output: Path,
+    model: Path,
+    metadata: ModelMetadata,
+    fingerprint: str,
+    spec: TilingSpec,
 ) -> SceneJob:
     return SceneJob(
         input=scene,
@@ -135,6 +147,7 @@ def _job(
         bands=tuple(workflow.bands) if workflow.bands else None,
         device=workflow.cluster.device,
         compile_model=workflow.compile_model,
+        nodata_fill=tuple(metadata.normalization.mean),
     )
 
 
@@ -142,7 +155,7 @@ def _process(
     client: Client,
     jobs: list[SceneJob],
     metadata: ModelMetadata,
-    resources: dict[str, int] | None,
+    where: Placement,
     records: dict[str, SceneRecord],
     console: Console,
 ) -> tuple[int, int]:
@@ -169,6 +182,7 @@ def _process(
             key=key("open", job),
             priority=1,
             pure=False,
+            **where.other,
         )
         by_future[future] = ("open", job)
         opened[job.input.id] = time.perf_counter()
@@ -199,35 +213,50 @@ def _process(
                     len(list(tiles_in_block(b, scene.width, scene.height, spec))) for b in grid
                 )
                 progress.update(blocks_bar, total=total_blocks)
-                block_futures = [
+                predicted = [
                     client.submit(
                         predict_block_task,
                         job,
                         scene,
                         block,
                         key=key("predict", job, *block.index),
-                        resources=resources,
+                        **where.model,
                         priority=-order[job.input.id],
                         pure=False,
                     )
                     for block in grid
+                ]
+                polygonised = [  # any worker: with GPUs, the CPU workers take these
+                    client.submit(
+                        polygonise_block_task,
+                        job,
+                        part,
+                        key=key("polygonise", job, *block.index),
+                        priority=-order[job.input.id],
+                        pure=False,
+                        **where.other,
+                    )
+                    for block, part in zip(grid, predicted, strict=True)
                 ]
                 assemble = client.submit(
                     assemble_scene_task,
                     job,
                     scene,
                     metadata.classes,
-                    *block_futures,
+                    *polygonised,
                     key=key("assemble", job),
                     priority=1,
                     pure=False,
+                    **where.other,
                 )
-                for f in block_futures:
-                    by_future[f] = ("predict", job)
+                by_future.update({f: ("predict", job) for f in predicted})
+                by_future.update({f: ("polygonise", job) for f in polygonised})
                 by_future[assemble] = ("assemble", job)
-                pending.update([*block_futures, assemble])
-            elif stage == "predict":
+                pending.update([*predicted, *polygonised, assemble])
+            elif stage == "polygonise":
                 progress.advance(blocks_bar)
+            elif stage == "predict":
+                continue
             else:
                 record: SceneRecord = future.result()
                 record.seconds = time.perf_counter() - opened[job.input.id]

@@ -71,14 +71,26 @@ def _worker_task(task: Callable[P, R]) -> Callable[P, R]:
 
 
 @dataclass(frozen=True)
-class BlockOutcome:
-    """What a block task hands to its scene's assembly: its part's path, pieces and thumbnail share."""
+class BlockPart:
+    """What a block's prediction hands on: its saved part's path, valid pixels and thumbnail share."""
 
     block: Block
     part: str
     valid_pixels: int
-    pieces: BlockPieces
     thumbnail: ThumbnailPart
+
+
+@dataclass(frozen=True)
+class BlockOutcome:
+    """What a block hands to its scene's assembly: its part, with the polygon pieces of its core."""
+
+    part: BlockPart
+    pieces: BlockPieces
+
+    @property
+    def block(self) -> Block:
+        """The block."""
+        return self.part.block
 
 
 @_worker_task
@@ -96,33 +108,47 @@ def open_scene_task(
 
 
 @_worker_task
-def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockOutcome:
-    """Predict one block (or reuse its saved part) and polygonise its core."""
+def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockPart:
+    """Predict one block and save its mask part, or reuse the part an earlier attempt saved.
+
+    The block is read before the model is asked for, so a worker's first tasks read while the
+    first one loads the model.
+    """
     part = job.parts_dir / f"r{block.index[0]}c{block.index[1]}.npy"
     origin = int(block.core.row_off), int(block.core.col_off)
     factor = thumbnail_factor(scene.width, scene.height)
     if part.exists():
-        stacked = np.load(part)
         with stage("quicklook"):  # the part holds no pixels: read the core again
             thumbnail = thumbnail_part(*read_window(scene, block.core), *origin, factor)
-    else:
-        predictor = predictor_for(job.model, job.device, job.batch_size, job.compile_model)
-        read = read_block(scene, block, job.spec, nodata_fill=predictor.metadata.normalization.mean)
-        prediction = predict_pixels(read, predictor, job.spec)
-        with stage("quicklook"):
-            thumbnail = thumbnail_part(*read.core(), *origin, factor)
-        del read  # free the pixels before polygonising
-        with stage("stitch"):  # the probability band is kept only when it is an output
-            kept = [prediction.classes, prediction.probability][: 2 if job.outputs.probability else 1]
-            stacked = np.stack(kept)
-            with atomic_output(part) as tmp, tmp.open("wb") as f:
-                np.save(f, stacked)
+        return BlockPart(block, str(part), _valid_pixels(np.load(part, mmap_mode="r")[0]), thumbnail)
+    read = read_block(scene, block, job.spec, nodata_fill=list(job.nodata_fill) or None)
+    predictor = predictor_for(job.model, job.device, job.batch_size, job.compile_model)
+    prediction = predict_pixels(read, predictor, job.spec)
+    with stage("quicklook"):
+        thumbnail = thumbnail_part(*read.core(), *origin, factor)
+    del read
+    with stage("stitch"):  # the probability band is kept only when it is an output
+        kept = [prediction.classes, prediction.probability][: 2 if job.outputs.probability else 1]
+        with atomic_output(part) as tmp, tmp.open("wb") as f:
+            np.save(f, np.stack(kept))
+    return BlockPart(block, str(part), prediction.valid_pixels, thumbnail)
+
+
+@_worker_task
+def polygonise_block_task(job: SceneJob, part: BlockPart) -> BlockOutcome:
+    """Polygonise the core of a saved block part (any worker: it needs no model)."""
+    stacked = np.load(part.part)
     classes, probability = stacked[0], (stacked[1] if len(stacked) > 1 else None)
+    origin = int(part.block.core.row_off), int(part.block.core.col_off)
     with stage("polygonise"):
         pieces = polygonize_block(
             classes, *origin, connectivity=job.outputs.connectivity, probability=probability
         )
-    return BlockOutcome(block, str(part), int(np.count_nonzero(classes != NODATA)), pieces, thumbnail)
+    return BlockOutcome(part, pieces)
+
+
+def _valid_pixels(classes: np.ndarray) -> int:
+    return int(np.count_nonzero(classes != NODATA))
 
 
 @_worker_task
@@ -130,11 +156,11 @@ def assemble_scene_task(
     job: SceneJob, scene: Scene, classes: list[str], *outcomes: BlockOutcome
 ) -> SceneRecord:
     """Stitch the scene's COG from its parts, vectorise, write the record; clean the parts."""
-    if sum(o.valid_pixels for o in outcomes) == 0:
+    if sum(o.part.valid_pixels for o in outcomes) == 0:
         raise SceneError(scene.path, "every pixel is nodata (nothing to segment)")
     with MaskWriter(job.mask_path, scene, classes, job.outputs.probability, job.outputs.compress) as writer:
         for outcome in outcomes:
-            part = np.load(outcome.part)
+            part = np.load(outcome.part.part)
             classes_part, probability_part = part[0], (part[1] if len(part) > 1 else None)
             writer.write(outcome.block.core, classes_part, probability_part)
     with stage("vectorise"):
@@ -145,7 +171,7 @@ def assemble_scene_task(
         features = to_features(components, read_mask_info(job.mask_path), cleanup, job.input.id)
         vectors = [str(write_features(features, path)) for path in job.vector_paths]
     with stage("quicklook"):
-        thumbnail = Thumbnail.from_parts(scene.width, scene.height, [o.thumbnail for o in outcomes])
+        thumbnail = Thumbnail.from_parts(scene.width, scene.height, [o.part.thumbnail for o in outcomes])
         quicklook = write_quicklook(scene, thumbnail, job.mask_path, job.quicklook_path, job.input.id, NODATA)
     record = SceneRecord(
         id=job.input.id,

@@ -40,7 +40,7 @@ def clear_predictors() -> None:
 def worker_device(device: str) -> str:
     """Resolve ``auto`` per worker: with several visible GPUs, worker N takes GPU N mod count.
 
-    dask-cuda workers see one GPU each (``CUDA_VISIBLE_DEVICES``), so they all use ``cuda:0``.
+    Workers pinned to one GPU each (``CUDA_VISIBLE_DEVICES``) all use ``cuda:0``.
     """
     if device != "auto":
         return device

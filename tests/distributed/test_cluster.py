@@ -1,0 +1,45 @@
+"""The local GPU node layout: one model-owning worker per GPU, CPU workers for the rest."""
+
+from __future__ import annotations
+
+from distributed import Client, get_task_stream
+
+from geoseg.distributed.cluster import GPU, gpu_node, gpu_node_workers
+from geoseg.distributed.run import run_workflow
+from geoseg.workflow import ClusterConfig, load_workflow
+from tests.distributed.conftest import GOOD_SCENES, write_workflow
+
+
+def test_a_gpu_node_has_one_gpu_worker_per_gpu_and_a_cpu_worker_per_core_left():
+    workers = gpu_node_workers(gpu_workers=1, threads_per_worker=1, cpu_workers=None, cores=16)
+    assert workers[0] == {"nthreads": 4, "resources": {GPU: 1}}
+    assert [name for name in workers if name != 0] == [f"cpu-{i}" for i in range(12)]
+    assert all(w == {"nthreads": 1} for name, w in workers.items() if name != 0)
+
+
+def test_gpu_workers_are_named_by_gpu_index_and_small_machines_keep_one_cpu_worker():
+    workers = gpu_node_workers(gpu_workers=2, threads_per_worker=6, cpu_workers=None, cores=8)
+    assert [name for name, w in workers.items() if w.get("resources")] == [0, 1]
+    assert workers[1]["nthreads"] == 6 and list(workers)[2:] == ["cpu-0"]
+    assert len(gpu_node_workers(1, 1, cpu_workers=0, cores=16)) == 1
+
+
+def test_on_a_gpu_node_the_model_runs_on_the_gpu_worker_and_cpu_workers_take_the_rest(
+    sample_data, rgb_checkpoint, tmp_path
+):
+    """The same layout as on a GPU machine, with the 'GPU' worker running the model on CPU."""
+    config = ClusterConfig(device="cpu", cpu_workers=2, dashboard_address="127.0.0.1:0")
+    workflow = load_workflow(write_workflow(tmp_path, [sample_data / s for s in GOOD_SCENES], rgb_checkpoint))
+    with gpu_node(config, gpus=1) as cluster, Client(cluster) as client:
+        client.wait_for_workers(3)
+        with get_task_stream(client) as stream:
+            report = run_workflow(workflow, scheduler_address=cluster.scheduler_address)
+        names = {address: w["name"] for address, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+    assert report.ok and report.blocks > 3
+    ran_on = {stage: set() for stage in ("predict", "polygonise", "assemble")}
+    for task in stream.data:
+        for stage, workers in ran_on.items():
+            if stage in str(task["key"]):
+                workers.add(names[task["worker"]])
+    assert ran_on["predict"] == {0}
+    assert (ran_on["polygonise"] | ran_on["assemble"]) - {0}, "the CPU workers took no work"
