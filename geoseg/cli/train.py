@@ -16,6 +16,12 @@ def train(
     out: Annotated[Path | None, typer.Option("--out", help="Checkpoint path (overrides 'out').")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Training steps (overrides).", min=1)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit", help="Stop, validate and save after this many seconds (overrides).", min=1
+        ),
+    ] = None,
 ) -> None:
     """Train a segmentation generator (optionally adversarially) and save a checkpoint."""
     from rich.console import Console
@@ -26,7 +32,7 @@ def train(
     from geoseg.training.trainer import TrainEvent
     from geoseg.training.trainer import train as run_training
 
-    settings = load_config(config, steps=steps)
+    settings = load_config(config, steps=steps, time_limit_s=time_limit)
     if out is not None:
         settings = settings.model_copy(update={"out": str(out)})
     console = Console(stderr=True)
@@ -53,7 +59,7 @@ def train(
             progress.update(task, completed=event.step, status=status)
 
         result = run_training(settings, device=device, callback=report)
-    table = Table(title=f"validation after {settings.training.steps} steps ({result.seconds:.0f} s)")
+    table = Table(title=f"validation after {result.steps} steps ({result.seconds:.0f} s)")
     for name in ("IoU", "F1", "precision", "recall", "boundary F1"):
         table.add_column(name, justify="right")
     m = result.metrics

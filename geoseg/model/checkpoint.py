@@ -248,9 +248,21 @@ def _build(arch: Architecture | LinearArchitecture) -> Generator:
     return UNetGenerator(arch.in_bands, arch.num_classes, arch.base_width, arch.depth, arch.upsample)
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: Generator, metadata: ModelMetadata) -> Path:
-    """Write weights and metadata to one safetensors file (atomically)."""
-    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Generator,
+    metadata: ModelMetadata,
+    float_dtype: torch.dtype | None = None,
+) -> Path:
+    """Write weights (floating ones cast to ``float_dtype`` if given) and metadata to one file, atomically.
+
+    ``load_generator`` casts them back to the model's float32.
+    """
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        if float_dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(float_dtype)
+        tensors[name] = tensor.detach().cpu().contiguous()
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata={_METADATA_KEY: metadata.model_dump_json()})
     return Path(path)

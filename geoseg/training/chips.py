@@ -72,7 +72,9 @@ def open_datasets(datasets: Sequence[DatasetConfig], classes: list[str]) -> list
                 mask_path = entry.masks.format(stem=scene.id, name=Path(path).name)
                 if not Path(mask_path).exists():
                     raise LabelError(f"{mask_path}: mask of {path} not found")
-                labels: LabelSource = open_mask_labels(scene, mask_path, len(classes))
+                labels: LabelSource = open_mask_labels(
+                    scene, mask_path, len(classes), entry.mask_nodata_is_class
+                )
                 scenes.append(LabelledScene(scene, labels, mask_path))
             else:
                 assert entry.labels is not None

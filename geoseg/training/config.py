@@ -39,6 +39,11 @@ class DatasetConfig(_Frozen):
         description="'xyz': place each scene by the web-map tile address in its name "
         "('…-x-y-z' or 'z/x/y', EPSG:3857), for tiles without georeferencing",
     )
+    mask_nodata_is_class: bool = Field(
+        False,
+        description="the masks' nodata tag is a class id, not 'no label' (the Québec tiles tag "
+        "their background 0 as nodata): every mask pixel inside the scene counts",
+    )
 
     @model_validator(mode="after")
     def _one_label_source(self) -> DatasetConfig:
@@ -122,6 +127,15 @@ class OptimConfig(_Frozen):
     mixed_precision: bool = Field(True, description="autocast + GradScaler on CUDA only")
     boundary_tolerance_px: int = Field(2, ge=0)
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None: default")
+    time_limit_s: float | None = Field(
+        None,
+        gt=0,
+        description="stop after the step during which this many seconds (from the start, data "
+        "preparation included) have passed, then validate and save; None: run every step",
+    )
+    weights_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="dtype of the saved generator's floating weights (float16: half the file)"
+    )
 
 
 class TrainConfig(_Frozen):
@@ -133,6 +147,11 @@ class TrainConfig(_Frozen):
     discriminator: DiscriminatorConfig = Field(default_factory=lambda: DiscriminatorConfig.model_validate({}))
     training: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
     out: str = Field("model.safetensors", description="checkpoint path")
+    packed_from: str | None = Field(
+        None,
+        description="manifest (pack.json) of a training pack written by scripts/pack-trainset: "
+        "provenance then names the original data the packed scenes were made from",
+    )
 
     @model_validator(mode="after")
     def _chips_fit_the_generator(self) -> TrainConfig:
@@ -162,8 +181,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                         for key in ("images", "masks", "labels"):
                             if isinstance(entry.get(key), str):
                                 entry[key] = str(resolve_path(entry[key], base))
-    if isinstance(raw.get("out"), str):
-        raw["out"] = str(resolve_path(raw["out"], base))
+    for key in ("out", "packed_from"):
+        if isinstance(raw.get(key), str):
+            raw[key] = str(resolve_path(raw[key], base))
     return raw
 
 

@@ -35,16 +35,30 @@ class LabelSource(Protocol):
         ...
 
 
+def inside_scene(scene: Scene, window: Window) -> np.ndarray:
+    """(h, w) bool: True where ``window`` lies on the scene."""
+    shape = (int(window.height), int(window.width))
+    inside = np.zeros(shape, dtype=bool)
+    rows = slice(max(0, -int(window.row_off)), min(shape[0], scene.height - int(window.row_off)))
+    cols = slice(max(0, -int(window.col_off)), min(shape[1], scene.width - int(window.col_off)))
+    inside[rows, cols] = True
+    return inside
+
+
 @dataclass(frozen=True)
 class MaskLabels:
     """A label raster on the scene's grid (binary tasks: any value > 0 is foreground)."""
 
     mask: Scene
     num_classes: int
+    nodata_is_class: bool = False
+    """Ignore the mask's nodata tag: every pixel on the scene is a label."""
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Class ids and validity of ``window``; ids ≥ num_classes are treated as no data."""
         values, valid = read_window(self.mask, window)
+        if self.nodata_is_class:
+            valid = inside_scene(self.mask, window)
         ids = values[0]
         if self.num_classes == 2:
             return (ids > 0).astype(np.uint8), valid
@@ -52,7 +66,9 @@ class MaskLabels:
         return np.where(valid, ids, 0).astype(np.uint8), valid
 
 
-def open_mask_labels(scene: Scene, mask_path: str, num_classes: int) -> MaskLabels:
+def open_mask_labels(
+    scene: Scene, mask_path: str, num_classes: int, nodata_is_class: bool = False
+) -> MaskLabels:
     """Open a mask raster and check that it lies on the scene's pixel grid."""
     try:
         mask = open_scene(mask_path, bands=[1], require_valid_pixels=False)
@@ -65,7 +81,7 @@ def open_mask_labels(scene: Scene, mask_path: str, num_classes: int) -> MaskLabe
         )
     if not mask.transform.almost_equals(scene.transform, precision=1e-9) or mask.crs != scene.crs:
         raise LabelError(f"{mask_path}: mask is not on the pixel grid of {scene.path}")
-    return MaskLabels(mask, num_classes)
+    return MaskLabels(mask, num_classes, nodata_is_class)
 
 
 @dataclass
@@ -175,10 +191,7 @@ class VectorLabels:
         """Rasterised class ids of ``window``; validity is False outside the scene."""
         shape = (int(window.height), int(window.width))
         ids = rasterize_window(self.frame, window_transform(window, self.scene.transform), shape)
-        valid = np.zeros(shape, dtype=bool)
-        rows = slice(max(0, -int(window.row_off)), min(shape[0], self.scene.height - int(window.row_off)))
-        cols = slice(max(0, -int(window.col_off)), min(shape[1], self.scene.width - int(window.col_off)))
-        valid[rows, cols] = True
+        valid = inside_scene(self.scene, window)
         return np.where(valid, ids, 0).astype(np.uint8), valid
 
 

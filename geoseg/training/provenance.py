@@ -2,15 +2,20 @@
 
 Data under the sample-data root is named ``$GEOSEG_SAMPLE_DATA/…`` (the config loader expands it
 again), files in the geoseg checkout relative to it; the commit and whether the checkout had
-uncommitted changes come from git.
+uncommitted changes come from git. Scenes of a training pack (``scripts/pack-trainset``: the
+original scenes re-encoded, with rasterised masks) are named by the original files its manifest
+records.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from geoseg.errors import ConfigError
 from geoseg.sampledata import VARIABLE, expand_variables, sample_data_dir
 from geoseg.training.config import TrainConfig
 
@@ -29,6 +34,30 @@ def portable_path(path: str) -> str:
     return path
 
 
+PACK_FORMAT = "geoseg-pack/1"
+
+
+def read_pack(manifest: str) -> tuple[Callable[[str], str], dict[str, Any]]:
+    """A pack's original-file lookup (packed path → original portable path) and its description."""
+    try:
+        raw = json.loads(Path(manifest).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{manifest}: cannot read the pack manifest ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != PACK_FORMAT:
+        raise ConfigError(f"{manifest}: not a {PACK_FORMAT} manifest")
+    folder = Path(manifest).resolve().parent
+    files: dict[str, str] = raw["files"]
+
+    def original(path: str) -> str:
+        key = Path(path).resolve().relative_to(folder).as_posix()
+        if key not in files:
+            raise ConfigError(f"{manifest}: {key} is not in the pack")
+        return files[key]
+
+    described = {k: v for k, v in raw.items() if k != "files"}
+    return original, {"manifest": portable_path(manifest), **described}
+
+
 def portable_config(config: TrainConfig) -> dict[str, Any]:
     """The config as JSON-ready data with its dataset and output paths made portable."""
     raw = config.model_dump(mode="json")
@@ -37,7 +66,9 @@ def portable_config(config: TrainConfig) -> dict[str, Any]:
             for key in ("images", "masks", "labels"):
                 if entry[key] is not None:
                     entry[key] = portable_path(entry[key])
-    raw["out"] = portable_path(raw["out"])
+    for key in ("out", "packed_from"):
+        if raw[key] is not None:
+            raw[key] = portable_path(raw[key])
     return raw
 
 

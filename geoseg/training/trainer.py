@@ -50,7 +50,7 @@ from geoseg.training.evaluate import evaluate_chips
 from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.losses import GANLoss, SegmentationLoss, mask_channels, real_mask_channels
 from geoseg.training.metrics import SegmentationMetrics
-from geoseg.training.provenance import git_commit, git_dirty, portable_config, portable_path
+from geoseg.training.provenance import git_commit, git_dirty, portable_config, portable_path, read_pack
 
 _NORMALIZATION_CHIPS = 512
 
@@ -96,6 +96,8 @@ class TrainResult:
     metrics: SegmentationMetrics
     history: list[dict[str, Any]]
     seconds: float
+    steps: int
+    """Steps run (fewer than configured when the time limit stopped the run)."""
 
 
 def prepare_data(config: TrainConfig) -> TrainingData:
@@ -135,11 +137,13 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     used = {c.scene_index for c in train_chips}
     val_used = {c.scene_index for c in val_chips}
     domain = training_domain([scenes[i].scene for i in sorted(used)], pixel_sample(reader, sample), mean, std)
+    name, pack = read_pack(config.packed_from) if config.packed_from else (portable_path, None)
     provenance = {
-        "train_scenes": [portable_path(scenes[i].scene.path) for i in sorted(used)],
-        "train_labels": sorted({portable_path(scenes[i].label_path) for i in used}),
-        "val_scenes": [portable_path(scenes[i].scene.path) for i in sorted(val_used)],
-        "val_labels": sorted({portable_path(scenes[i].label_path) for i in val_used}),
+        "train_scenes": [name(scenes[i].scene.path) for i in sorted(used)],
+        "train_labels": sorted({name(scenes[i].label_path) for i in used}),
+        "val_scenes": [name(scenes[i].scene.path) for i in sorted(val_used)],
+        "val_labels": sorted({name(scenes[i].label_path) for i in val_used}),
+        **({"pack": pack} if pack else {}),
         "counts": {
             "train_scenes": len(used),
             "val_scenes": len(val_used),
@@ -299,7 +303,12 @@ def train(
     callback: Callable[[TrainEvent], None] | None = None,
     data: TrainingData | None = None,
 ) -> TrainResult:
-    """Train per ``config``, validate every ``eval_every_steps``, save the checkpoint."""
+    """Train per ``config``, validate every ``eval_every_steps``, save the checkpoint.
+
+    With ``training.time_limit_s`` the run ends after the step during which the limit passed
+    (counted from the start, data preparation included), validated and saved as after the last
+    step; the checkpoint records the steps run.
+    """
     opt = config.training
     if opt.num_threads:
         torch.set_num_threads(opt.num_threads)
@@ -328,11 +337,13 @@ def train(
     history: list[dict[str, Any]] = []
     window: list[StepLosses] = []
     metrics: SegmentationMetrics | None = None
+    step = 0
     for step, batch in enumerate(batches, start=1):
         losses = trainer.train_step(batch)
         window.append(losses)
         metrics = None
-        if step % opt.eval_every_steps == 0 or step == opt.steps:
+        out_of_time = opt.time_limit_s is not None and time.perf_counter() - started >= opt.time_limit_s
+        if step % opt.eval_every_steps == 0 or step == opt.steps or out_of_time:
             metrics = trainer.validate(data)
             history.append(
                 {
@@ -347,11 +358,14 @@ def train(
             window = []
         if callback is not None:
             callback(TrainEvent(step, opt.steps, losses, metrics))
+        if out_of_time:
+            break
     assert metrics is not None
     seconds = time.perf_counter() - started
     training = {
         "config": portable_config(config),
-        "steps": opt.steps,
+        "steps": step,
+        "stopped_by_time_limit": step < opt.steps,
         "seconds": round(seconds, 1),
         "device": str(target),
         "torch_threads": torch.get_num_threads(),
@@ -365,5 +379,6 @@ def train(
         provenance=data.provenance,
         domain=data.domain,
     )
-    path = save_checkpoint(os.fspath(config.out), trainer.generator.cpu(), metadata)
-    return TrainResult(path, metrics, history, seconds)
+    dtype = torch.float16 if opt.weights_dtype == "float16" else torch.float32
+    path = save_checkpoint(os.fspath(config.out), trainer.generator.cpu(), metadata, dtype)
+    return TrainResult(path, metrics, history, seconds, step)

@@ -54,6 +54,27 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert read_metadata(path).receptive_radius_px == model.receptive_radius_px
 
 
+def test_float16_checkpoint_is_half_the_size_and_predicts_like_the_float32_one(tmp_path):
+    from safetensors import safe_open
+
+    from geoseg.inference import Predictor
+
+    model = _trained_looking_generator()
+    full = save_checkpoint(tmp_path / "f32.safetensors", model, _metadata(model))
+    half = save_checkpoint(tmp_path / "f16.safetensors", model, _metadata(model), torch.float16)
+    with safe_open(str(half), "pt") as f:
+        assert f.get_slice("head.weight").get_dtype() == "F16"
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_generator(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    tiles = torch.rand(2, 3, 64, 64).mul(255).numpy()
+    (ids_full, prob_full), (ids_half, prob_half) = (
+        Predictor.from_checkpoint(path, device="cpu").predict(tiles) for path in (full, half)
+    )
+    assert (ids_full != ids_half).mean() < 0.002
+    assert abs(prob_full.astype(int) - prob_half).max() <= 2
+
+
 def test_pickled_checkpoint_is_refused(tmp_path):
     model = _trained_looking_generator()
     path = tmp_path / "evil.safetensors"

@@ -88,13 +88,17 @@ def test_shipped_workflows_are_valid_twins():
     assert adversarial.data == supervised.data
 
 
-def test_gpu_config_trains_on_the_same_places_with_chips_read_by_loader_workers():
+def test_gpu_config_adds_training_places_holds_out_the_same_ones_and_saves_float16():
     workflows = Path(__file__).resolve().parents[2] / "workflows"
     cpu = load_config(workflows / "train-buildings.yaml")
     gpu = load_config(workflows / "train-buildings-gpu.yaml")
-    assert (gpu.data.train, gpu.data.val) == (cpu.data.train, cpu.data.val)
+    assert gpu.data.val == cpu.data.val and gpu.data.train[:2] == cpu.data.train
+    assert len(gpu.data.train) > len(cpu.data.train)
+    held_out = {Path(e.images).parent for e in gpu.data.val}
+    assert not held_out & {Path(e.images).parent for e in gpu.data.train}
     assert cpu.data.loader_workers == 0 and gpu.data.loader_workers > 0
     assert gpu.training.mixed_precision and gpu.training.batch_size > cpu.training.batch_size
+    assert gpu.generator.upsample == "bilinear" and gpu.training.weights_dtype == "float16"
 
 
 def test_chip_sizes_must_fit_the_generator_stride(tmp_path):

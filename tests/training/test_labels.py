@@ -136,3 +136,17 @@ def test_web_map_tiles_get_their_labels_from_the_areas_polygons(sample_data):
         assert np.mean((ids == 1) == expected) > 0.999, item.scene.id
         buildings += int(expected.sum())
     assert buildings > 10_000  # the tiles do hold buildings: agreement is not just empty == empty
+
+
+def test_a_mask_whose_nodata_tag_is_a_class_counts_every_pixel_when_told(sample_data):
+    """The Québec masks are 0/1 tagged nodata 0: read as tagged, their background would be unlabelled."""
+    folder = sample_data / "labeled" / "quebec-aerial-tiles"
+    scene = open_scene(folder / "image_1.tif")
+    window = Window(-16, 0, 128, 128)
+    as_tagged = open_mask_labels(scene, str(folder / "label_1.tif"), 2)
+    as_class = open_mask_labels(scene, str(folder / "label_1.tif"), 2, nodata_is_class=True)
+    ids, valid = as_class.read(window)
+    tagged_ids, tagged_valid = as_tagged.read(window)
+    assert valid[:, 16:].all() and not valid[:, :16].any()
+    assert np.array_equal(ids, tagged_ids) and 0 < ids[valid].sum() < valid.sum()
+    assert np.array_equal(tagged_valid, valid & (ids == 1))  # as tagged, only the buildings count

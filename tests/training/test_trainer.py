@@ -79,6 +79,21 @@ def test_train_saves_a_self_describing_checkpoint(tiny_config):
     assert set(metadata.metrics["validation"]) >= {"iou", "f1", "precision", "recall", "boundary_f1"}
 
 
+def test_time_limit_stops_after_the_step_it_passed_then_validates_and_saves(tiny_config_factory, tmp_path):
+    """The limit counts from the start (data preparation included), so 1 ms stops after step 1."""
+    raw = tiny_config_factory(steps=4, time_limit_s=0.001, weights_dtype="float16")
+    result = train(parse_config(raw, tmp_path), device="cpu")
+    _, metadata = load_generator(result.checkpoint)
+    assert result.steps == 1 and metadata.training["steps"] == 1
+    assert metadata.training["stopped_by_time_limit"] is True
+    assert metadata.training["config"]["training"]["steps"] == 4
+    assert [h["step"] for h in metadata.metrics["history"]] == [1]
+    assert metadata.metrics["validation"]["iou"] == metadata.metrics["history"][0]["iou"]
+    assert {t.dtype for t in load_file(result.checkpoint).values() if t.is_floating_point()} == {
+        torch.float16
+    }
+
+
 def test_checkpoint_records_the_training_domain_and_names_data_relative_to_the_data_root(tiny_config):
     """Training GSD range and raw band statistics (for ``geoseg.applicability``); no machine paths."""
     result = train(
