@@ -2,7 +2,8 @@
 
 ``Segmenter`` is the minimal contract a model must meet (normalised image batch → class
 probabilities); ``Predictor`` adds what every caller needs around it: per-band normalisation
-from the checkpoint metadata, batching, device placement, mixed precision on GPU.
+from the checkpoint metadata, batching, device placement, mixed precision on GPU and optional
+test-time augmentation (class probabilities averaged over flipped / rotated views).
 """
 
 from __future__ import annotations
@@ -17,11 +18,37 @@ import torch
 
 from geoseg.errors import ConfigError, GeosegError
 from geoseg.model.checkpoint import ModelMetadata, load_generator
-from geoseg.model.unet import most_likely_class
+from geoseg.model.unet import class_probabilities, most_likely_class
 from geoseg.timing import stage
+from geoseg.workflow import TTA
 
 PROBABILITY_SCALE = 100
 """Probabilities are stored as uint8 percent (0..100); 255 is nodata."""
+
+
+View = tuple[int, tuple[int, ...]]
+"""A dihedral view of an (…, H, W) tensor: quarter turns after flipping these dims."""
+
+VIEWS: dict[TTA, tuple[View, ...]] = {
+    "none": ((0, ()),),
+    "flips": ((0, ()), (0, (-1,)), (0, (-2,)), (0, (-2, -1))),
+    "dihedral": tuple((turns, flip) for turns in range(4) for flip in ((), (-1,))),
+}
+"""Views whose probabilities test-time augmentation averages, per ``TTA`` mode."""
+
+
+def to_view(image: torch.Tensor, view: View) -> torch.Tensor:
+    """``image`` flipped, then turned ``view[0]`` quarter turns (H and W swap on odd turns)."""
+    turns, flip = view
+    image = image.flip(flip) if flip else image
+    return image.rot90(turns, (-2, -1)) if turns else image
+
+
+def from_view(output: torch.Tensor, view: View) -> torch.Tensor:
+    """Undo ``to_view`` on a per-pixel output: back to the original orientation."""
+    turns, flip = view
+    output = output.rot90(-turns, (-2, -1)) if turns else output
+    return output.flip(flip) if flip else output
 
 
 class Segmenter(Protocol):
@@ -55,10 +82,14 @@ class Predictor:
     metadata: ModelMetadata
     device: torch.device
     batch_size: int = 8
+    tta: TTA = "none"
+    """Test-time augmentation: ``flips`` (4 forward passes) or ``dihedral`` (8) per batch."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.tta not in VIEWS:
+            raise ConfigError(f"tta: expected one of {', '.join(VIEWS)}, got {self.tta!r}")
         norm = self.metadata.normalization
         self._mean = torch.tensor(norm.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(norm.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -71,6 +102,7 @@ class Predictor:
         device: str = "auto",
         batch_size: int = 8,
         compile_model: bool = False,
+        tta: TTA = "none",
     ) -> Predictor:
         """Load a checkpoint onto ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:1`` …).
 
@@ -83,7 +115,7 @@ class Predictor:
         if target.type == "cuda":
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         segmenter: Segmenter = torch.compile(model) if compile_model else model
-        return cls(segmenter, metadata, target, batch_size)
+        return cls(segmenter, metadata, target, batch_size, tta)
 
     @property
     def num_classes(self) -> int:
@@ -108,8 +140,25 @@ class Predictor:
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
             image = (pixels.float() - self._mean) / self._std
         with stage("forward"):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-                logits = self.model(image)
-            best, ids = most_likely_class(logits.float())
+            if self.tta == "none":
+                best, ids = most_likely_class(self._logits(image))
+            else:
+                best, ids = self._mean_probabilities(image).max(dim=1)
             percent = torch.round(best * PROBABILITY_SCALE).to(torch.uint8)
             return ids.to(torch.uint8).cpu().numpy(), percent.cpu().numpy()
+
+    def _logits(self, image: torch.Tensor) -> torch.Tensor:
+        """The model's float32 logits (bf16 autocast and channels_last on GPU)."""
+        if self.device.type == "cuda":
+            image = image.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
+            return self.model(image).float()
+
+    def _mean_probabilities(self, image: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, K, H, W) averaged over the ``tta`` views, each turned back."""
+        views = VIEWS[self.tta]
+        total = sum(
+            (from_view(class_probabilities(self._logits(to_view(image, view))), view) for view in views),
+            torch.zeros((), device=self.device),
+        )
+        return total / len(views)

@@ -22,6 +22,8 @@ from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.tiling import TilingSpec
 
 VectorFormat = Literal["geojson", "gpkg", "shp", "parquet", "fgb"]
+TTA = Literal["none", "flips", "dihedral"]
+"""Test-time augmentation: none, the 4 flips or the 8 dihedral views, probabilities averaged."""
 
 
 class _Strict(BaseModel):
@@ -127,6 +129,9 @@ class Workflow(_Strict):
     compile_model: bool = Field(
         False, description="torch.compile the network on each worker: slower start, faster forward"
     )
+    tta: TTA = Field(
+        "none", description="test-time augmentation: flips (4 forward passes) or dihedral (8), averaged"
+    )
     tiling: TilingConfig = TilingConfig()
     outputs: OutputConfig = OutputConfig()
     cluster: ClusterConfig = ClusterConfig()
@@ -159,7 +164,9 @@ class Workflow(_Strict):
         """Hash of everything that changes the outputs: a rerun with the same one may skip scenes."""
         model = self.resolve(self.model)
         stamp = f"{model.stat().st_size}:{model.stat().st_mtime_ns}" if model.exists() else "missing"
-        relevant = self.model_dump(mode="json", include={"bands", "compile_model", "tiling", "outputs"})
+        relevant = self.model_dump(
+            mode="json", include={"bands", "compile_model", "tta", "tiling", "outputs"}
+        )
         return hashlib.sha256(f"{relevant}|{model}|{stamp}".encode()).hexdigest()[:16]
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from geoseg.cli.app import app
+from geoseg.workflow import TTA
 
 
 @app.command()
@@ -32,6 +33,13 @@ def predict(
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the network (slow start, faster forward).")
     ] = False,
+    tta: Annotated[
+        TTA,
+        typer.Option(
+            help="Test-time augmentation: average the class probabilities of the 4 flips "
+            "or the 8 dihedral views (4x / 8x the forward passes)."
+        ),
+    ] = "none",
 ) -> None:
     """Segment IMAGE into a georeferenced class mask, tile by tile, without seams."""
     from geoseg.applicability import scene_warnings
@@ -47,7 +55,7 @@ def predict(
     except ValueError:
         raise ConfigError(f"--bands: expected comma-separated integers, got {bands!r}") from None
     started = time.perf_counter()
-    predictor = Predictor.from_checkpoint(model, device, batch_size, compile_model)
+    predictor = Predictor.from_checkpoint(model, device, batch_size, compile_model, tta)
     scene = open_scene(image, bands=band_list, expected_bands=predictor.metadata.architecture.in_bands)
     for warning in scene_warnings(scene, predictor.metadata.domain):
         typer.echo(f"warning: {warning}", err=True)

@@ -19,7 +19,7 @@ from geoseg.atomic import atomic_output
 from geoseg.catalog import SceneInput
 from geoseg.safepaths import inside, safe_name
 from geoseg.tiling import TilingSpec
-from geoseg.workflow import OutputConfig, Workflow
+from geoseg.workflow import TTA, OutputConfig, Workflow
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class SceneJob:
     bands: tuple[int, ...] | None = None
     device: str = "auto"
     compile_model: bool = False
+    tta: TTA = "none"
     nodata_fill: tuple[float, ...] = ()
     """Per band, the value nodata pixels are read as (the model's normalisation mean)."""
 

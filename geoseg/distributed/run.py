@@ -147,6 +147,7 @@ def _job(
         bands=tuple(workflow.bands) if workflow.bands else None,
         device=workflow.cluster.device,
         compile_model=workflow.compile_model,
+        tta=workflow.tta,
         nodata_fill=tuple(metadata.normalization.mean),
     )
 

@@ -122,7 +122,7 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockPart:
             thumbnail = thumbnail_part(*read_window(scene, block.core), *origin, factor)
         return BlockPart(block, str(part), _valid_pixels(np.load(part, mmap_mode="r")[0]), thumbnail)
     read = read_block(scene, block, job.spec, nodata_fill=list(job.nodata_fill) or None)
-    predictor = predictor_for(job.model, job.device, job.batch_size, job.compile_model)
+    predictor = predictor_for(job.model, job.device, job.batch_size, job.compile_model, job.tta)
     prediction = predict_pixels(read, predictor, job.spec)
     with stage("quicklook"):
         thumbnail = thumbnail_part(*read.core(), *origin, factor)

@@ -2,7 +2,8 @@
 
 Building the model on the worker takes seconds; shipping it through the scheduler can take
 minutes (dask-ml #281). The cache is keyed by checkpoint path, file stamp, device, batch
-size and compilation; ``clear_predictors`` resets it (tests, or a worker switching models).
+size, compilation and test-time augmentation; ``clear_predictors`` resets it (tests, or a
+worker switching models).
 """
 
 from __future__ import annotations
@@ -13,21 +14,26 @@ import threading
 import torch
 
 from geoseg.inference import Predictor
+from geoseg.workflow import TTA
 
-_PREDICTORS: dict[tuple[str, int, str, int, bool], Predictor] = {}
+_PREDICTORS: dict[tuple[str, int, str, int, bool, TTA], Predictor] = {}
 _LOCK = threading.Lock()
 
 
 def predictor_for(
-    checkpoint: str, device: str = "auto", batch_size: int = 8, compile_model: bool = False
+    checkpoint: str,
+    device: str = "auto",
+    batch_size: int = 8,
+    compile_model: bool = False,
+    tta: TTA = "none",
 ) -> Predictor:
     """The process's predictor for ``checkpoint``, loading it on first use."""
     stamp = os.stat(checkpoint).st_mtime_ns
     target = worker_device(device)
-    key = (checkpoint, stamp, target, batch_size, compile_model)
+    key = (checkpoint, stamp, target, batch_size, compile_model, tta)
     with _LOCK:
         if key not in _PREDICTORS:
-            _PREDICTORS[key] = Predictor.from_checkpoint(checkpoint, target, batch_size, compile_model)
+            _PREDICTORS[key] = Predictor.from_checkpoint(checkpoint, target, batch_size, compile_model, tta)
         return _PREDICTORS[key]
 
 
