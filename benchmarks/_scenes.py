@@ -27,7 +27,25 @@ _STRIP_PX = 512
 
 
 def source_pixels() -> tuple[np.ndarray, dict[str, object]]:
-    """The real scene stretched to uint8 (1..255, 0 = nodata) and its georeferencing."""
+    """The real scene stretched to uint8 (1..255, 0 = nodata) and its georeferencing (cached).
+
+    The cached copy (6 MiB) is what travels to a lent GPU machine, where the sample data is not.
+    """
+    cached = CACHE / "landsat8-224078-rgb-uint8.tif"
+    if cached.exists():
+        with rasterio.open(cached) as src:
+            return src.read(), {"crs": src.crs, "transform": src.transform}
+    pixels, geo = _stretched()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "width": pixels.shape[2], "height": pixels.shape[1], "count": 3}
+    with rasterio.open(
+        cached, "w", **profile, dtype="uint8", tiled=True, compress="DEFLATE", predictor=2, zlevel=9, **geo
+    ) as dst:
+        dst.write(pixels)
+    return pixels, geo
+
+
+def _stretched() -> tuple[np.ndarray, dict[str, object]]:
     with rasterio.open(SOURCE) as src:
         raw = src.read()
         geo = {"crs": src.crs, "transform": src.transform}

@@ -240,6 +240,8 @@ def main() -> None:
     parser.add_argument("--run-batch-size", type=int, default=32)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--arch", default=None, help="WIDTH,DEPTH,UPSAMPLE of an extra untrained U-Net")
+    parser.add_argument("--sections", default="1,3,4,5,6", help="sections to run (1 = 1-2)")
+    parser.add_argument("--layouts", default="alone,node", help="section 4's layouts: alone, node")
     args = parser.parse_args()
     model, what = benchmark_model(args.model)
     with ProcessPoolExecutor(min(args.scenes, os.cpu_count() or 1)) as pool:
@@ -262,7 +264,8 @@ def main() -> None:
     if args.arch:
         width, depth, upsample = args.arch.split(",")
         models.append((untrained_model(int(width), int(depth), upsample), f"untrained U-Net {args.arch}"))
-    for path, name in models:
+    sections = set(args.sections.split(","))
+    for path, name in models if "1" in sections else []:
         print(f"\n1-2. model alone, {name} (core Mpx/s): batch | on device | from host numpy")
         for batch in map(int, args.batch_sizes.split(",")):
             predictor = Predictor.from_checkpoint(path, args.device, batch)
@@ -277,24 +280,32 @@ def main() -> None:
             start = time.perf_counter()
             mask = predict_scene(scenes[0], predictor, folder / "mask.tif")
             seconds = time.perf_counter() - start
-        print(
-            f"\n3. geoseg predict, one {args.size}² scene after model load: {seconds:.1f} s, "
-            f"{scene_megapixels(scenes[0]) / seconds:.1f} Mpx/s; {busy.summary(seconds)}"
-        )
+        if "3" in sections:
+            print(
+                f"\n3. geoseg predict, one {args.size}² scene after model load: {seconds:.1f} s, "
+                f"{scene_megapixels(scenes[0]) / seconds:.1f} Mpx/s; {busy.summary(seconds)}"
+            )
 
-        print(f"\n4. geoseg run, {args.scenes} × {args.size}² ({mpx:.0f} Mpx), batch {args.run_batch_size}:")
-        for name, cpu_workers in (("GPU worker alone (4 threads)", 0), ("GPU node (+ CPU workers)", None)):
-            print(f"  {name}: {run_layout(folder / name.split()[1], scenes, model, args, cpu_workers)}")
+        layouts = {"alone": ("GPU worker alone (4 threads)", 0), "node": ("GPU node (+ CPU workers)", None)}
+        if "4" in sections:
+            print(
+                f"\n4. geoseg run, {args.scenes} × {args.size}² ({mpx:.0f} Mpx), batch {args.run_batch_size}:"
+            )
+        for layout in args.layouts.split(",") if "4" in sections else []:
+            name, cpu_workers = layouts[layout]
+            print(f"  {name}: {run_layout(folder / layout, scenes, model, args, cpu_workers)}", flush=True)
 
-        cores = os.cpu_count() or 1
-        reads = ", ".join(
-            f"{t} threads {library_reads(scenes[0], t):.0f}" for t in sorted({1, min(4, cores), cores})
-        )
-        print(
-            f"\n5. library: windowed reads of 2048² + halo blocks (Mpx/s): {reads}; "
-            f"rasterio.features.shapes on 2048² mask blocks: {library_shapes(mask):.1f} Mpx/s per process"
-        )
-    print(f"\n6. classes differing from the CPU's fp32: {gpu_vs_cpu(model, scenes[0], args.device)}")
+        if "5" in sections:
+            cores = os.cpu_count() or 1
+            reads = ", ".join(
+                f"{t} threads {library_reads(scenes[0], t):.0f}" for t in sorted({1, min(4, cores), cores})
+            )
+            print(
+                f"\n5. library: windowed reads of 2048² + halo blocks (Mpx/s): {reads}; "
+                f"rasterio.features.shapes on 2048² mask blocks: {library_shapes(mask):.1f} Mpx/s per process"
+            )
+    if "6" in sections:
+        print(f"\n6. classes differing from the CPU's fp32: {gpu_vs_cpu(model, scenes[0], args.device)}")
 
 
 if __name__ == "__main__":

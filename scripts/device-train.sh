@@ -11,6 +11,7 @@
 #    it did. Out: comparison.tar (the six checkpoints), comparison.json (history and metrics of each).
 # Also $OUT/train.log (everything printed) and $OUT/gpu-util.csv (nvidia-smi each second).
 # CPU dry run: OUT=/tmp/out DEVICE=cpu MAIN_TIME_LIMIT=1 CMP_STEPS=2 bash scripts/device-train.sh
+# CMP_STEPS=0 trains the main model only.
 set -uo pipefail
 OUT=${OUT:?set OUT to the output folder}
 DEVICE=${DEVICE:-cuda}
@@ -32,6 +33,7 @@ python3 -m geoseg train "$PACK/train.yaml" --device "$DEVICE" --time-limit "$MAI
   --out "$OUT/buildings-unet.safetensors" || echo "main training FAILED (rc $?)"
 echo "== main model done at $((SECONDS - start)) s"
 
+if [ "$CMP_STEPS" -gt 0 ]; then  # CMP_STEPS=0: the main model only
 runs=$(mktemp -d)
 python3 - "$PACK" "$runs" "$CMP_STEPS" "$CMP_SAFETY_S" <<'EOF'
 """One config per comparison run: the pack's data, a smaller generator, fixed steps."""
@@ -105,6 +107,7 @@ for name, r in results.items():
     )
 EOF
 tar -C "$runs" -cf "$OUT/comparison.tar" $(cd "$runs" && ls *.safetensors *.yaml *.log 2>/dev/null)
+fi
 ls -l "$OUT"
 [ -n "${smi:-}" ] && kill "$smi"
 echo "== all done at $((SECONDS - start)) s"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 
+from geoseg import applicability
 from geoseg.applicability import (
     SAMPLE_SIDE_PX,
     PixelStatistics,
@@ -90,6 +93,20 @@ def test_pixel_sample_is_a_decimated_read_of_the_whole_scene(sample_data):
     assert stats is not None
     assert 0.5 * SAMPLE_SIDE_PX**2 < stats.pixels <= SAMPLE_SIDE_PX * round(1860 * SAMPLE_SIDE_PX / 2041)
     assert all(5000 < m < 9000 for m in stats.median)
+
+
+@pytest.mark.parametrize("strip_px", [1, 300_000, 4_000_000])
+def test_without_overviews_the_strip_read_gives_gdals_nearest_decimation(sample_data, monkeypatch, strip_px):
+    """Block rows read once each, at full resolution, then decimated: the same pixels as GDAL's."""
+    monkeypatch.setattr(applicability, "STRIP_PX", strip_px)
+    with rasterio.open(sample_data / "scenes" / "landsat8-224078-rgb.tif") as dataset:  # no overviews
+        assert not dataset.overviews(1)
+        shape = (3, 466, 512)
+        expected = dataset.read(out_shape=shape, resampling=Resampling.nearest)
+        masks = dataset.read_masks(out_shape=shape, resampling=Resampling.nearest).any(axis=0)
+        pixels, valid = applicability._decimated_by_strips(dataset, [1, 2, 3], shape[1:])
+    np.testing.assert_array_equal(pixels, expected)
+    np.testing.assert_array_equal(valid, masks)
 
 
 @pytest.fixture(scope="module")

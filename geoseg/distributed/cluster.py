@@ -97,14 +97,16 @@ def gpu_node_workers(
 ) -> dict[int | str, dict[str, Any]]:
     """Worker names and options of a GPU node: GPU workers ``0..n-1``, then ``cpu-0..``.
 
-    A GPU worker's integer name picks its GPU (``worker_state.worker_device``). CPU workers
-    default to one per core the GPU workers' threads leave, at least one.
+    A GPU worker's integer name picks its GPU (``worker_state.worker_device``); it declares
+    one ``GPU`` unit per thread, so that as many prediction tasks run at once (each reads its
+    block, then shares the one GPU). CPU workers default to one per core the GPU workers'
+    threads leave, at least one.
     """
     threads = max(GPU_WORKER_THREADS, threads_per_worker)
     if cpu_workers is None:
         cpu_workers = max(1, cores - gpu_workers * threads)
     workers: dict[int | str, dict[str, Any]] = {
-        i: {"nthreads": threads, "resources": {GPU: 1}} for i in range(gpu_workers)
+        i: {"nthreads": threads, "resources": {GPU: threads}} for i in range(gpu_workers)
     }
     workers.update({f"cpu-{i}": {"nthreads": 1} for i in range(cpu_workers)})
     return workers

@@ -12,7 +12,7 @@ from tests.distributed.conftest import GOOD_SCENES, write_workflow
 
 def test_a_gpu_node_has_one_gpu_worker_per_gpu_and_a_cpu_worker_per_core_left():
     workers = gpu_node_workers(gpu_workers=1, threads_per_worker=1, cpu_workers=None, cores=16)
-    assert workers[0] == {"nthreads": 4, "resources": {GPU: 1}}
+    assert workers[0] == {"nthreads": 4, "resources": {GPU: 4}}, "one prediction per thread at once"
     assert [name for name in workers if name != 0] == [f"cpu-{i}" for i in range(12)]
     assert all(w == {"nthreads": 1} for name, w in workers.items() if name != 0)
 
