@@ -130,6 +130,8 @@ class Placement:
 
     model: dict[str, Any] = field(default_factory=dict)
     other: dict[str, Any] = field(default_factory=dict)
+    gpu_workers: tuple[str, ...] = ()
+    """Addresses of the workers that declare the ``GPU`` resource."""
 
     @property
     def gpus(self) -> bool:
@@ -144,7 +146,8 @@ def placement(client: Client) -> Placement:
     cpu = [address for address in workers if address not in gpu]
     if not gpu:
         return Placement()
-    return Placement({"resources": {GPU: 1}}, {"workers": cpu, "allow_other_workers": True} if cpu else {})
+    other = {"workers": cpu, "allow_other_workers": True} if cpu else {}
+    return Placement({"resources": {GPU: 1}}, other, tuple(sorted(gpu)))
 
 
 def dashboard_link(client: Client) -> str | None:

@@ -36,6 +36,7 @@ from geoseg.distributed.records import (
 )
 from geoseg.distributed.tasks import (
     assemble_scene_task,
+    load_model_task,
     open_scene_task,
     polygonise_block_task,
     predict_block_task,
@@ -187,6 +188,13 @@ def _process(
         )
         by_future[future] = ("open", job)
         opened[job.input.id] = time.perf_counter()
+    loading = [  # each GPU worker loads the model (CUDA start-up) while the scenes are opened
+        client.submit(
+            load_model_task, job, key=("load-model", address, run), workers=[address], priority=2, pure=False
+        )
+        for job in jobs[:1]
+        for address in where.gpu_workers
+    ]
     total_blocks = total_tiles = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -266,6 +274,7 @@ def _process(
                 records[job.input.id] = record
                 progress.advance(scenes_bar)
                 console.print(f"[green]ok[/green] {job.input.id}: {record.polygons} polygons")
+    client.cancel(loading)  # done by now, unless every scene failed first
     return total_blocks, total_tiles
 
 

@@ -108,6 +108,12 @@ def open_scene_task(
 
 
 @_worker_task
+def load_model_task(job: SceneJob) -> None:
+    """Load the job's model on this worker ahead of its blocks, while the scenes are opened."""
+    predictor_for(job.model, job.device, job.batch_size, job.compile_model, job.tta)
+
+
+@_worker_task
 def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockPart:
     """Predict one block and save its mask part, or reuse the part an earlier attempt saved.
 
