@@ -74,6 +74,21 @@ def resolve_device(device: str) -> torch.device:
     return target
 
 
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+"""CUDA kernels such as channels-last bilinear up-sampling index with 32-bit integers."""
+
+
+def safe_batch_size(metadata: ModelMetadata, height: int, width: int) -> int:
+    """The most tiles per forward pass whose widest full-resolution feature map stays indexable.
+
+    A U-Net's last decoder level holds ``2 × base_width`` channels at the tile's size (the
+    H100 refused a batch of 128 tiles of 832² with base width 24: 128 × 48 × 832² > 2³¹).
+    """
+    arch = metadata.architecture
+    channels = 2 * arch.base_width if arch.name == "unet" else arch.in_bands
+    return max(1, MAX_TENSOR_ELEMENTS // (channels * height * width))
+
+
 @dataclass
 class Predictor:
     """Runs a segmenter over batches of raw tiles with the checkpoint's normalisation."""
@@ -126,8 +141,9 @@ class Predictor:
         """Class ids (N, H, W) uint8 and probability percent (N, H, W) uint8 for raw tiles."""
         classes = np.empty((tiles.shape[0], *tiles.shape[2:]), dtype=np.uint8)
         probability = np.empty_like(classes)
-        for start in range(0, tiles.shape[0], self.batch_size):
-            batch = slice(start, start + self.batch_size)
+        step = min(self.batch_size, safe_batch_size(self.metadata, *tiles.shape[2:]))
+        for start in range(0, tiles.shape[0], step):
+            batch = slice(start, start + step)
             classes[batch], probability[batch] = self._predict_batch(tiles[batch])
         return classes, probability
 

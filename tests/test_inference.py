@@ -74,3 +74,19 @@ def test_predict_cli_refuses_an_unknown_device_in_one_line(sample_data, tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "'tpu'" in lines[0], result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_batches_are_split_so_the_widest_feature_map_stays_32_bit_indexable():
+    """The H100 refused 128 tiles of 832² through a base-width-24 U-Net (128 × 48 × 832² > 2³¹)."""
+    from geoseg.inference import MAX_TENSOR_ELEMENTS, safe_batch_size
+    from geoseg.model.unet import UNetGenerator
+
+    meta = ModelMetadata.for_generator(
+        UNetGenerator(3, 2, base_width=24, depth=4, upsample="bilinear"),
+        classes=["background", "building"],
+        mean=[0.0] * 3,
+        std=[1.0] * 3,
+    )
+    batch = safe_batch_size(meta, 832, 832)
+    assert batch < 128 and batch * 48 * 832**2 <= MAX_TENSOR_ELEMENTS < (batch + 1) * 48 * 832**2
+    assert safe_batch_size(meta, 64, 64) > 1000
