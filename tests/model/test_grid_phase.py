@@ -23,6 +23,7 @@ from geoseg.training.metrics import grid_phase_shares, grid_phase_spread
 from tests.conftest import SHIPPED_MODEL, make_checkpoint
 
 MAX_SPREAD = 0.01
+GPU_MODEL = SHIPPED_MODEL.parent / "buildings-unet-gpu.safetensors"
 SCENES = [
     "edge/RGB.byte.tif",  # Landsat 7, 300 m: land, cloud, sea, nodata collar
     "edge/cogeo.tif",  # 0.47 m: snow, forest, a road; JPEG COG in EPSG:3857
@@ -64,6 +65,15 @@ def test_building_share_is_the_same_in_every_pixel_phase_on_raw_sentinel2(sample
     """Far outside the training pixel values (the applicability check warns), the grid shows."""
     scene = sample_data / "labeled/sen1floods11-water/sample/S2/Spain_7370579_S2Hand.tif"
     building, valid = foreground_mask(scene, shipped, tmp_path, bands=[4, 3, 2])
+    assert grid_phase_spread(building, valid) <= MAX_SPREAD
+
+
+def test_the_bilinear_gpu_model_draws_no_grid_where_the_shipped_one_does(sample_data, tmp_path):
+    """Bilinear up-sampling + 3×3 convolution (the GPU-trained checkpoint) on the raw Sentinel-2 scene."""
+    scene = sample_data / "labeled/sen1floods11-water/sample/S2/Spain_7370579_S2Hand.tif"
+    predictor = Predictor.from_checkpoint(GPU_MODEL, device="cpu")
+    building, valid = foreground_mask(scene, predictor, tmp_path, bands=[4, 3, 2])
+    assert 0.05 < building[valid].mean() < 0.95, "the check needs both classes to mean anything"
     assert grid_phase_spread(building, valid) <= MAX_SPREAD
 
 

@@ -70,3 +70,20 @@ def test_shipped_model_beats_calling_everything_a_building_in_an_unseen_city(sam
     metrics, scenes = evaluate_checkpoint(SHIPPED_MODEL, [val], device="cpu")
     assert scenes == 84
     assert metrics.iou > 0.4 and metrics.precision > 0.5  # trivial: IoU = precision = 0.21
+
+
+def test_the_gpu_trained_model_is_small_self_describing_and_held_out_nepal_and_the_philippines():
+    """The opt-in GPU checkpoint: all building-labelled uint8 RGB sets, float16 weights."""
+    path = SHIPPED_MODEL.parent / "buildings-unet-gpu.safetensors"
+    assert path.stat().st_size < 20 * 2**20
+    metadata = read_metadata(path)
+    assert metadata.architecture.upsample == "bilinear" and metadata.architecture.base_width == 24
+    assert metadata.training["device"] == "cuda" and metadata.training["stopped_by_time_limit"]
+    provenance = metadata.provenance
+    sources = {p.split("/")[2] for p in provenance["train_scenes"]}
+    assert sources == {"hotosm-ramp", "quebec-aerial-tiles", "spacenet-vegas-wv3", "spacenet-atlanta-sn4"}
+    trained = "\n".join(provenance["train_scenes"] + provenance["train_labels"])
+    assert "tiles/3/" not in trained and "tiles/4/" not in trained  # Nepal and the Philippines held out
+    paths = [*provenance["train_scenes"], *provenance["train_labels"], *provenance["val_scenes"]]
+    assert all(p.startswith("$GEOSEG_SAMPLE_DATA/labeled/") for p in paths)
+    assert metadata.domain is not None and metadata.domain.gsd_max_m == pytest.approx(0.50, rel=1e-2)
