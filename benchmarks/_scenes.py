@@ -142,6 +142,7 @@ def write_workflow(
     compile_model: bool = False,
     cpu_workers: int | None = None,
     outputs: dict[str, object] | None = None,
+    precision: str = "fp32",
 ) -> Path:
     """A ``geoseg run`` workflow over ``scenes`` writing under ``folder/out`` (default outputs)."""
     import yaml
@@ -151,6 +152,7 @@ def write_workflow(
         "model": str(model),
         "output": str(folder / "out"),
         "compile_model": compile_model,
+        "precision": precision,
         "tiling": {"tile_size_px": tile_size_px, "block_size_px": block_size_px, "batch_size": batch_size},
         "cluster": {
             "n_workers": n_workers,

@@ -149,9 +149,8 @@ def gpu_vs_cpu(model: Path, scene: Path, device: str) -> str:
     tiles, _ = tiles_of(scene, cpu, 64)
     reference, _ = cpu.predict(tiles)
     shares = []
-    for bf16 in (True, False):
-        gpu = Predictor.from_checkpoint(model, device, 32)
-        gpu._autocast = bf16  # the benchmark's one look inside: fp32 on the GPU for comparison
+    for precision in ("bf16", "fp32"):
+        gpu = Predictor.from_checkpoint(model, device, 32, precision=precision)
         classes, _ = gpu.predict(tiles)
         shares.append(100 * float(np.mean(classes != reference)))
     return f"bf16 {shares[0]:.3f} %, fp32 {shares[1]:.3f} % of {reference.size / 1e6:.0f} Mpx"
@@ -210,6 +209,7 @@ def run_layout(
         cpu_workers=cpu_workers,
         device=args.device,
         batch_size=args.run_batch_size,
+        precision=args.precision,
         outputs={"vector_formats": ["parquet"], "run_layer": "parquet"},
     )
     with GpuBusy() as busy:
@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--run-batch-size", type=int, default=32)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--arch", default=None, help="WIDTH,DEPTH,UPSAMPLE of an extra untrained U-Net")
+    parser.add_argument("--precision", default="bf16", help="fp32 or bf16 (bf16: as measured so far)")
     parser.add_argument("--sections", default="1,3,4,5,6", help="sections to run (1 = 1-2)")
     parser.add_argument("--layouts", default="alone,node", help="section 4's layouts: alone, node")
     args = parser.parse_args()
@@ -268,14 +269,16 @@ def main() -> None:
     for path, name in models if "1" in sections else []:
         print(f"\n1-2. model alone, {name} (core Mpx/s): batch | on device | from host numpy")
         for batch in map(int, args.batch_sizes.split(",")):
-            predictor = Predictor.from_checkpoint(path, args.device, batch)
+            predictor = Predictor.from_checkpoint(path, args.device, batch, precision=args.precision)
             tiles, core = tiles_of(scenes[0], predictor, batch)
             on_device, host = model_only(predictor, tiles, core), from_host(predictor, tiles, core)
             print(f"  {batch:4d} | {on_device:8.1f} | {host:8.1f}")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        predictor = Predictor.from_checkpoint(model, args.device, args.run_batch_size)
+        predictor = Predictor.from_checkpoint(
+            model, args.device, args.run_batch_size, precision=args.precision
+        )
         with GpuBusy() as busy:
             start = time.perf_counter()
             mask = predict_scene(scenes[0], predictor, folder / "mask.tif")

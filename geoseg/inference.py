@@ -20,7 +20,7 @@ from geoseg.errors import ConfigError, GeosegError
 from geoseg.model.checkpoint import ModelMetadata, load_generator
 from geoseg.model.unet import class_probabilities, most_likely_class
 from geoseg.timing import stage
-from geoseg.workflow import TTA
+from geoseg.workflow import TTA, Precision
 
 PROBABILITY_SCALE = 100
 """Probabilities are stored as uint8 percent (0..100); 255 is nodata."""
@@ -99,6 +99,9 @@ class Predictor:
     batch_size: int = 8
     tta: TTA = "none"
     """Test-time augmentation: ``flips`` (4 forward passes) or ``dihedral`` (8) per batch."""
+    precision: Precision = "fp32"
+    """``bf16``: the forward pass under bfloat16 autocast (faster on GPUs; 0.11 % of an H100's
+    classes then differ from the CPU's fp32, against 0.007 % in fp32)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -108,7 +111,7 @@ class Predictor:
         norm = self.metadata.normalization
         self._mean = torch.tensor(norm.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(norm.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self._autocast = self.device.type == "cuda"
+        self._autocast = self.precision == "bf16"
 
     @classmethod
     def from_checkpoint(
@@ -118,6 +121,7 @@ class Predictor:
         batch_size: int = 8,
         compile_model: bool = False,
         tta: TTA = "none",
+        precision: Precision = "fp32",
     ) -> Predictor:
         """Load a checkpoint onto ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:1`` …).
 
@@ -130,7 +134,7 @@ class Predictor:
         if target.type == "cuda":
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         segmenter: Segmenter = torch.compile(model) if compile_model else model
-        return cls(segmenter, metadata, target, batch_size, tta)
+        return cls(segmenter, metadata, target, batch_size, tta, precision)
 
     @property
     def num_classes(self) -> int:

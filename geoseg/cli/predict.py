@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from geoseg.cli.app import app
-from geoseg.workflow import TTA
+from geoseg.workflow import TTA, Precision
 
 
 @app.command()
@@ -40,6 +40,10 @@ def predict(
             "or the 8 dihedral views (4x / 8x the forward passes)."
         ),
     ] = "none",
+    precision: Annotated[
+        Precision,
+        typer.Option(help="fp32 (GPU masks match the CPU's) or bf16 autocast (faster on GPUs)."),
+    ] = "fp32",
 ) -> None:
     """Segment IMAGE into a georeferenced class mask, tile by tile, without seams."""
     from geoseg.applicability import scene_warnings
@@ -55,7 +59,7 @@ def predict(
     except ValueError:
         raise ConfigError(f"--bands: expected comma-separated integers, got {bands!r}") from None
     started = time.perf_counter()
-    predictor = Predictor.from_checkpoint(model, device, batch_size, compile_model, tta)
+    predictor = Predictor.from_checkpoint(model, device, batch_size, compile_model, tta, precision)
     scene = open_scene(image, bands=band_list, expected_bands=predictor.metadata.architecture.in_bands)
     for warning in scene_warnings(scene, predictor.metadata.domain):
         typer.echo(f"warning: {warning}", err=True)

@@ -19,7 +19,7 @@ from geoseg.atomic import atomic_output
 from geoseg.catalog import SceneInput
 from geoseg.safepaths import inside, safe_name
 from geoseg.tiling import TilingSpec
-from geoseg.workflow import TTA, OutputConfig, Workflow
+from geoseg.workflow import TTA, OutputConfig, Precision, Workflow
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class SceneJob:
     device: str = "auto"
     compile_model: bool = False
     tta: TTA = "none"
+    precision: Precision = "fp32"
     nodata_fill: tuple[float, ...] = ()
     """Per band, the value nodata pixels are read as (the model's normalisation mean)."""
 

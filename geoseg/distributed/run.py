@@ -149,6 +149,7 @@ def _job(
         device=workflow.cluster.device,
         compile_model=workflow.compile_model,
         tta=workflow.tta,
+        precision=workflow.precision,
         nodata_fill=tuple(metadata.normalization.mean),
     )
 

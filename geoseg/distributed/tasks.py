@@ -29,6 +29,7 @@ from geoseg.distributed.records import SceneJob, SceneRecord, write_record
 from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache
+from geoseg.inference import Predictor
 from geoseg.model.checkpoint import Domain
 from geoseg.predict import predict_pixels, read_block
 from geoseg.quicklook import Thumbnail, ThumbnailPart, thumbnail_factor, thumbnail_part, write_quicklook
@@ -110,7 +111,7 @@ def open_scene_task(
 @_worker_task
 def load_model_task(job: SceneJob) -> None:
     """Load the job's model on this worker ahead of its blocks, while the scenes are opened."""
-    predictor_for(job.model, job.device, job.batch_size, job.compile_model, job.tta)
+    _predictor(job)
 
 
 @_worker_task
@@ -128,7 +129,7 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockPart:
             thumbnail = thumbnail_part(*read_window(scene, block.core), *origin, factor)
         return BlockPart(block, str(part), _valid_pixels(np.load(part, mmap_mode="r")[0]), thumbnail)
     read = read_block(scene, block, job.spec, nodata_fill=list(job.nodata_fill) or None)
-    predictor = predictor_for(job.model, job.device, job.batch_size, job.compile_model, job.tta)
+    predictor = _predictor(job)
     prediction = predict_pixels(read, predictor, job.spec)
     with stage("quicklook"):
         thumbnail = thumbnail_part(*read.core(), *origin, factor)
@@ -151,6 +152,10 @@ def polygonise_block_task(job: SceneJob, part: BlockPart) -> BlockOutcome:
             classes, *origin, connectivity=job.outputs.connectivity, probability=probability
         )
     return BlockOutcome(part, pieces)
+
+
+def _predictor(job: SceneJob) -> Predictor:
+    return predictor_for(job.model, job.device, job.batch_size, job.compile_model, job.tta, job.precision)
 
 
 def _valid_pixels(classes: np.ndarray) -> int:

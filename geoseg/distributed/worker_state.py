@@ -14,9 +14,9 @@ import threading
 import torch
 
 from geoseg.inference import Predictor
-from geoseg.workflow import TTA
+from geoseg.workflow import TTA, Precision
 
-_PREDICTORS: dict[tuple[str, int, str, int, bool, TTA], Predictor] = {}
+_PREDICTORS: dict[tuple[str, int, str, int, bool, TTA, Precision], Predictor] = {}
 _LOCK = threading.Lock()
 
 
@@ -26,14 +26,17 @@ def predictor_for(
     batch_size: int = 8,
     compile_model: bool = False,
     tta: TTA = "none",
+    precision: Precision = "fp32",
 ) -> Predictor:
     """The process's predictor for ``checkpoint``, loading it on first use."""
     stamp = os.stat(checkpoint).st_mtime_ns
     target = worker_device(device)
-    key = (checkpoint, stamp, target, batch_size, compile_model, tta)
+    key = (checkpoint, stamp, target, batch_size, compile_model, tta, precision)
     with _LOCK:
         if key not in _PREDICTORS:
-            _PREDICTORS[key] = Predictor.from_checkpoint(checkpoint, target, batch_size, compile_model, tta)
+            _PREDICTORS[key] = Predictor.from_checkpoint(
+                checkpoint, target, batch_size, compile_model, tta, precision
+            )
         return _PREDICTORS[key]
 
 
