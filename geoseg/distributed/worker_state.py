@@ -47,15 +47,16 @@ def clear_predictors() -> None:
 
 
 def worker_device(device: str) -> str:
-    """Resolve ``auto`` per worker: with several visible GPUs, worker N takes GPU N mod count.
+    """Resolve ``auto`` and ``cuda`` per worker: with several visible GPUs, worker N takes GPU N mod count.
 
-    Workers pinned to one GPU each (``CUDA_VISIBLE_DEVICES``) all use ``cuda:0``.
+    Workers pinned to one GPU each (``CUDA_VISIBLE_DEVICES``) all use ``cuda:0``; ``auto``
+    without a GPU is the CPU, ``cuda`` without one is left for the predictor to refuse.
     """
-    if device != "auto":
+    if device not in ("auto", "cuda"):
         return device
     count = torch.cuda.device_count()
     if count == 0:
-        return "cpu"
+        return "cpu" if device == "auto" else device
     if count == 1:
         return "cuda:0"
     from distributed import get_worker

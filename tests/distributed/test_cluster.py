@@ -43,3 +43,20 @@ def test_on_a_gpu_node_the_model_runs_on_the_gpu_worker_and_cpu_workers_take_the
                 workers.add(names[task["worker"]])
     assert ran_on["load-model"] == ran_on["predict"] == {0}, "the model is loaded ahead, on the GPU worker"
     assert (ran_on["polygonise"] | ran_on["assemble"]) - {0}, "the CPU workers took no work"
+
+
+def test_gpu_workers_of_a_multi_gpu_node_each_take_their_own_gpu(monkeypatch):
+    """Worker N uses GPU N for ``auto`` and ``cuda``; an explicit ``cuda:K`` is kept."""
+    import types
+
+    import distributed
+    import torch
+
+    from geoseg.distributed.worker_state import worker_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(distributed, "get_worker", lambda: types.SimpleNamespace(name=1))
+    assert worker_device("auto") == worker_device("cuda") == "cuda:1"
+    assert worker_device("cuda:0") == "cuda:0" and worker_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert worker_device("auto") == "cpu" and worker_device("cuda") == "cuda"  # refused by the predictor
