@@ -59,18 +59,18 @@ def halve_classes(classes: UInt8Array, nodata: int, row_off: int = 0, col_off: i
     """
     cells = _cells(classes, nodata)
     valid = cells != nodata
-    votes = np.zeros(cells.shape, dtype=np.uint8)  # for each pixel, the valid pixels sharing its class
-    for i, j in itertools.product(range(4), repeat=2):
-        votes[i] += (cells[i] == cells[j]) & valid[j]
-    votes *= valid
-    best = votes.max(axis=0)
-    rows = np.arange(best.shape[0])[:, None] + row_off
-    cols = np.arange(best.shape[1])[None, :] + col_off
-    start = (rows + 2 * cols) % 4
-    after_start = (np.arange(4)[:, None, None] - start) % 4  # each position's turn in the cell
-    choice = np.where(votes == best, after_start, 4).argmin(axis=0)
-    winner = np.take_along_axis(cells, choice[None], axis=0)[0]
-    return np.where(best > 0, winner, nodata).astype(np.uint8)
+    votes = valid.view(np.uint8).copy()  # per pixel, the valid pixels of its cell sharing its class
+    for i, j in itertools.combinations(range(4), 2):
+        same = cells[i] == cells[j]
+        votes[i] += same & valid[j]
+        votes[j] += same & valid[i]
+    rows = ((np.arange(cells.shape[1]) + row_off) % 4).astype(np.uint8)
+    cols = ((np.arange(cells.shape[2]) + col_off) % 4).astype(np.uint8)
+    start = (rows[:, None] + 2 * cols[None, :]) % 4
+    turn = (np.arange(4, dtype=np.uint8)[:, None, None] - start) % 4  # each position's turn in the cell
+    best = ((votes << 2) | (3 - turn)).max(axis=0)  # most votes, then the earliest turn
+    winner = np.choose((start + 3 - (best & 3)) % 4, cells)
+    return np.where(best >= 4, winner, np.uint8(nodata)).astype(np.uint8)
 
 
 def halve_mean(values: UInt8Array, nodata: int) -> UInt8Array:

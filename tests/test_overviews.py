@@ -51,3 +51,34 @@ def test_levels_halve_until_they_fit_in_one_block():
     assert overview_factors(512, 300, block_px=512) == []
     assert overview_factors(513, 300, block_px=512) == [2]
     assert overview_factors(2041, 1860, block_px=512) == [2, 4]
+
+
+def _halve_cell_by_cell(classes, nodata, row_off, col_off):
+    """The rule, one cell at a time: most valid votes; a tie goes to the first tied pixel
+    (row-major within the cell) from position (row + 2 col) mod 4 on."""
+    rows, cols = (classes.shape[0] + 1) // 2, (classes.shape[1] + 1) // 2
+    padded = np.full((2 * rows, 2 * cols), nodata, dtype=np.uint8)
+    padded[: classes.shape[0], : classes.shape[1]] = classes
+    out = np.full((rows, cols), nodata, dtype=np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            cell = padded[2 * r : 2 * r + 2, 2 * c : 2 * c + 2].ravel().tolist()
+            votes = [cell.count(v) if v != nodata else 0 for v in cell]
+            start = (r + row_off + 2 * (c + col_off)) % 4
+            for turn in range(4):
+                position = (start + turn) % 4
+                if votes[position] == max(votes) > 0:
+                    out[r, c] = cell[position]
+                    break
+    return out
+
+
+def test_halving_follows_the_rule_cell_by_cell():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        height, width = rng.integers(1, 24, size=2)
+        classes = rng.integers(0, rng.integers(1, 5), size=(height, width)).astype(np.uint8)
+        classes[rng.random((height, width)) < 0.3] = NODATA
+        row_off, col_off = rng.integers(0, 9, size=2)
+        expected = _halve_cell_by_cell(classes, NODATA, row_off, col_off)
+        assert np.array_equal(halve_classes(classes, NODATA, row_off, col_off), expected)
