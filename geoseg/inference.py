@@ -18,7 +18,7 @@ import torch
 
 from geoseg.errors import ConfigError, GeosegError
 from geoseg.model.checkpoint import ModelMetadata, load_generator
-from geoseg.model.unet import class_probabilities, most_likely_class
+from geoseg.model.unet import class_probabilities, most_likely_class, most_likely_class_id
 from geoseg.timing import stage
 from geoseg.workflow import TTA, Precision
 
@@ -143,23 +143,44 @@ class Predictor:
 
     def predict(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class ids (N, H, W) uint8 and probability percent (N, H, W) uint8 for raw tiles."""
+        classes, probability = self._batched(tiles, with_probability=True)
+        assert probability is not None
+        return classes, probability
+
+    def classify(self, tiles: np.ndarray) -> np.ndarray:
+        """Class ids (N, H, W) uint8 for raw tiles: ``predict``'s, without the probabilities' cost."""
+        classes, _ = self._batched(tiles, with_probability=False)
+        return classes
+
+    def _batched(self, tiles: np.ndarray, with_probability: bool) -> tuple[np.ndarray, np.ndarray | None]:
         classes = np.empty((tiles.shape[0], *tiles.shape[2:]), dtype=np.uint8)
-        probability = np.empty_like(classes)
+        probability = np.empty_like(classes) if with_probability else None
         step = min(self.batch_size, safe_batch_size(self.metadata, *tiles.shape[2:]))
         for start in range(0, tiles.shape[0], step):
             batch = slice(start, start + step)
-            classes[batch], probability[batch] = self._predict_batch(tiles[batch])
+            classes[batch], percent = self._predict_batch(tiles[batch], with_probability)
+            if probability is not None:
+                probability[batch] = percent
         return classes, probability
 
     @torch.inference_mode()
-    def _predict_batch(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict_batch(
+        self, tiles: np.ndarray, with_probability: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         with stage("to_device"):
             pixels = torch.from_numpy(np.ascontiguousarray(tiles))
             if self.device.type == "cuda":
                 pixels = pixels.pin_memory().to(self.device, non_blocking=True)
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
-            image = (pixels.float() - self._mean) / self._std
+            image = pixels.to(torch.float32, copy=True).sub_(self._mean).div_(self._std)
         with stage("forward"):
+            if not with_probability:
+                ids = (
+                    most_likely_class_id(self._logits(image))
+                    if self.tta == "none"
+                    else self._mean_probabilities(image).argmax(dim=1).to(torch.uint8)
+                )
+                return ids.cpu().numpy(), None
             if self.tta == "none":
                 best, ids = most_likely_class(self._logits(image))
             else:

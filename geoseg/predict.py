@@ -39,11 +39,12 @@ READER_THREADS = 4
 
 @dataclass(frozen=True)
 class BlockPrediction:
-    """Class ids and probability percent of a block's core; nodata (255) where input is nodata."""
+    """Class ids and probability percent (when asked for) of a block's core; nodata (255) where
+    input is nodata."""
 
     block: Block
     classes: np.ndarray
-    probability: np.ndarray
+    probability: np.ndarray | None
 
     @property
     def valid_pixels(self) -> int:
@@ -103,44 +104,37 @@ def read_block(
     return BlockPixels(block, tiles, extent, pixels, valid)
 
 
-def predict_pixels(read: BlockPixels, predictor: Predictor, spec: TilingSpec) -> BlockPrediction:
-    """Predict the tiles of a read block and keep their cores.
+def predict_pixels(
+    read: BlockPixels, predictor: Predictor, spec: TilingSpec, with_probability: bool = True
+) -> BlockPrediction:
+    """Predict the tiles of a read block and keep their cores (and their probabilities, if asked).
 
     Tiles without a valid core pixel skip the network: their cores are nodata anyway.
     """
     block = read.block
     shape = (int(block.core.height), int(block.core.width))
-    classes = np.full(shape, NODATA, dtype=np.uint8)
-    probability = np.full(shape, NODATA, dtype=np.uint8)
+    outputs = [np.full(shape, NODATA, dtype=np.uint8) for _ in range(2 if with_probability else 1)]
     tiles = [t for t in read.tiles if read.valid[read.local(t.core)].any()]
     if tiles:
         batch = np.stack([read.pixels[(slice(None), *read.local(t.read))] for t in tiles])
-        tile_classes, tile_probability = predictor.predict(batch)
+        predicted = predictor.predict(batch) if with_probability else (predictor.classify(batch),)
         with stage("stitch"):
-            _keep_cores(tiles, tile_classes, tile_probability, block, spec.halo_px, (classes, probability))
+            for output, per_tile in zip(outputs, predicted, strict=True):
+                _keep_cores(tiles, per_tile, block, spec.halo_px, output)
     with stage("stitch"):
         core_invalid = ~read.valid[read.local(block.core)]
-        classes[core_invalid] = NODATA
-        probability[core_invalid] = NODATA
-    return BlockPrediction(block, classes, probability)
+        for output in outputs:
+            output[core_invalid] = NODATA
+    return BlockPrediction(block, outputs[0], outputs[1] if with_probability else None)
 
 
-def _keep_cores(
-    tiles: list[Tile],
-    tile_classes: np.ndarray,
-    tile_probability: np.ndarray,
-    block: Block,
-    halo: int,
-    into: tuple[np.ndarray, np.ndarray],
-) -> None:
-    """Copy each tile's core (its prediction less the halo) into the block's arrays."""
-    classes, probability = into
-    for tile, tile_cls, tile_prob in zip(tiles, tile_classes, tile_probability, strict=True):
+def _keep_cores(tiles: list[Tile], per_tile: np.ndarray, block: Block, halo: int, into: np.ndarray) -> None:
+    """Copy each tile's core (its prediction less the halo) into the block's array."""
+    for tile, predicted in zip(tiles, per_tile, strict=True):
         h, w = int(tile.core.height), int(tile.core.width)
         row = int(tile.core.row_off - block.core.row_off)
         col = int(tile.core.col_off - block.core.col_off)
-        classes[row : row + h, col : col + w] = tile_cls[halo : halo + h, halo : halo + w]
-        probability[row : row + h, col : col + w] = tile_prob[halo : halo + h, halo : halo + w]
+        into[row : row + h, col : col + w] = predicted[halo : halo + h, halo : halo + w]
 
 
 def predict_scene(
@@ -196,7 +190,7 @@ def predict_scene(
         if progress:
             progress(0, len(grid), 0)
         for done, pixels in enumerate(prefetched(reader, reads, depth=threads), start=1):
-            prediction = predict_pixels(pixels, predictor, spec)
+            prediction = predict_pixels(pixels, predictor, spec, with_probability)
             writer.write(pixels.block.core, prediction.classes, prediction.probability)
             valid_pixels += prediction.valid_pixels
             done_px += prediction.classes.size

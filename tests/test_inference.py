@@ -62,6 +62,17 @@ def test_batched_prediction_equals_one_tile_at_a_time():
     assert all(np.array_equal(a, b) for a, b in zip(whole, batched, strict=True))
 
 
+@pytest.mark.parametrize("tta", ["none", "flips"])
+def test_classes_alone_are_predicts_classes_and_leave_the_tiles_as_they_were(tta):
+    tiles = np.random.default_rng(0).uniform(0, 20, (5, 2, 8, 8)).astype(np.float32)
+    before = tiles.copy()
+    predictor = _threshold_predictor(batch_size=2)
+    predictor.tta = tta
+    classes, _ = predictor.predict(tiles)
+    assert np.array_equal(predictor.classify(tiles), classes)
+    assert np.array_equal(tiles, before)
+
+
 def test_predict_cli_refuses_an_unknown_device_in_one_line(sample_data, tmp_path):
     command = [sys.executable, "-m", "geoseg", "predict", str(sample_data / "edge/RGB.byte.tif")]
     out = tmp_path / "mask.tif"

@@ -144,3 +144,15 @@ def most_likely_class(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     background = 1 - foreground
     is_foreground = foreground > background
     return torch.where(is_foreground, foreground, background), is_foreground.to(torch.int64)
+
+
+def most_likely_class_id(logits: torch.Tensor) -> torch.Tensor:
+    """The id (N, H, W) uint8 of each pixel's most likely class: ``most_likely_class(logits)[1]``.
+
+    For a binary model without the probability: in float arithmetic ``f > 1 - f`` is exactly
+    ``f > 0.5`` (``1 - f`` is exact for ``f`` ≥ 0.5, and ≥ 0.5 for ``f`` < 0.5), so the ids,
+    ties included, are the same as ``most_likely_class``'s.
+    """
+    if logits.shape[1] != 1:
+        return class_probabilities(logits).argmax(dim=1).to(torch.uint8)
+    return (torch.sigmoid(logits[:, 0]) > 0.5).to(torch.uint8)

@@ -28,7 +28,7 @@ def evaluate_chips(
     accumulator = MetricAccumulator(predictor.num_classes, tolerance_px)
     for start in range(0, len(chips), batch_size):
         batch = [reader.read(chip) for chip in chips[start : start + batch_size]]
-        ids, _ = predictor.predict(np.stack([b.image for b in batch]))
+        ids = predictor.classify(np.stack([b.image for b in batch]))
         accumulator.update(ids, np.stack([b.target for b in batch]), np.stack([b.valid for b in batch]))
     return accumulator.compute()
 

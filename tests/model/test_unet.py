@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geoseg.model.unet import UNetGenerator, class_probabilities, most_likely_class
+from geoseg.model.unet import UNetGenerator, class_probabilities, most_likely_class, most_likely_class_id
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -17,6 +17,17 @@ def test_most_likely_class_equals_the_max_of_the_class_probabilities(channels):
     probability, ids = most_likely_class(logits)
     assert torch.equal(probability, expected_probability) and torch.equal(ids, expected_ids)
     assert ids[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_class_id_alone_is_the_id_of_most_likely_class(channels):
+    """Ties and logits too small for the sigmoid to tell from 0.5 included."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, channels, 32, 32) * 4
+    logits[0, :, 0, :8] = torch.tensor([0.0, 1e-9, -1e-9, 3e-8, -3e-8, 6e-8, 1e-7, -1e-7])[:, None].T
+    _, expected = most_likely_class(logits)
+    ids = most_likely_class_id(logits)
+    assert ids.dtype == torch.uint8 and torch.equal(ids.long(), expected)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
