@@ -35,11 +35,13 @@ from geoseg.distributed.records import (
     write_record,
 )
 from geoseg.distributed.tasks import (
-    assemble_scene_task,
+    finish_scene_task,
     load_model_task,
     open_scene_task,
     polygonise_block_task,
     predict_block_task,
+    write_mask_task,
+    write_vectors_task,
 )
 from geoseg.distributed.worker_state import worker_device
 from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
@@ -236,6 +238,7 @@ def _process(
                     )
                     for block in grid
                 ]
+                last = {"priority": 1, "pure": False, **where.other}  # a scene's last tasks go first
                 polygonised = [  # any worker: with GPUs, the CPU workers take these
                     client.submit(
                         polygonise_block_task,
@@ -248,24 +251,43 @@ def _process(
                     )
                     for block, part in zip(grid, predicted, strict=True)
                 ]
-                assemble = client.submit(
-                    assemble_scene_task,
+                outputs: dict[str, Future[Any]] = {  # the mask and the vectors are written side by side
+                    "mask": client.submit(
+                        write_mask_task,
+                        job,
+                        scene,
+                        metadata.classes,
+                        *predicted,
+                        key=key("mask", job),
+                        **last,
+                    ),
+                    "vectors": client.submit(
+                        write_vectors_task,
+                        job,
+                        scene,
+                        metadata.classes,
+                        *polygonised,
+                        key=key("vectors", job),
+                        **last,
+                    ),
+                }
+                finish = client.submit(
+                    finish_scene_task,
                     job,
                     scene,
-                    metadata.classes,
-                    *polygonised,
-                    key=key("assemble", job),
-                    priority=1,
-                    pure=False,
-                    **where.other,
+                    len(grid),
+                    *outputs.values(),
+                    key=key("finish", job),
+                    **last,
                 )
                 by_future.update({f: ("predict", job) for f in predicted})
                 by_future.update({f: ("polygonise", job) for f in polygonised})
-                by_future[assemble] = ("assemble", job)
-                pending.update([*predicted, *polygonised, assemble])
+                by_future.update({f: (name, job) for name, f in outputs.items()})
+                by_future[finish] = ("finish", job)
+                pending.update([*predicted, *polygonised, *outputs.values(), finish])
             elif stage == "polygonise":
                 progress.advance(blocks_bar)
-            elif stage == "predict":
+            elif stage != "finish":
                 continue
             else:
                 record: SceneRecord = future.result()

@@ -3,11 +3,15 @@
 * ``open_scene_task``: validate a scene (on a worker, which is where the data is visible) and
   compare it with the model's training domain (``geoseg.applicability``: warnings);
 * ``predict_block_task``: read one haloed block, predict it on the worker's model, save the
-  block's mask part (atomically), polygonise its core and sum its pixels into the scene's
-  quick-look grid (a small share, ≤ 1/64 of the block); a part already on disk is reused, so
-  a task rerun after a worker died does not predict twice;
-* ``assemble_scene_task``: stitch the parts into the scene's COG, merge the polygon pieces
-  across blocks, write the vector files and the quick-look, and finally the completion record.
+  block's mask part (atomically) and sum its pixels into the scene's quick-look grid (a small
+  share, ≤ 1/64 of the block); a part already on disk is reused, so a task rerun after a
+  worker died does not predict twice;
+* ``polygonise_block_task``: polygonise a saved part's core (any worker: no model);
+* ``write_mask_task``: stitch the parts into the scene's COG and draw the quick-look, as soon
+  as every block is predicted;
+* ``write_vectors_task``: merge the polygon pieces across blocks and write the vector files,
+  beside the mask on another worker: a scene's tail is the longer of the two, not their sum;
+* ``finish_scene_task``: the completion record, written last, and the parts cleaned up.
 
 Which files a scene writes and when it may be skipped is ``records.py``.
 """
@@ -40,9 +44,9 @@ from geoseg.timing import stage
 from geoseg.vectorize import (
     BlockPieces,
     Cleanup,
+    MaskInfo,
     merge_blocks,
     polygonize_block,
-    read_mask_info,
     to_features,
     write_features,
 )
@@ -82,16 +86,28 @@ class BlockPart:
 
 
 @dataclass(frozen=True)
-class BlockOutcome:
-    """What a block hands to its scene's assembly: its part, with the polygon pieces of its core."""
+class BlockPolygons:
+    """What a block hands to its scene's vectors: the polygon pieces of its core."""
 
-    part: BlockPart
+    valid_pixels: int
     pieces: BlockPieces
 
-    @property
-    def block(self) -> Block:
-        """The block."""
-        return self.part.block
+
+@dataclass(frozen=True)
+class MaskFiles:
+    """What ``write_mask_task`` wrote."""
+
+    mask: str
+    quicklook: str
+
+
+@dataclass(frozen=True)
+class VectorFiles:
+    """What ``write_vectors_task`` wrote, with the figures the record keeps."""
+
+    paths: list[str]
+    polygons: int
+    building_area_m2: float
 
 
 @_worker_task
@@ -130,19 +146,23 @@ def predict_block_task(job: SceneJob, scene: Scene, block: Block) -> BlockPart:
         return BlockPart(block, str(part), _valid_pixels(np.load(part, mmap_mode="r")[0]), thumbnail)
     read = read_block(scene, block, job.spec, nodata_fill=list(job.nodata_fill) or None)
     predictor = _predictor(job)
-    prediction = predict_pixels(read, predictor, job.spec)
+    prediction = predict_pixels(read, predictor, job.spec, with_probability=job.outputs.probability)
     with stage("quicklook"):
         thumbnail = thumbnail_part(*read.core(), *origin, factor)
     del read
     with stage("stitch"):  # the probability band is kept only when it is an output
-        kept = [prediction.classes, prediction.probability][: 2 if job.outputs.probability else 1]
+        kept = (
+            [prediction.classes]
+            if prediction.probability is None
+            else [prediction.classes, prediction.probability]
+        )
         with atomic_output(part) as tmp, tmp.open("wb") as f:
             np.save(f, np.stack(kept))
     return BlockPart(block, str(part), prediction.valid_pixels, thumbnail)
 
 
 @_worker_task
-def polygonise_block_task(job: SceneJob, part: BlockPart) -> BlockOutcome:
+def polygonise_block_task(job: SceneJob, part: BlockPart) -> BlockPolygons:
     """Polygonise the core of a saved block part (any worker: it needs no model)."""
     stacked = np.load(part.part)
     classes, probability = stacked[0], (stacked[1] if len(stacked) > 1 else None)
@@ -151,7 +171,7 @@ def polygonise_block_task(job: SceneJob, part: BlockPart) -> BlockOutcome:
         pieces = polygonize_block(
             classes, *origin, connectivity=job.outputs.connectivity, probability=probability
         )
-    return BlockOutcome(part, pieces)
+    return BlockPolygons(part.valid_pixels, pieces)
 
 
 def _predictor(job: SceneJob) -> Predictor:
@@ -162,38 +182,59 @@ def _valid_pixels(classes: np.ndarray) -> int:
     return int(np.count_nonzero(classes != NODATA))
 
 
-@_worker_task
-def assemble_scene_task(
-    job: SceneJob, scene: Scene, classes: list[str], *outcomes: BlockOutcome
-) -> SceneRecord:
-    """Stitch the scene's COG from its parts, vectorise, write the record; clean the parts."""
-    if sum(o.part.valid_pixels for o in outcomes) == 0:
+def _require_valid_pixels(scene: Scene, blocks: tuple[BlockPart, ...] | tuple[BlockPolygons, ...]) -> None:
+    if sum(block.valid_pixels for block in blocks) == 0:
         raise SceneError(scene.path, "every pixel is nodata (nothing to segment)")
+
+
+@_worker_task
+def write_mask_task(job: SceneJob, scene: Scene, classes: list[str], *parts: BlockPart) -> MaskFiles:
+    """Stitch the scene's COG mask from its saved parts, then its quick-look."""
+    _require_valid_pixels(scene, parts)
     with MaskWriter(job.mask_path, scene, classes, job.outputs.probability, job.outputs.compress) as writer:
-        for outcome in outcomes:
-            part = np.load(outcome.part.part)
-            classes_part, probability_part = part[0], (part[1] if len(part) > 1 else None)
-            writer.write(outcome.block.core, classes_part, probability_part)
+        for part in parts:
+            stacked = np.load(part.part)
+            writer.write(part.block.core, stacked[0], stacked[1] if len(stacked) > 1 else None)
+    with stage("quicklook"):
+        thumbnail = Thumbnail.from_parts(scene.width, scene.height, [p.thumbnail for p in parts])
+        quicklook = write_quicklook(scene, thumbnail, job.mask_path, job.quicklook_path, job.input.id, NODATA)
+    return MaskFiles(str(job.mask_path), str(quicklook))
+
+
+@_worker_task
+def write_vectors_task(
+    job: SceneJob, scene: Scene, classes: list[str], *blocks: BlockPolygons
+) -> VectorFiles:
+    """Merge the blocks' polygon pieces, clean them up and write the scene's vector files."""
+    _require_valid_pixels(scene, blocks)
     with stage("vectorise"):
-        components = merge_blocks([o.pieces for o in outcomes])
+        info = MaskInfo(
+            scene.width, scene.height, scene.transform, scene.crs, tuple(classes), job.outputs.probability
+        )
         cleanup = Cleanup(
             job.outputs.min_area_m2, job.outputs.fill_holes_below_m2, job.outputs.simplify_tolerance_m
         )
-        features = to_features(components, read_mask_info(job.mask_path), cleanup, job.input.id)
-        vectors = [str(write_features(features, path)) for path in job.vector_paths]
-    with stage("quicklook"):
-        thumbnail = Thumbnail.from_parts(scene.width, scene.height, [o.part.thumbnail for o in outcomes])
-        quicklook = write_quicklook(scene, thumbnail, job.mask_path, job.quicklook_path, job.input.id, NODATA)
+        features = to_features(merge_blocks([b.pieces for b in blocks]), info, cleanup, job.input.id)
+        paths = [str(write_features(features, path)) for path in job.vector_paths]
+    area = float(features.loc[features["class_id"] != 0, "area_m2"].sum())
+    return VectorFiles(paths, len(features), area)
+
+
+@_worker_task
+def finish_scene_task(
+    job: SceneJob, scene: Scene, blocks: int, mask: MaskFiles, vectors: VectorFiles
+) -> SceneRecord:
+    """Write the scene's completion record, once every output is in place; clean the parts."""
     record = SceneRecord(
         id=job.input.id,
         input=job.input.href,
         status="ok",
-        outputs={"mask": str(job.mask_path), "vectors": vectors, "quicklook": str(quicklook)},
+        outputs={"mask": mask.mask, "vectors": vectors.paths, "quicklook": mask.quicklook},
         fingerprint=job.fingerprint,
-        polygons=len(features),
-        building_area_m2=float(features.loc[features["class_id"] != 0, "area_m2"].sum()),
+        polygons=vectors.polygons,
+        building_area_m2=vectors.building_area_m2,
         area_km2=scene.area_m2 / 1e6,
-        blocks=len(outcomes),
+        blocks=blocks,
     )
     write_record(record, job.record_path)
     shutil.rmtree(job.parts_dir, ignore_errors=True)
