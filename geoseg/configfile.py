@@ -48,7 +48,7 @@ def validate(model: type[M], raw: dict[str, Any], source: str) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
+        field = _field_path(first["loc"], raw)
         message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
         problem = first.get("ctx", {}).get("error")
         if isinstance(problem, FieldProblem):
@@ -57,6 +57,21 @@ def validate(model: type[M], raw: dict[str, Any], source: str) -> M:
         raise ConfigError(
             f"{source}: field '{field or '(top level)'}': {message.removeprefix('Value error, ')}"
         ) from None
+
+
+def _field_path(loc: tuple[int | str, ...], raw: Any) -> str:
+    """``loc`` as a dotted path in ``raw``, without the union tags pydantic inserts (no key names them)."""
+    parts = []
+    node = raw
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part not in node and i < len(loc) - 1:
+            continue
+        parts.append(str(part))
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return ".".join(parts)
 
 
 def resolve_path(value: str | os.PathLike[str], base: Path) -> Path:

@@ -37,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from geoseg.atomic import atomic_output
+from geoseg.configfile import FieldProblem
 from geoseg.errors import CheckpointError
 from geoseg.model.linear import LinearSegmenter
 from geoseg.model.unet import UNetGenerator, Upsampling
@@ -76,15 +77,15 @@ class LinearArchitecture(BaseModel):
     num_classes: int = Field(ge=2, le=MAX_CLASSES)
 
 
-def _architecture_name(value: Any) -> str:
-    """The architecture's name; a U-Net when a mapping does not say (older checkpoints)."""
+def architecture_name(value: Any) -> str:
+    """The architecture's name; a U-Net when a mapping does not say (older checkpoints and configs)."""
     name = value.get("name", "unet") if isinstance(value, Mapping) else getattr(value, "name", None)
     return str(name)
 
 
 AnyArchitecture = Annotated[
     Annotated[Architecture, Tag("unet")] | Annotated[LinearArchitecture, Tag("linear")],
-    Discriminator(_architecture_name),
+    Discriminator(architecture_name),
 ]
 
 
@@ -190,6 +191,17 @@ class ModelMetadata(BaseModel):
         if arch is not None and not len(norm.mean) == len(norm.std) == arch.in_bands:
             raise ValueError(f"{len(norm.mean)} means and {len(norm.std)} stds for in_bands {arch.in_bands}")
         return norm
+
+    @field_validator("domain")
+    @classmethod
+    def _one_domain_statistic_per_band(cls, domain: Domain | None, info: ValidationInfo) -> Domain | None:
+        arch = info.data.get("architecture")
+        if domain is not None and arch is not None:
+            for name in ("mean", "std", "p1", "p99"):
+                values = len(getattr(domain, name))
+                if values != arch.in_bands:
+                    raise FieldProblem(name, f"{values} values for {arch.in_bands} bands")
+        return domain
 
     @field_validator("total_stride", "receptive_radius_px")
     @classmethod
@@ -312,6 +324,9 @@ def _metadata(path: Path, header: dict[str, Any]) -> ModelMetadata:
         if first["type"] == "union_tag_invalid":
             message = f"unknown name {first['ctx']['tag']!r} (known: {first['ctx']['expected_tags']})"
         field = ".".join(str(p) for p in first["loc"] if p not in _TAGS)
+        problem = first.get("ctx", {}).get("error")
+        if isinstance(problem, FieldProblem):
+            field = f"{field}.{problem.field}"
         if not field:
             raise CheckpointError(f"{path}: bad metadata: {message}") from None
         raise CheckpointError(f"{path}: bad metadata field {field!r}: {message}") from None

@@ -9,13 +9,15 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
-from geoseg.model.unet import Upsampling
+from geoseg.model.checkpoint import architecture_name
+from geoseg.model.linear import LinearSegmenter
+from geoseg.model.unet import UNetGenerator, Upsampling
 
 
 class _Frozen(BaseModel):
@@ -85,9 +87,10 @@ class DataConfig(_Frozen):
     )
 
 
-class GeneratorConfig(_Frozen):
+class UNetConfig(_Frozen):
     """The U-Net generator's size."""
 
+    name: Literal["unet"] = "unet"
     base_width: int = Field(16, ge=1)
     depth: int = Field(3, ge=1, le=6)
     upsample: Upsampling = Field(
@@ -95,6 +98,46 @@ class GeneratorConfig(_Frozen):
         description="'bilinear': ×2 interpolation + 3×3 conv, no checkerboard; "
         "'transpose': 2×2 stride-2 transposed conv (models before 2026-11)",
     )
+
+    @property
+    def total_stride(self) -> int:
+        """Chip sides must be multiples of this (2**depth)."""
+        return 1 << self.depth
+
+    def build(self, in_bands: int, num_classes: int) -> UNetGenerator:
+        """An untrained U-Net of this size."""
+        return UNetGenerator(in_bands, num_classes, self.base_width, self.depth, self.upsample)
+
+
+class LinearConfig(_Frozen):
+    """The per-pixel linear classifier: a spectral baseline (water, vegetation) with no size to set.
+
+    It has stride 1, so any chip size fits. The adversarial term applies as for the U-Net (D
+    judges image and mask, whichever G made them), but a per-pixel model cannot draw the shapes
+    D judges, so ``adversarial_weight: 0`` (supervised only, no D) is the plain, faster baseline.
+    """
+
+    name: Literal["linear"] = "linear"
+
+    @property
+    def total_stride(self) -> int:
+        """Any chip size works."""
+        return 1
+
+    def build(self, in_bands: int, num_classes: int) -> LinearSegmenter:
+        """An untrained linear classifier."""
+        return LinearSegmenter(in_bands, num_classes)
+
+
+GeneratorConfig = Annotated[
+    Annotated[UNetConfig, Tag("unet")] | Annotated[LinearConfig, Tag("linear")],
+    Discriminator(
+        architecture_name,
+        custom_error_type="generator_name",
+        custom_error_message="name must be 'unet' or 'linear'",
+    ),
+]
+"""``generator.name`` picks the architecture; a U-Net when it is left out."""
 
 
 class DiscriminatorConfig(_Frozen):
@@ -143,7 +186,7 @@ class TrainConfig(_Frozen):
 
     version: Literal[1] = 1
     data: DataConfig
-    generator: GeneratorConfig = Field(default_factory=lambda: GeneratorConfig.model_validate({}))
+    generator: GeneratorConfig = Field(default_factory=lambda: UNetConfig.model_validate({}))
     discriminator: DiscriminatorConfig = Field(default_factory=lambda: DiscriminatorConfig.model_validate({}))
     training: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
     out: str = Field("model.safetensors", description="checkpoint path")
@@ -155,7 +198,7 @@ class TrainConfig(_Frozen):
 
     @model_validator(mode="after")
     def _chips_fit_the_generator(self) -> TrainConfig:
-        stride = 2**self.generator.depth
+        stride = self.generator.total_stride
         for name in ("chip_size_px", "val_chip_size_px", "block_size_px"):
             if getattr(self.data, name) % stride:
                 raise FieldProblem(

@@ -30,9 +30,9 @@ from torch import nn
 import geoseg
 from geoseg.errors import ConfigError
 from geoseg.inference import Predictor, resolve_device
-from geoseg.model.checkpoint import Domain, ModelMetadata, save_checkpoint
+from geoseg.model.checkpoint import Domain, Generator, ModelMetadata, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
-from geoseg.model.unet import UNetGenerator, logit_channels
+from geoseg.model.unet import logit_channels
 from geoseg.training.chips import (
     Chip,
     ChipReader,
@@ -164,7 +164,7 @@ def _set_requires_grad(module: nn.Module, flag: bool) -> None:
 
 
 class Trainer:
-    """Holds G, D, their optimisers and losses; ``train_step`` is one pix2pix iteration."""
+    """Holds G (U-Net or linear), D, their optimisers and losses; ``train_step`` is one pix2pix iteration."""
 
     def __init__(
         self, config: TrainConfig, in_bands: int, mean: list[float], std: list[float], device: torch.device
@@ -174,13 +174,7 @@ class Trainer:
         self.device = device
         self.num_classes = len(config.data.classes)
         torch.manual_seed(opt.seed)
-        self.generator = UNetGenerator(
-            in_bands,
-            self.num_classes,
-            config.generator.base_width,
-            config.generator.depth,
-            config.generator.upsample,
-        ).to(device)
+        self.generator: Generator = config.generator.build(in_bands, self.num_classes).to(device)
         self.discriminator: NLayerDiscriminator | None = None
         self.opt_d: torch.optim.Optimizer | None = None
         if config.adversarial:

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from geoseg.errors import CheckpointError
-from geoseg.model.checkpoint import ModelMetadata, load_generator, read_metadata, save_checkpoint
+from geoseg.model.checkpoint import Domain, ModelMetadata, load_generator, read_metadata, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
 from geoseg.model.unet import UNetGenerator
 from tests.conftest import SHIPPED_MODEL
@@ -165,6 +165,19 @@ def _norm(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
     return {"mean": list(mean), "std": list(std)}
 
 
+def _domain(**changes):
+    three = [1.0, 2.0, 3.0]
+    return {
+        "gsd_min_m": 0.3,
+        "gsd_max_m": 0.6,
+        "mean": three,
+        "std": three,
+        "p1": three,
+        "p99": three,
+        **changes,
+    }
+
+
 HOSTILE_METADATA = {
     "stride-0": (_unet_metadata(total_stride=0), "total_stride"),
     "stride-1": (_unet_metadata(total_stride=1), "total_stride"),
@@ -216,6 +229,9 @@ HOSTILE_METADATA = {
         _linear_metadata(normalization=_norm(mean=(0.0, float("inf"), 0.0))),
         "normalization.mean.1",
     ),
+    "domain-mean-4-values-3-bands": (_linear_metadata(domain=_domain(mean=[1.0] * 4)), "domain.mean"),
+    "domain-std-1-value-3-bands": (_linear_metadata(domain=_domain(std=[1.0])), "domain.std"),
+    "domain-p1-empty": (_linear_metadata(domain=_domain(p1=[])), "domain.p1"),
     "bands-2-for-3": (_linear_metadata(bands=[1, 2]), "bands"),
     "band-0": (_linear_metadata(bands=[0, 1, 2]), "bands.0"),
     "unknown-format": (_linear_metadata(format="geoseg-checkpoint/9"), "format"),
@@ -232,6 +248,17 @@ def test_hostile_metadata_is_refused_naming_the_field(tmp_path, metadata, field)
         message = str(caught.value)
         assert len(message.splitlines()) == 1
         assert message.startswith(f"{path}: ") and f"'{field}'" in message, message
+
+
+def test_domain_statistics_need_one_value_per_band(tmp_path):
+    """The training domain of a 3-band model has 3 values per statistic; 2 percentiles are refused."""
+    good = _save(tmp_path / "good.safetensors", _linear_tensors(), _linear_metadata(domain=_domain()))
+    bad = _save(
+        tmp_path / "bad.safetensors", _linear_tensors(), _linear_metadata(domain=_domain(p99=[9.0, 9.0]))
+    )
+    assert read_metadata(good).domain == Domain.model_validate(_domain())
+    with pytest.raises(CheckpointError, match=r"bad metadata field 'domain\.p99': 2 values for 3 bands$"):
+        read_metadata(bad)
 
 
 HOSTILE_TENSORS = {

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from geoseg.errors import ConfigError
-from geoseg.training.config import load_config, parse_config
+from geoseg.training.config import LinearConfig, UNetConfig, load_config, parse_config
 
 MINIMAL = {"data": {"train": [{"images": "chips/*.tif", "masks": "masks/{stem}.tif"}]}}
 
@@ -108,3 +108,32 @@ def test_chip_sizes_must_fit_the_generator_stride(tmp_path):
         ConfigError, match=r"field 'data\.chip_size_px': must be a multiple of the generator's stride 8"
     ):
         parse_config(raw, tmp_path)
+
+
+def test_generator_name_picks_the_architecture_and_defaults_to_the_unet(tmp_path):
+    assert parse_config(MINIMAL, tmp_path).generator == UNetConfig()
+    assert parse_config({**MINIMAL, "generator": {"name": "linear"}}, tmp_path).generator == LinearConfig()
+
+
+def test_the_linear_generator_fits_any_chip_size(tmp_path):
+    raw = {**MINIMAL, "generator": {"name": "linear"}}
+    raw["data"] = {**MINIMAL["data"], "chip_size_px": 99, "val_chip_size_px": 101, "block_size_px": 103}
+    assert parse_config(raw, tmp_path).generator.total_stride == 1
+
+
+@pytest.mark.parametrize("field", ["base_width", "depth", "upsample"])
+def test_unet_fields_are_refused_for_the_linear_generator(tmp_path, field):
+    raw = {**MINIMAL, "generator": {"name": "linear", field: 16}}
+    with pytest.raises(ConfigError, match=rf"field 'generator\.{field}': unknown field$"):
+        parse_config(raw, tmp_path)
+
+
+def test_unknown_generator_name_is_refused(tmp_path):
+    raw = {**MINIMAL, "generator": {"name": "transformer"}}
+    with pytest.raises(ConfigError, match=r"field 'generator': name must be 'unet' or 'linear'$"):
+        parse_config(raw, tmp_path)
+
+
+def test_a_unet_field_error_names_the_field_as_written(tmp_path):
+    with pytest.raises(ConfigError, match=r"field 'generator\.depth': Input should be less than"):
+        parse_config({**MINIMAL, "generator": {"depth": 7}}, tmp_path)
