@@ -29,7 +29,7 @@ import numpy.typing as npt
 import rasterio
 from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from geoseg.atomic import atomic_output
 from geoseg.scenes import Scene
@@ -163,14 +163,16 @@ def _area_sums(
     totals: npt.NDArray[Any], edges: FloatArray, new_edges: FloatArray, axis: int
 ) -> npt.NDArray[np.float64]:
     """Re-bin ``totals`` of the intervals between ``edges`` (along ``axis``) to the intervals
-    between ``new_edges``, each total spread evenly over its interval."""
-    totals = np.moveaxis(totals, axis, -1)
-    cumulative = np.zeros((*totals.shape[:-1], totals.shape[-1] + 1))
-    np.cumsum(totals, axis=-1, out=cumulative[..., 1:])
-    left = np.clip(np.searchsorted(edges, new_edges, side="right") - 1, 0, len(edges) - 2)
-    share = (new_edges - edges[left]) / (edges[left + 1] - edges[left])
-    low, high = cumulative[..., left], cumulative[..., left + 1]
-    result: npt.NDArray[np.float64] = np.moveaxis(np.diff(low + share * (high - low), axis=-1), -1, axis)
+    between ``new_edges``, each total spread evenly over its interval.
+
+    A sparse product: each new interval takes the share of each old one it overlaps.
+    """
+    low = np.maximum(new_edges[:-1, None], edges[None, :-1])
+    high = np.minimum(new_edges[1:, None], edges[None, 1:])
+    shares = sparse.csr_array(np.clip(high - low, 0, None) / np.diff(edges))
+    moved = np.moveaxis(totals, axis, 0)
+    rebinned = shares @ moved.reshape(moved.shape[0], -1)
+    result: npt.NDArray[np.float64] = np.moveaxis(rebinned.reshape(-1, *moved.shape[1:]), 0, axis)
     return result
 
 
