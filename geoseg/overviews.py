@@ -69,7 +69,10 @@ def halve_classes(classes: UInt8Array, nodata: int, row_off: int = 0, col_off: i
     start = (rows[:, None] + 2 * cols[None, :]) % 4
     turn = (np.arange(4, dtype=np.uint8)[:, None, None] - start) % 4  # each position's turn in the cell
     best = ((votes << 2) | (3 - turn)).max(axis=0)  # most votes, then the earliest turn
-    winner = np.choose((start + 3 - (best & 3)) % 4, cells)
+    position = (start + 3 - (best & 3)) % 4
+    winner = np.where(
+        position < 2, np.where(position == 0, cells[0], cells[1]), np.where(position == 2, cells[2], cells[3])
+    )
     return np.where(best >= 4, winner, np.uint8(nodata)).astype(np.uint8)
 
 

@@ -166,8 +166,9 @@ def _process(
 ) -> tuple[int, int]:
     """Submit and follow every scene's tasks; fill ``records``; return (blocks, tiles) submitted.
 
-    Priorities make scenes finish in a stream rather than all at the end: validations and
-    assemblies go before any pending block, and blocks of earlier scenes before later ones.
+    Priorities make scenes finish in a stream rather than all at the end: validations and a
+    scene's last tasks go before any pending block, blocks of earlier scenes before later ones,
+    and a scene's predictions before its polygonising, so its mask is written meanwhile.
     """
     order = {job.input.id: index for index, job in enumerate(jobs)}
     by_future: dict[Future[Any], tuple[str, SceneJob]] = {}
@@ -233,7 +234,7 @@ def _process(
                         block,
                         key=key("predict", job, *block.index),
                         **where.model,
-                        priority=-order[job.input.id],
+                        priority=-2 * order[job.input.id],
                         pure=False,
                     )
                     for block in grid
@@ -245,7 +246,7 @@ def _process(
                         job,
                         part,
                         key=key("polygonise", job, *block.index),
-                        priority=-order[job.input.id],
+                        priority=-2 * order[job.input.id] - 1,
                         pure=False,
                         **where.other,
                     )

@@ -36,7 +36,13 @@ def pixel_to_scene(geometries: GeometryArray, transform: Affine) -> GeometryArra
     if _north_up(transform):
         scale = np.array([a, e])
         offset = np.array([c, f])
-        return np.asarray(shapely.transform(geometries, lambda xy: xy * scale + offset))
+
+        def scale_and_shift(xy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            xy *= scale  # in place: the coordinates are a fresh copy
+            xy += offset
+            return xy
+
+        return np.asarray(shapely.transform(geometries, scale_and_shift))
     matrix = np.array([[a, d], [b, e]])
     offset = np.array([c, f])
     return np.asarray(shapely.transform(geometries, lambda xy: xy @ matrix + offset))

@@ -45,6 +45,12 @@ class Components:
     def __len__(self) -> int:
         return len(self.class_ids)
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        """Pickle the geometries as WKB in one vectorised call: pieces travel between workers,
+        and shapely pickles geometry by geometry (4–5× slower for a block's thousands)."""
+        columns = (self.class_ids, self.pixel_counts, self.prob_sums, self.prob_counts)
+        return _components_from_wkb, (*columns, shapely.to_wkb(self.geometries))
+
     @classmethod
     def concat(cls, parts: Sequence[Components]) -> Components:
         """All components of ``parts``, in order."""
@@ -63,6 +69,16 @@ class Components:
             np.zeros(0, np.int64),
             np.zeros(0, object),
         )
+
+
+def _components_from_wkb(
+    class_ids: npt.NDArray[np.uint8],
+    pixel_counts: npt.NDArray[np.int64],
+    prob_sums: npt.NDArray[np.float64],
+    prob_counts: npt.NDArray[np.int64],
+    wkb: npt.NDArray[np.object_],
+) -> Components:
+    return Components(class_ids, pixel_counts, prob_sums, prob_counts, np.asarray(shapely.from_wkb(wkb)))
 
 
 @dataclass(frozen=True)
