@@ -9,7 +9,6 @@ test-time augmentation (class probabilities averaged over flipped / rotated view
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +19,7 @@ from geoseg.errors import ConfigError, GeosegError
 from geoseg.model.checkpoint import ModelMetadata, load_generator
 from geoseg.model.unet import class_probabilities, most_likely_class, most_likely_class_id
 from geoseg.timing import stage
-from geoseg.workflow import TTA, Precision
+from geoseg.workflow import DEVICE, TTA, Precision
 
 PROBABILITY_SCALE = 100
 """Probabilities are stored as uint8 percent (0..100); 255 is nodata."""
@@ -57,12 +56,9 @@ class Segmenter(Protocol):
     def __call__(self, image: torch.Tensor) -> torch.Tensor: ...
 
 
-_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
-
-
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as given."""
-    if not _DEVICE.fullmatch(device):
+    if not DEVICE.fullmatch(device):
         raise ConfigError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

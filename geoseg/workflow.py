@@ -111,13 +111,14 @@ class ClusterConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if _DEVICE.fullmatch(value) is None:
+        if DEVICE.fullmatch(value) is None:
             raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
         return value
 
 
 _HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
-_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?")
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?")
+"""Device names a workflow and ``geoseg predict`` accept."""
 
 
 class Workflow(_Strict):
