@@ -23,6 +23,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from geoseg.applicability import scene_warnings
 from geoseg.errors import GeosegWarning, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.inference import Predictor
@@ -149,11 +150,13 @@ def predict_scene(
     with_probability: bool = False,
     protected: Sequence[str | os.PathLike[str]] = (),
     progress: Callable[[int, int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Segment a whole scene into a COG mask at ``out``, a few blocks in memory at a time.
 
     ``progress``, if given, is called before the first block and after each block with
-    (blocks done, blocks in the scene, pixels done).
+    (blocks done, blocks in the scene, pixels done); ``warn``, if given, with each way the
+    scene differs from the model's training data (``geoseg.applicability``), before the first.
 
     ``out`` may not be the scene itself nor any of the ``protected`` files (the model), also
     through links, nor an existing folder or special file.
@@ -161,6 +164,9 @@ def predict_scene(
     check_replaceable(out)
     refuse_overwriting_inputs([out], [image, *protected])
     scene = open_scene(image, bands=bands or None, expected_bands=predictor.metadata.architecture.in_bands)
+    if warn is not None:
+        for warning in scene_warnings(scene, predictor.metadata.domain):
+            warn(warning)
     spec = tiling_for(predictor, tile_size_px, halo_px, block_size_px)
     if seams := spec.seam_warning(predictor.metadata.receptive_radius_px):
         warnings.warn(GeosegWarning(seams), stacklevel=2)

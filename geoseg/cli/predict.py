@@ -46,11 +46,9 @@ def predict(
     ] = "fp32",
 ) -> None:
     """Segment IMAGE into a georeferenced class mask, tile by tile, without seams."""
-    from geoseg.applicability import scene_warnings
     from geoseg.errors import ConfigError, OutputError
     from geoseg.inference import Predictor
     from geoseg.predict import predict_scene
-    from geoseg.scenes import open_scene
 
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise OutputError(out, "--out must end in .tif or .tiff (the mask is a Cloud-Optimized GeoTIFF)")
@@ -60,9 +58,6 @@ def predict(
         raise ConfigError(f"--bands: expected comma-separated integers, got {bands!r}") from None
     started = time.perf_counter()
     predictor = Predictor.from_checkpoint(model, device, batch_size, compile_model, tta, precision)
-    scene = open_scene(image, bands=band_list, expected_bands=predictor.metadata.architecture.in_bands)
-    for warning in scene_warnings(scene, predictor.metadata.domain):
-        typer.echo(f"warning: {warning}", err=True)
     with block_progress() as progress:
         predict_scene(
             image,
@@ -75,6 +70,7 @@ def predict(
             with_probability=probability,
             protected=[model],
             progress=progress,
+            warn=lambda warning: typer.echo(f"warning: {warning}", err=True),
         )
     typer.echo(f"{out}  ({time.perf_counter() - started:.1f} s on {predictor.device})")
 
