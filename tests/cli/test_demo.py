@@ -95,8 +95,8 @@ def test_run_report_says_what_each_worker_did(report):
     for worker in workers:
         assert worker["address"].startswith("tcp://") and worker["device"] == "cpu"
         assert worker["threads"] == 1
-    # per scene: open + assemble; per block: predict + polygonise
-    assert sum(w["tasks"] for w in workers) == 2 * len(report["scenes"]) + 2 * report["blocks"]
+    # per scene: open + mask + vectors + finish; per block: predict + polygonise
+    assert sum(w["tasks"] for w in workers) == 4 * len(report["scenes"]) + 2 * report["blocks"]
     assert sum(w["seconds"] for w in workers) > 0
 
 

@@ -7,6 +7,9 @@ import pickle
 import numpy as np
 import pytest
 import shapely
+import shapely.geometry
+from rasterio.features import shapes
+from rasterio.transform import Affine
 
 from geoseg.vectorize import polygonize_block
 from geoseg.vectorize.polygonize import _has_self_touching_ring, label_components
@@ -138,3 +141,21 @@ def test_pieces_survive_pickling_exactly():
     assert np.array_equal(copy.pieces.class_ids, pieces.pieces.class_ids)
     assert np.array_equal(copy.pieces.pixel_counts, pieces.pieces.pixel_counts)
     assert np.array_equal(copy.right, pieces.right)
+
+
+def test_pieces_are_gdals_polygons_vertex_for_vertex():
+    classes = np.zeros((12, 16), dtype=np.uint8)
+    classes[1, 1] = 1  # a pixel
+    classes[3:6, 2:9] = 1  # a filled rectangle
+    classes[8:11, 10:13] = 2
+    classes[9, 11] = 0  # not filled: traced
+    pieces = polygonize_block(classes, 40, 70, connectivity=8).pieces.geometries
+    traced = [
+        shapely.geometry.shape(geojson)
+        for geojson, _ in shapes(
+            classes, mask=classes > 0, connectivity=4, transform=Affine.translation(70, 40)
+        )
+    ]
+    assert len(pieces) == len(traced) == 3
+    for piece in pieces:
+        assert any(shapely.equals_exact(piece, gdal, tolerance=0) for gdal in traced), piece.wkt
