@@ -14,11 +14,6 @@ def sample_data_dir() -> Path:
     return Path(os.environ.get(VARIABLE, default))
 
 
-def sample_data_available() -> bool:
-    """True when the real sample data is present."""
-    return (sample_data_dir() / "README.md").exists()
-
-
 def expand_variables(text: str) -> str:
     """Expand environment variables in a path; ``$GEOSEG_SAMPLE_DATA`` always has a value."""
     if VARIABLE not in os.environ:
