@@ -58,7 +58,6 @@ def merge_blocks(blocks: Sequence[BlockPieces]) -> Components:
 
     return Components(
         class_ids=pieces.class_ids[first],
-        pixel_counts=total(pieces.pixel_counts).astype(np.int64),
         prob_sums=total(pieces.prob_sums),
         prob_counts=total(pieces.prob_counts).astype(np.int64),
         geometries=merged,

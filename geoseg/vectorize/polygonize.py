@@ -4,7 +4,7 @@ A block is a rectangle of *core* pixels (no halo) at ``(row_off, col_off)`` in t
 connected components become pieces whose vertices are exact integers of the scene's pixel grid,
 so pieces of one object cut by a block border share their edges exactly and merge without
 slivers (see ``merge.py``). Each piece keeps what the merge and the attributes need: class id,
-pixel count, probability sum, and the labels along the block's four edges.
+probability sum, and the labels along the block's four edges.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ class Components:
     """Connected components, column-wise; geometries in scene pixel coordinates."""
 
     class_ids: npt.NDArray[np.uint8]
-    pixel_counts: npt.NDArray[np.int64]
     prob_sums: npt.NDArray[np.float64]
     prob_counts: npt.NDArray[np.int64]
     geometries: npt.NDArray[np.object_]
@@ -48,7 +47,7 @@ class Components:
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         """Pickle the geometries as WKB in one vectorised call: pieces travel between workers,
         and shapely pickles geometry by geometry (4–5× slower for a block's thousands)."""
-        columns = (self.class_ids, self.pixel_counts, self.prob_sums, self.prob_counts)
+        columns = (self.class_ids, self.prob_sums, self.prob_counts)
         return _components_from_wkb, (*columns, shapely.to_wkb(self.geometries))
 
     @classmethod
@@ -64,7 +63,6 @@ class Components:
         """No components."""
         return cls(
             np.zeros(0, np.uint8),
-            np.zeros(0, np.int64),
             np.zeros(0, np.float64),
             np.zeros(0, np.int64),
             np.zeros(0, object),
@@ -73,12 +71,11 @@ class Components:
 
 def _components_from_wkb(
     class_ids: npt.NDArray[np.uint8],
-    pixel_counts: npt.NDArray[np.int64],
     prob_sums: npt.NDArray[np.float64],
     prob_counts: npt.NDArray[np.int64],
     wkb: npt.NDArray[np.object_],
 ) -> Components:
-    return Components(class_ids, pixel_counts, prob_sums, prob_counts, np.asarray(shapely.from_wkb(wkb)))
+    return Components(class_ids, prob_sums, prob_counts, np.asarray(shapely.from_wkb(wkb)))
 
 
 @dataclass(frozen=True)
@@ -111,15 +108,20 @@ def label_components(
 
     Returns the label image (0 = no component, labels 1..n) and the class id of each label.
     """
-    present = np.flatnonzero(np.bincount(classes.ravel(), minlength=256))
-    class_ids = present[(present != 0) & (present != nodata)]
+    highest = int(np.max(classes, where=classes != nodata, initial=0))  # 10× cheaper than a bincount
     labels = np.zeros(classes.shape, dtype=np.int32)
-    scratch = np.empty_like(labels) if len(class_ids) > 1 else labels
+    scratch: npt.NDArray[np.int32] | None = None
     class_of: list[npt.NDArray[np.uint8]] = []
     count = 0
-    for class_id in class_ids:
-        n = ndimage.label(classes == class_id, structure=_STRUCTURES[connectivity], output=scratch)
-        if scratch is not labels:
+    for class_id in range(1, highest + 1):
+        mask = classes == class_id
+        if class_id == nodata or not mask.any():
+            continue
+        if count == 0:
+            n = ndimage.label(mask, structure=_STRUCTURES[connectivity], output=labels)
+        else:
+            scratch = np.empty_like(labels) if scratch is None else scratch
+            n = ndimage.label(mask, structure=_STRUCTURES[connectivity], output=scratch)
             np.add(scratch, count, out=scratch, where=scratch > 0)
             labels += scratch
         class_of.append(np.full(n, class_id, dtype=np.uint8))
@@ -270,12 +272,11 @@ def polygonize_block(
         raise ValueError(f"classes must be 2-D, got shape {classes.shape}")
     labels, class_ids = label_components(classes, connectivity, nodata)
     count = len(class_ids)
-    flat = labels.ravel()
-    pixel_counts = np.bincount(flat, minlength=count + 1)[1:].astype(np.int64)
     if probability is None or count == 0:
         prob_sums = np.zeros(count, dtype=np.float64)
         prob_counts = np.zeros(count, dtype=np.int64)
     else:
+        flat = labels.ravel()
         inside = np.flatnonzero(flat)
         percent = probability.ravel()[inside]
         known = percent != nodata
@@ -290,7 +291,6 @@ def polygonize_block(
         connectivity=connectivity,
         pieces=Components(
             class_ids=class_ids,
-            pixel_counts=pixel_counts,
             prob_sums=prob_sums,
             prob_counts=prob_counts,
             geometries=polygonize_labels(labels, count, row_off, col_off),
