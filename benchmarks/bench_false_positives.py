@@ -41,10 +41,10 @@ from scipy import ndimage
 
 from geoseg.applicability import scene_warnings
 from geoseg.inference import Predictor
+from geoseg.maskformat import NODATA
 from geoseg.predict import predict_scene
 from geoseg.sampledata import sample_data_dir
 from geoseg.scenes import open_scene
-from geoseg.stitching import NODATA
 from geoseg.training.metrics import grid_phase_spread
 from geoseg.units import ground_sampling_distance_m
 from geoseg.vectorize.polygonize import label_components

@@ -34,6 +34,7 @@ from rasterio.features import rasterize, shapes
 sys.path.insert(0, str(Path(__file__).parent))
 from _scenes import mosaic_scene
 
+from geoseg.maskformat import MaskInfo
 from geoseg.sampledata import sample_data_dir
 from geoseg.vectorize import (
     Cleanup,
@@ -44,7 +45,6 @@ from geoseg.vectorize import (
     vectorize_mask,
     write_features,
 )
-from geoseg.vectorize.mask import MaskInfo
 
 DATA = sample_data_dir()
 STAGES = ("shapes (library)", "polygonise", "merge", "to_features", "write (GeoParquet)")

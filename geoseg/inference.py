@@ -16,14 +16,11 @@ import numpy as np
 import torch
 
 from geoseg.errors import ConfigError, GeosegError
+from geoseg.maskformat import PROBABILITY_SCALE
 from geoseg.model.checkpoint import ModelMetadata, load_generator
 from geoseg.model.unet import class_probabilities, most_likely_class, most_likely_class_id
 from geoseg.timing import stage
 from geoseg.workflow import DEVICE, TTA, Precision
-
-PROBABILITY_SCALE = 100
-"""Probabilities are stored as uint8 percent (0..100); 255 is nodata."""
-
 
 View = tuple[int, tuple[int, ...]]
 """A dihedral view of an (…, H, W) tensor: quarter turns after flipping these dims."""

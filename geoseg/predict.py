@@ -27,9 +27,10 @@ from geoseg.applicability import scene_warnings
 from geoseg.errors import GeosegWarning, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.inference import Predictor
+from geoseg.maskformat import NODATA
 from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
-from geoseg.stitching import NODATA, MaskWriter
+from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block, Tile, TilingSpec, block_grid, read_extent, tiles_in_block
 from geoseg.timing import stage
 

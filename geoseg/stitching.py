@@ -4,10 +4,7 @@ Blocks are written with windowed writes into a tiled working GeoTIFF, so memory 
 a block, never by the scene; on success GDAL's COG driver copies it, with overviews that keep
 each class's share (``geoseg.overviews``), to a temporary name beside the target, which is
 then renamed. A failure or a killed process never leaves a file under the final name.
-
-The mask format: band 1 = class id (uint8, 0 = background), band 2 (optional) = probability of
-that class in percent (uint8, 0..100); 255 is nodata in both. Class names are in the
-``GEOSEG_CLASSES`` tag (JSON list, index = class id).
+The mask format (bands, nodata, class-name tag) is ``geoseg.maskformat``'s.
 """
 
 from __future__ import annotations
@@ -24,12 +21,11 @@ from rasterio.windows import Window
 
 from geoseg.atomic import atomic_output, temporary_sibling
 from geoseg.gdal_settings import bounded_cache
+from geoseg.maskformat import CLASSES_TAG, NODATA
 from geoseg.overviews import with_overviews
 from geoseg.scenes import Scene
 from geoseg.timing import stage
 
-NODATA = 255
-CLASSES_TAG = "GEOSEG_CLASSES"
 COG_BLOCK_PX = 512
 _WORKING_OPTIONS = {
     "tiled": True,

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from geoseg.errors import ConfigError, GeosegError
-from geoseg.inference import PROBABILITY_SCALE, Predictor, resolve_device
+from geoseg.inference import Predictor, resolve_device
+from geoseg.maskformat import PROBABILITY_SCALE
 from geoseg.model.checkpoint import ModelMetadata
 from geoseg.model.linear import LinearSegmenter
 from tests.conftest import SHIPPED_MODEL

@@ -5,9 +5,9 @@ import pytest
 import rasterio
 
 from geoseg.inference import Predictor
+from geoseg.maskformat import CLASSES_TAG, NODATA
 from geoseg.predict import predict_scene
 from geoseg.scenes import open_scene, read_window
-from geoseg.stitching import CLASSES_TAG, NODATA
 from tests.conftest import make_checkpoint, tiled_and_whole_masks
 
 REAL_SCENES = [

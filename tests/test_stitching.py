@@ -9,9 +9,10 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from geoseg.inference import Predictor
+from geoseg.maskformat import CLASSES_TAG, NODATA
 from geoseg.predict import predict_scene
 from geoseg.scenes import Scene, open_scene
-from geoseg.stitching import CLASSES_TAG, NODATA, MaskWriter
+from geoseg.stitching import MaskWriter
 from tests.conftest import SHIPPED_MODEL
 
 

@@ -34,11 +34,12 @@ from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.inference import Predictor
+from geoseg.maskformat import NODATA
 from geoseg.model.checkpoint import Domain
 from geoseg.predict import predict_pixels, read_block
 from geoseg.quicklook import Thumbnail, ThumbnailPart, thumbnail_factor, thumbnail_part, write_quicklook
 from geoseg.scenes import Scene, open_scene, read_window
-from geoseg.stitching import NODATA, MaskWriter
+from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block
 from geoseg.timing import stage
 from geoseg.vectorize import (

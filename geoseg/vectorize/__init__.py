@@ -15,9 +15,9 @@ Pieces carry geometries in the scene's pixel grid (exact integer vertices), so t
 exact whatever the block layout; metres and the CRS enter only in ``to_features``.
 """
 
+from geoseg.maskformat import MaskBlock, MaskInfo, iter_mask_blocks, read_mask_info
 from geoseg.vectorize.cleanup import Cleanup, to_features
 from geoseg.vectorize.formats import gather_layers, read_features, write_features
-from geoseg.vectorize.mask import MaskBlock, MaskInfo, iter_mask_blocks, read_mask_info
 from geoseg.vectorize.merge import merge_blocks
 from geoseg.vectorize.polygonize import BlockPieces, Components, polygonize_block
 from geoseg.vectorize.scene import VectorizeSummary, vectorize_mask

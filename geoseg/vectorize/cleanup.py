@@ -16,8 +16,8 @@ import numpy.typing as npt
 import shapely
 from rasterio.transform import Affine
 
+from geoseg.maskformat import PROBABILITY_SCALE, MaskInfo
 from geoseg.units import GeometryArray, MetricFrame, measure, metric_frame
-from geoseg.vectorize.mask import MaskInfo
 from geoseg.vectorize.polygonize import Components
 
 
@@ -133,7 +133,7 @@ def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_
     if info.has_probability:
         counts = components.prob_counts[keep]
         sums = components.prob_sums[keep]
-        columns["mean_prob"] = np.where(counts > 0, sums / np.maximum(counts, 1) / 100.0, np.nan)
+        columns["mean_prob"] = np.where(counts > 0, sums / np.maximum(counts, 1) / PROBABILITY_SCALE, np.nan)
     columns["scene_id"] = [scene_id] * int(keep.sum())
     return gpd.GeoDataFrame(columns, geometry=geometries[keep], crs=info.crs)
 

@@ -22,7 +22,7 @@ from rasterio.features import shapes
 from rasterio.transform import Affine
 from scipy import ndimage
 
-from geoseg.stitching import NODATA
+from geoseg.maskformat import NODATA
 
 Connectivity = Literal[4, 8]
 

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoseg.maskformat import iter_mask_blocks, read_mask_info
 from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
 from geoseg.vectorize.cleanup import Cleanup, to_features
 from geoseg.vectorize.formats import vector_driver, write_features
-from geoseg.vectorize.mask import iter_mask_blocks, read_mask_info
 from geoseg.vectorize.merge import merge_blocks
 from geoseg.vectorize.polygonize import Connectivity, polygonize_block
 

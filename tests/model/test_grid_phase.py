@@ -17,8 +17,8 @@ import pytest
 import rasterio
 
 from geoseg.inference import Predictor
+from geoseg.maskformat import NODATA
 from geoseg.predict import predict_scene
-from geoseg.stitching import NODATA
 from geoseg.training.metrics import grid_phase_shares, grid_phase_spread
 from tests.conftest import SHIPPED_MODEL, make_checkpoint
 

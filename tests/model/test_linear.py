@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from geoseg.inference import Predictor
+from geoseg.maskformat import NODATA
 from geoseg.model.checkpoint import (
     LinearArchitecture,
     ModelMetadata,
@@ -23,7 +24,6 @@ from geoseg.model.checkpoint import (
 from geoseg.model.linear import LinearSegmenter
 from geoseg.predict import predict_scene
 from geoseg.scenes import open_scene, read_window
-from geoseg.stitching import NODATA
 from geoseg.vectorize import read_features
 
 THRESHOLD = 100.5

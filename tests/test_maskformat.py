@@ -1,4 +1,4 @@
-"""Reading masks: the convention is checked, and blocks are windowed reads covering the mask."""
+"""The mask format: the convention is checked, and blocks are windowed reads covering the mask."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 import rasterio
 
 from geoseg.errors import VectorizeError
-from geoseg.vectorize import read_mask_info
-from geoseg.vectorize.mask import iter_mask_blocks
+from geoseg.maskformat import iter_mask_blocks, read_mask_info
 from tests.vectorize.conftest import write_mask
 
 

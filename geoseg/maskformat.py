@@ -1,8 +1,9 @@
-"""Segmentation masks as the stitching step writes them, read block by block.
+"""The mask format, in one place: what geoseg writes, and reading it back block by block.
 
-A mask is a GeoTIFF: band 1 holds uint8 class ids (0 background, 1..N classes, 255 nodata),
-an optional band 2 the uint8 probability of the predicted class in percent (255 nodata). Class
-names are the JSON list in the dataset tag ``GEOSEG_CLASSES`` (index = class id).
+A mask is a GeoTIFF: band 1 holds uint8 class ids (0 background, 1..N classes, ``NODATA``),
+an optional band 2 the uint8 probability of the predicted class in percent (0..100,
+``NODATA``). Class names are the JSON list in the dataset tag ``CLASSES_TAG`` (index = class
+id). ``stitching`` writes masks, ``inference`` makes the percentages, ``vectorize`` reads both.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from geoseg.errors import VectorizeError
-from geoseg.stitching import CLASSES_TAG
+
+NODATA = 255
+"""Class id and probability of pixels without a prediction (outside the scene's valid data)."""
+CLASSES_TAG = "GEOSEG_CLASSES"
+"""Dataset tag holding the class names as a JSON list, index = class id."""
+PROBABILITY_SCALE = 100
+"""Band 2 holds probabilities × this, rounded: uint8 percent."""
 
 
 @dataclass(frozen=True)
