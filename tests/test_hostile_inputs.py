@@ -545,6 +545,13 @@ def test_a_replaced_input_is_redone_not_skipped(world, sample_data):
         assert (second.width, second.height, second.crs) == (source.width, source.height, source.crs)
 
 
+def _default_sigint() -> None:
+    """Let Ctrl-C through as a terminal's foreground job has it: a test suite started in the
+    background (``cmd &``, nohup) passes SIGINT on as ignored, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_a_run_ends_with_one_line_and_releases_the_output(world, sample_data):
     chips = str(sample_data / "labeled" / "hotosm-ramp" / "chips" / "*.tif")
@@ -557,6 +564,7 @@ def test_ctrl_c_during_a_run_ends_with_one_line_and_releases_the_output(world, s
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=_default_sigint,
         env=env,
     )
     records = world / "work" / "out" / "scenes"
