@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from geoseg.cli.app import app
+from geoseg.workflow import TTA
 
 
 @app.command()
@@ -29,6 +30,9 @@ def evaluate(
     window: Annotated[int, typer.Option("--window", help="Window side in pixels.", min=16)] = 256,
     tolerance: Annotated[int, typer.Option("--tolerance", help="Boundary-F1 tolerance (px).", min=0)] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    tta: Annotated[
+        TTA, typer.Option("--tta", help="Test-time augmentation, as for predict: none, flips or dihedral.")
+    ] = "none",
 ) -> None:
     """Report IoU, F1, precision, recall and boundary F1 of CHECKPOINT on labelled scenes."""
     from pydantic import ValidationError
@@ -50,7 +54,7 @@ def evaluate(
     except ValidationError:
         raise ConfigError("evaluate: give exactly one of --masks or --labels") from None
     metrics, scenes = evaluate_checkpoint(
-        checkpoint, [dataset], window_px=window, tolerance_px=tolerance, device=device
+        checkpoint, [dataset], window_px=window, tolerance_px=tolerance, device=device, tta=tta
     )
     table = Table(title=f"{checkpoint.name} on {scenes} scenes ({metrics.pixels} labelled px)")
     for name in ("IoU", "F1", "precision", "recall", "boundary F1"):

@@ -15,6 +15,7 @@ from geoseg.inference import Predictor
 from geoseg.training.chips import Chip, ChipReader, chip_windows, open_datasets
 from geoseg.training.config import DatasetConfig
 from geoseg.training.metrics import MetricAccumulator, SegmentationMetrics
+from geoseg.workflow import TTA
 
 
 def evaluate_chips(
@@ -50,9 +51,13 @@ def evaluate_checkpoint(
     tolerance_px: int = 2,
     device: str = "auto",
     batch_size: int = 8,
+    tta: TTA = "none",
 ) -> tuple[SegmentationMetrics, int]:
-    """Metrics of a checkpoint on labelled scenes, read in ``window_px`` windows; and scene count."""
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    """Metrics of a checkpoint on labelled scenes, read in ``window_px`` windows; and scene count.
+
+    ``tta`` scores the masks ``predict``/``run`` make with that test-time augmentation.
+    """
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, tta=tta)
     stride = predictor.metadata.total_stride
     window_px = max(stride, window_px - window_px % stride)
     scenes = open_datasets(datasets, predictor.metadata.classes)

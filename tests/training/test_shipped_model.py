@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import rasterio
 
+from geoseg.inference import Predictor
 from geoseg.model.checkpoint import read_metadata
 from geoseg.training.config import DatasetConfig
 from geoseg.training.evaluate import evaluate_checkpoint
@@ -87,3 +89,16 @@ def test_the_gpu_trained_model_is_small_self_describing_and_held_out_nepal_and_t
     paths = [*provenance["train_scenes"], *provenance["train_labels"], *provenance["val_scenes"]]
     assert all(p.startswith("$GEOSEG_SAMPLE_DATA/labeled/") for p in paths)
     assert metadata.domain is not None and metadata.domain.gsd_max_m == pytest.approx(0.50, rel=1e-2)
+
+
+@pytest.mark.parametrize("tta", ["none", "flips"])
+def test_evaluate_scores_the_classes_predict_makes_with_the_same_tta(sample_data, tta):
+    """A 256-px chip is one 256-px window: its IoU is that of ``Predictor(tta=…)``'s classes."""
+    ramp = sample_data / "labeled" / "hotosm-ramp"
+    chip, mask = ramp / "val-chips" / "OAM-1238424-1046544-21.tif", ramp / "val-binarymasks"
+    val = DatasetConfig(images=str(chip), masks=str(mask / "{stem}.mask.tif"))
+    metrics, _ = evaluate_checkpoint(SHIPPED_MODEL, [val], device="cpu", tta=tta)
+    with rasterio.open(chip) as src, rasterio.open(mask / f"{chip.stem}.mask.tif") as truth:
+        pixels, buildings = src.read(), truth.read(1) > 0
+    predicted = Predictor.from_checkpoint(SHIPPED_MODEL, device="cpu", tta=tta).classify(pixels[None])[0] == 1
+    assert metrics.iou == pytest.approx((predicted & buildings).sum() / (predicted | buildings).sum())
