@@ -32,6 +32,7 @@ from rasterio.enums import Resampling
 from scipy import ndimage, sparse
 
 from geoseg.atomic import atomic_output
+from geoseg.maskformat import NODATA
 from geoseg.scenes import Scene
 from geoseg.units import ground_sampling_distance_m
 
@@ -226,7 +227,7 @@ def render_quicklook(
     title: str,
     gsd_m: float,
     metres_per_px: float,
-    nodata: int = 255,
+    nodata: int = NODATA,
 ) -> Image.Image:
     """The quick-look of ``pixels`` (1 or 3 bands) and ``classes``, both at the picture's size."""
     rgb = stretch(np.repeat(pixels, 3, axis=0) if len(pixels) == 1 else pixels, classes != nodata)
@@ -239,7 +240,7 @@ def write_quicklook(
     mask: str | os.PathLike[str],
     out: str | os.PathLike[str],
     title: str,
-    nodata: int = 255,
+    nodata: int = NODATA,
 ) -> Path:
     """Write the quick-look PNG of ``scene`` to ``out``, atomically.
 
