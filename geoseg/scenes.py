@@ -96,8 +96,12 @@ def open_scene(
     tile name: ``geoseg.xyz``); the file's own georeferencing, if any, is then ignored.
     """
     path = str(path)
-    if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
-        raise SceneError(path, "file not found")
+    if "://" not in path and not path.startswith("/vsi"):
+        local = Path(path)
+        if not local.exists():
+            raise SceneError(path, "file not found")
+        if not (local.is_file() or local.is_dir()):  # opening a named pipe would wait forever
+            raise SceneError(path, "is not a regular file (a pipe, socket or device)")
     try:
         with open_pixels(path) as ds:
             scene = _describe(ds, path, bands, expected_bands, georeference)
@@ -131,6 +135,8 @@ def _describe(
         )
     elif ds.transform == Affine.identity() and not ds.gcps[0]:
         raise SceneError(path, "has no geotransform (pixel coordinates are not georeferenced)")
+    if not np.isfinite(transform[:6]).all() or transform.a == 0 or transform.e == 0:
+        raise SceneError(path, f"has a degenerate geotransform (pixel size {transform.a} × {transform.e})")
     if transform.b != 0 or transform.d != 0:
         raise SceneError(path, "has a rotated geotransform (warp it to a north-up grid first)")
     if bands is None:

@@ -1,7 +1,11 @@
 """Scenes: any GeoTIFF rasterio reads is accepted; bad ones fail up front, naming the reason."""
 
+import os
+
 import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 from rasterio.windows import Window
 
 from geoseg.errors import SceneError
@@ -24,6 +28,24 @@ def test_bad_scene_fails_with_a_reason_naming_the_file(sample_data, relative, re
     assert reason in str(info.value)
     assert str(sample_data / relative) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    pipe = tmp_path / "scene.tif"
+    os.mkfifo(pipe)
+    with pytest.raises(SceneError, match="not a regular file"):
+        open_scene(pipe)
+
+
+@pytest.mark.parametrize("pixel_width", [float("nan"), float("inf")])
+def test_a_scene_whose_geotransform_is_not_finite_is_refused(tmp_path, pixel_width):
+    path = tmp_path / "scene.tif"
+    transform = Affine(pixel_width, 0, 500_000, 0, -0.3, 100_000)
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8", "crs": "EPSG:32636"}
+    with rasterio.open(path, "w", transform=transform, **profile) as dst:
+        dst.write(np.full((3, 8, 8), 100, dtype=np.uint8))
+    with pytest.raises(SceneError, match="degenerate geotransform"):
+        open_scene(path)
 
 
 def test_wrong_band_count_for_the_model_is_refused(sample_data):
