@@ -362,6 +362,8 @@ def _read_header(path: Path) -> dict[str, Any]:
     byte, included), so pickle signatures only name what a non-safetensors file is. The header
     is bounded in size and nesting, and ``__metadata__`` must map names to strings.
     """
+    if path.exists() and not (path.is_file() or path.is_dir()):  # reading a named pipe would wait
+        raise CheckpointError(f"{path}: not a regular file (a pipe, socket or device)")
     try:
         with path.open("rb") as f:
             head = f.read(9)

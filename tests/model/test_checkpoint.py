@@ -6,6 +6,7 @@ Every refusal is one line that names the file and the field or tensor at fault.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -81,6 +82,13 @@ def test_pickled_checkpoint_is_refused(tmp_path):
     torch.save(model.state_dict(), path)
     with pytest.raises(CheckpointError, match="pickled"):
         load_generator(path)
+
+
+def test_a_named_pipe_as_checkpoint_is_refused_without_waiting_for_a_writer(tmp_path):
+    pipe = tmp_path / "model.safetensors"
+    os.mkfifo(pipe)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read_metadata(pipe)
 
 
 def test_weights_that_do_not_match_the_metadata_are_refused(tmp_path):
