@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - older typer on real click
 from geoseg.cli import commands  # noqa: F401  (registers the commands)
 from geoseg.cli.app import DEBUG_VARIABLE, app
 from geoseg.errors import GeosegError, GeosegWarning
+from geoseg.gdal_settings import http_timeouts
 
 INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT, as shells report it)."""
@@ -29,6 +30,7 @@ def main() -> None:
     """Entry point of the ``geoseg`` console script."""
     warnings.simplefilter("always", GeosegWarning)
     warnings.showwarning = _show_warning
+    http_timeouts()
     try:
         code = app(standalone_mode=False)
     except ClickException as exc:  # usage errors: one line naming the option, as for others

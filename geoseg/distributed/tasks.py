@@ -32,7 +32,7 @@ from geoseg.atomic import atomic_output
 from geoseg.distributed.records import SceneJob, SceneRecord, write_record
 from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import GeosegError, SceneError
-from geoseg.gdal_settings import bounded_cache
+from geoseg.gdal_settings import bounded_cache, http_timeouts
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
 from geoseg.model.checkpoint import Domain
@@ -57,7 +57,8 @@ R = TypeVar("R")
 
 
 def _worker_task(task: Callable[P, R]) -> Callable[P, R]:
-    """Run a task with GDAL's cache bounded; re-raise its ``GeosegError`` without the chain.
+    """Run a task with GDAL's cache bounded and HTTP timeouts set (``geoseg.gdal_settings``, on
+    any worker, local or remote); re-raise its ``GeosegError`` without the chain.
 
     Dask pickles the whole chain back to the client; GDAL errors in it (the ``__context__``
     of a ``SceneError``) do not unpickle, which would turn the clear error into a generic one.
@@ -65,6 +66,7 @@ def _worker_task(task: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(task)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        http_timeouts()
         try:
             with bounded_cache():
                 return task(*args, **kwargs)

@@ -1,10 +1,13 @@
 """Worker tasks without a cluster: block parts are reused only under the same settings."""
 
+import os
+
 import numpy as np
 
 from geoseg.catalog import SceneInput
 from geoseg.distributed.records import SceneJob, remove_stale_parts
 from geoseg.distributed.tasks import polygonise_block_task, predict_block_task
+from geoseg.gdal_settings import HTTP_TIMEOUTS
 from geoseg.model.checkpoint import read_metadata
 from geoseg.scenes import open_scene
 from geoseg.tiling import TilingSpec, block_grid
@@ -51,3 +54,20 @@ def test_a_saved_part_is_reused_only_under_the_same_fingerprint(sample_data, rgb
 
     remove_stale_parts(tmp_path, "bbbb")
     assert not same.parts_dir.exists() and other.parts_dir.exists()
+
+
+def test_every_task_gives_gdal_http_timeouts_unless_the_user_set_them(
+    sample_data, rgb_checkpoint, tmp_path, monkeypatch
+):
+    """Tasks also run on remote workers started without geoseg's set-up: they set them."""
+    monkeypatch.delenv("GDAL_HTTP_CONNECTTIMEOUT", raising=False)
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "600")
+    scene = open_scene(sample_data / "edge/RGB.byte.tif")
+    spec = TilingSpec.for_model(stride_px=8, receptive_radius_px=58, tile_size_px=128, block_size_px=256)
+    predict_block_task(
+        job_for(scene.path, rgb_checkpoint, tmp_path, "aaaa"),
+        scene,
+        block_grid(scene.width, scene.height, spec)[0],
+    )
+    assert os.environ["GDAL_HTTP_CONNECTTIMEOUT"] == HTTP_TIMEOUTS["GDAL_HTTP_CONNECTTIMEOUT"]
+    assert os.environ["GDAL_HTTP_TIMEOUT"] == "600"
