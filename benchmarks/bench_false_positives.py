@@ -18,7 +18,7 @@ from a copy stretched to uint8 (per band, 2nd–98th percentile → 1..255), whi
 bit-depth/radiometry mismatch from the resolution mismatch. Band orders were checked by eye:
 the Sentinel-2 Denmark and both Landsat files are stored blue, green, red.
 
-    python benchmarks/bench_false_positives.py [--model PATH] [--threads 2]
+    python benchmarks/bench_false_positives.py [--model PATH] [--threads 2] [--tta none|flips|dihedral]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import geopandas as gpd
 import numpy as np
@@ -48,6 +49,7 @@ from geoseg.scenes import open_scene
 from geoseg.training.metrics import grid_phase_spread
 from geoseg.units import ground_sampling_distance_m
 from geoseg.vectorize.polygonize import label_components
+from geoseg.workflow import TTA
 
 DATA = sample_data_dir()
 SHIPPED_MODEL = Path(__file__).parents[1] / "geoseg" / "models" / "buildings-unet.safetensors"
@@ -320,10 +322,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=SHIPPED_MODEL)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--tta", choices=get_args(TTA), default="none", help="test-time augmentation")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    predictor = Predictor.from_checkpoint(args.model, device="cpu")
-    print(f"model {args.model}; CPU {cpu_name()}, {args.threads} torch threads")
+    predictor = Predictor.from_checkpoint(args.model, device="cpu", tta=args.tta)
+    print(f"model {args.model}, TTA {args.tta}; CPU {cpu_name()}, {args.threads} torch threads")
     print()
     print(
         "| scene | input | GSD | warnings | building-free part | counted px (km²) | FP rate "

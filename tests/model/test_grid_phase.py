@@ -77,6 +77,17 @@ def test_the_bilinear_gpu_model_draws_no_grid_where_the_shipped_one_does(sample_
     assert grid_phase_spread(building, valid) <= MAX_SPREAD
 
 
+def test_flipped_views_average_the_shipped_models_grid_away(sample_data, tmp_path):
+    """``tta: flips``: flipping a tile (its sides are multiples of the stride, so even) moves each
+    pixel to the other phase along that axis, so the average of the four views has no phase to
+    prefer (the scene above: 0.076 without it)."""
+    scene = sample_data / "labeled/sen1floods11-water/sample/S2/Spain_7370579_S2Hand.tif"
+    predictor = Predictor.from_checkpoint(SHIPPED_MODEL, device="cpu", tta="flips")
+    building, valid = foreground_mask(scene, predictor, tmp_path, bands=[4, 3, 2])
+    assert 0.05 < building[valid].mean() < 0.95, "the check needs both classes to mean anything"
+    assert grid_phase_spread(building, valid) <= MAX_SPREAD
+
+
 def test_the_check_catches_the_checkerboard_of_an_untrained_transposed_unet(sample_data, tmp_path):
     """The same check on the same kind of scene fails for a model known to draw a grid."""
     scene = sample_data / SCENES[-1]
