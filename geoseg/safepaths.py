@@ -67,6 +67,20 @@ def check_unique_names(ids: Iterable[str]) -> None:
         seen[key] = scene_id
 
 
+def check_output_folder(output: str | os.PathLike[str]) -> None:
+    """Refuse a filesystem root or the home folder as a run's output folder.
+
+    A run writes ``masks/``, ``vectors/``, ``scenes/``, its reports and catalog into its output
+    folder and clears its own temporaries there: a typo such as ``output: /`` or ``output: ~``
+    would scatter them over a system or home folder.
+    """
+    folder = Path(output).expanduser().resolve()
+    if folder == Path(folder.anchor) or folder == Path.home().resolve():
+        raise OutputError(
+            output, "output: a filesystem root or the home folder; give the run a folder of its own"
+        )
+
+
 def inside(root: str | os.PathLike[str], *parts: str) -> Path:
     """``root / parts``, refused unless it resolves (links followed) inside ``root``."""
     base = Path(root).resolve()

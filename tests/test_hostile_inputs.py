@@ -404,6 +404,7 @@ def stac_file(world: Path, document: object, name: str = "hostile.json") -> str:
     ("fields", "named"),
     [
         ({"output": "existing-file"}, "output"),
+        ({"output": "/"}, "output: a filesystem root"),
         ({"cluster": {"memory_limit": "lots"}}, "memory_limit"),
         ({"cluster": {"dashboard_address": "not an address"}}, "dashboard_address"),
         ({"cluster": {"device": "tpu"}}, "device"),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from geoseg.errors import ConfigError, OutputError
 from geoseg.safepaths import (
     MAX_NAME_CHARS,
+    check_output_folder,
     check_replaceable,
     check_unique_names,
     inside,
@@ -98,3 +99,14 @@ def test_an_output_that_is_an_input_through_a_hard_link_is_refused(tmp_path):
     with pytest.raises(OutputError, match="never overwrites an input"):
         refuse_overwriting_inputs([tmp_path / "mask.tif"], [scene])
     refuse_overwriting_inputs([tmp_path / "other.tif"], [scene])
+
+
+@pytest.mark.parametrize("folder", ["/", "~", "~/"])
+def test_a_filesystem_root_or_the_home_folder_is_no_output_folder(folder):
+    with pytest.raises(OutputError, match="output: a filesystem root or the home folder"):
+        check_output_folder(folder)
+
+
+def test_a_folder_of_its_own_is_an_output_folder(tmp_path):
+    check_output_folder(tmp_path / "out")
+    check_output_folder(tmp_path)

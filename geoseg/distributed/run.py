@@ -48,7 +48,7 @@ from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
 from geoseg.model.checkpoint import ModelMetadata, read_metadata
 from geoseg.report_html import format_area, format_count, write_report_html
 from geoseg.runlock import output_lock
-from geoseg.safepaths import ProtectedFiles, check_unique_names, inside
+from geoseg.safepaths import ProtectedFiles, check_output_folder, check_unique_names, inside
 from geoseg.scenes import Scene
 from geoseg.tiling import TilingSpec, block_grid, tiles_in_block
 from geoseg.vectorize import gather_layers
@@ -62,6 +62,7 @@ def run_workflow(
     console = console or Console(stderr=True)
     started = time.perf_counter()
     output = workflow.resolve(workflow.output)
+    check_output_folder(output)
     model = workflow.resolve(workflow.model)
     metadata = read_metadata(model)
     jobs, records = _plan(workflow, output, model, metadata)
