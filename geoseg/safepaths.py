@@ -74,8 +74,8 @@ def check_output_folder(output: str | os.PathLike[str]) -> None:
     folder and clears its own temporaries there: a typo such as ``output: /`` or ``output: ~``
     would scatter them over a system or home folder.
     """
-    folder = Path(output).expanduser().resolve()
-    if folder == Path(folder.anchor) or folder == Path.home().resolve():
+    folder = Path(os.path.expanduser(output)).resolve()  # unlike Path.home(), never raises
+    if folder == Path(folder.anchor) or folder == Path(os.path.expanduser("~")).resolve():
         raise OutputError(
             output, "output: a filesystem root or the home folder; give the run a folder of its own"
         )
