@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 import pystac
 import rasterio
@@ -71,7 +72,7 @@ def _stac_inputs(path: Path, asset_key: str | None) -> list[SceneInput]:
         if document.get("type") == "FeatureCollection":
             items: Iterable[pystac.Item] = pystac.ItemCollection.from_dict(document, root=None)
         else:
-            stac = pystac.read_file(str(path))
+            stac = pystac.read_file(str(path), stac_io=_BoundedStacIO())
             if isinstance(stac, pystac.Item):
                 items = [stac]
             elif isinstance(stac, pystac.Catalog):  # collections are catalogs too
@@ -289,6 +290,31 @@ def _save(catalog: pystac.Catalog, out: Path) -> None:
     catalog.set_self_href(str(out))
     catalog.make_all_asset_hrefs_relative()
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=_AtomicStacIO(root))
+
+
+STAC_HTTP_TIMEOUT_S = 60.0
+"""Seconds a linked STAC file's server may take to connect or answer."""
+
+
+class _BoundedStacIO(DefaultStacIO):
+    """pystac's reads of linked STAC files, none of which can wait forever.
+
+    Links come from untrusted catalogs: pystac's own HTTP reads have no timeout (a silent
+    server stalled a run for good), and opening a named pipe waits for a writer.
+    """
+
+    def read_text_from_href(self, href: str) -> str:
+        """The UTF-8 text at ``href``: a URL read with a timeout, or a regular local file."""
+        if "://" in href:
+            if not href.lower().startswith(("http://", "https://")):
+                raise OSError(f"{href}: only http(s) links are followed")
+            with urlopen(href, timeout=STAC_HTTP_TIMEOUT_S) as response:
+                text: str = response.read().decode("utf-8")
+                return text
+        local = Path(href)
+        if local.exists() and not local.is_file():
+            raise OSError(f"{href} is not a regular file")
+        return super().read_text_from_href(href)
 
 
 class _AtomicStacIO(DefaultStacIO):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +74,23 @@ def tiled_and_whole_masks(scene_path: str, predictor, folder: Path) -> tuple[np.
     whole = predict_scene(scene_path, predictor, folder / "whole.tif", tile_size_px=4096)
     with rasterio.open(tiled) as a, rasterio.open(whole) as b:
         return a.read(1), b.read(1)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A URL on a local server that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/scene.tif"  # any path: nothing is ever sent
+    server.close()
+    for connection in accepted:
+        connection.close()

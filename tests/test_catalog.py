@@ -1,6 +1,10 @@
 """Catalogs: STAC in (catalog, item collection, relative hrefs, asset keys) and out."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -54,3 +58,33 @@ def test_bundled_example_catalog_points_at_the_sample_data(sample_data):
     inputs = load_inputs(workflow.inputs, base_dir=workflow.base_dir)
     assert len(inputs) >= 10
     assert all(open_scene(s.href, expected_bands=3) for s in inputs)
+
+
+def test_a_catalog_link_to_a_silent_server_fails_after_the_timeout(silent_server, tmp_path):
+    """pystac's own HTTP reads wait forever; in a child process, so a regression fails, not hangs."""
+    catalog = tmp_path / "catalog.json"
+    link = {"rel": "child", "href": silent_server.replace("scene.tif", "child.json")}
+    catalog.write_text(
+        json.dumps(
+            {"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d", "links": [link]}
+        )
+    )
+    code = f"import geoseg.catalog as c; c.STAC_HTTP_TIMEOUT_S = 2; c.load_inputs({str(catalog)!r})"
+    start = time.monotonic()
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.returncode != 0 and "ConfigError" in child.stderr and "catalog.json" in child.stderr
+    assert time.monotonic() - start < 60
+
+
+def test_a_catalog_link_to_a_named_pipe_is_refused(tmp_path):
+    pipe = tmp_path / "child.json"
+    os.mkfifo(pipe)
+    catalog = tmp_path / "catalog.json"
+    link = {"rel": "child", "href": "./child.json"}
+    catalog.write_text(
+        json.dumps(
+            {"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d", "links": [link]}
+        )
+    )
+    with pytest.raises(ConfigError, match=r"catalog\.json"):
+        load_inputs(str(catalog))

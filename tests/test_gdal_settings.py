@@ -3,37 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from geoseg import gdal_settings
 from geoseg.gdal_settings import http_timeouts
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """A URL on a local server that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/scene.tif"
-    server.close()
-    for connection in accepted:
-        connection.close()
 
 
 def test_a_scene_on_a_silent_server_fails_after_the_timeout(silent_server):
