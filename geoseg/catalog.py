@@ -25,7 +25,7 @@ from rasterio.warp import transform_bounds
 
 from geoseg.atomic import atomic_output
 from geoseg.errors import ConfigError, SceneError
-from geoseg.safepaths import check_replaceable, inside, safe_name
+from geoseg.safepaths import check_replaceable, inside, is_special_file, safe_name
 from geoseg.sampledata import expand_variables
 from geoseg.scenes import scene_id
 
@@ -311,8 +311,7 @@ class _BoundedStacIO(DefaultStacIO):
             with urlopen(href, timeout=STAC_HTTP_TIMEOUT_S) as response:
                 text: str = response.read().decode("utf-8")
                 return text
-        local = Path(href)
-        if local.exists() and not local.is_file():
+        if is_special_file(href):
             raise OSError(f"{href} is not a regular file")
         return super().read_text_from_href(href)
 

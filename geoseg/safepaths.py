@@ -90,6 +90,15 @@ def inside(root: str | os.PathLike[str], *parts: str) -> Path:
     return path
 
 
+def is_special_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a pipe, socket or device: opening one to read can wait forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def check_replaceable(path: str | os.PathLike[str]) -> None:
     """Refuse to replace an existing target that is not a regular file."""
     try:

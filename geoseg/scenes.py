@@ -24,6 +24,7 @@ from rasterio.transform import from_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import SceneError
+from geoseg.safepaths import is_special_file
 from geoseg.units import footprint_area_m2
 
 MAX_PIXELS_VARIABLE = "GEOSEG_MAX_SCENE_PIXELS"
@@ -97,10 +98,9 @@ def open_scene(
     """
     path = str(path)
     if "://" not in path and not path.startswith("/vsi"):
-        local = Path(path)
-        if not local.exists():
+        if not Path(path).exists():
             raise SceneError(path, "file not found")
-        if not (local.is_file() or local.is_dir()):  # opening a named pipe would wait forever
+        if is_special_file(path):
             raise SceneError(path, "is not a regular file (a pipe, socket or device)")
     try:
         with open_pixels(path) as ds:

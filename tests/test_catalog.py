@@ -60,15 +60,21 @@ def test_bundled_example_catalog_points_at_the_sample_data(sample_data):
     assert all(open_scene(s.href, expected_bands=3) for s in inputs)
 
 
-def test_a_catalog_link_to_a_silent_server_fails_after_the_timeout(silent_server, tmp_path):
-    """pystac's own HTTP reads wait forever; in a child process, so a regression fails, not hangs."""
-    catalog = tmp_path / "catalog.json"
-    link = {"rel": "child", "href": silent_server.replace("scene.tif", "child.json")}
+def catalog_linking(folder, href):
+    """A STAC catalog in ``folder`` whose one child link is ``href``."""
+    catalog = folder / "catalog.json"
+    link = {"rel": "child", "href": href}
     catalog.write_text(
         json.dumps(
             {"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d", "links": [link]}
         )
     )
+    return catalog
+
+
+def test_a_catalog_link_to_a_silent_server_fails_after_the_timeout(silent_server, tmp_path):
+    """pystac's own HTTP reads wait forever; in a child process, so a regression fails, not hangs."""
+    catalog = catalog_linking(tmp_path, silent_server.replace("scene.tif", "child.json"))
     code = f"import geoseg.catalog as c; c.STAC_HTTP_TIMEOUT_S = 2; c.load_inputs({str(catalog)!r})"
     start = time.monotonic()
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -79,12 +85,6 @@ def test_a_catalog_link_to_a_silent_server_fails_after_the_timeout(silent_server
 def test_a_catalog_link_to_a_named_pipe_is_refused(tmp_path):
     pipe = tmp_path / "child.json"
     os.mkfifo(pipe)
-    catalog = tmp_path / "catalog.json"
-    link = {"rel": "child", "href": "./child.json"}
-    catalog.write_text(
-        json.dumps(
-            {"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d", "links": [link]}
-        )
-    )
+    catalog = catalog_linking(tmp_path, "./child.json")
     with pytest.raises(ConfigError, match=r"catalog\.json"):
         load_inputs(str(catalog))

@@ -41,6 +41,7 @@ from geoseg.configfile import FieldProblem
 from geoseg.errors import CheckpointError
 from geoseg.model.linear import LinearSegmenter
 from geoseg.model.unet import UNetGenerator, Upsampling
+from geoseg.safepaths import is_special_file
 
 FORMAT: Final = "geoseg-checkpoint/1"
 _METADATA_KEY = "geoseg"
@@ -362,7 +363,7 @@ def _read_header(path: Path) -> dict[str, Any]:
     byte, included), so pickle signatures only name what a non-safetensors file is. The header
     is bounded in size and nesting, and ``__metadata__`` must map names to strings.
     """
-    if path.exists() and not (path.is_file() or path.is_dir()):  # reading a named pipe would wait
+    if is_special_file(path):
         raise CheckpointError(f"{path}: not a regular file (a pipe, socket or device)")
     try:
         with path.open("rb") as f:

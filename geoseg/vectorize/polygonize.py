@@ -108,14 +108,16 @@ def label_components(
 
     Returns the label image (0 = no component, labels 1..n) and the class id of each label.
     """
-    highest = int(np.max(classes, where=classes != nodata, initial=0))  # 10× cheaper than a bincount
+    highest = int(np.max(classes, where=classes != nodata, initial=0))  # 2 ms a 2048² block; bincount 16
     labels = np.zeros(classes.shape, dtype=np.int32)
     scratch: npt.NDArray[np.int32] | None = None
     class_of: list[npt.NDArray[np.uint8]] = []
     count = 0
     for class_id in range(1, highest + 1):
+        if class_id == nodata:
+            continue
         mask = classes == class_id
-        if class_id == nodata or not mask.any():
+        if not mask.any():
             continue
         if count == 0:
             n = ndimage.label(mask, structure=_STRUCTURES[connectivity], output=labels)
