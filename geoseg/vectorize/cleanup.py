@@ -154,7 +154,7 @@ def _north_up(transform: Affine) -> bool:
 def _valid(geometries: GeometryArray) -> GeometryArray:
     """Repair invalid geometries; needed only where a step can break validity.
 
-    Merged components are valid (``polygonize_labels``, ``merge.union_pieces``), and filling
+    Merged components are valid (``polygonize_regions``, ``merge.union_pieces``), and filling
     holes keeps them so. Their edges are axis-parallel with integer vertices, so validity is a
     matter of how x values and y values compare; a north-up transform maps x and y each through
     one increasing or decreasing function, which keeps every such comparison, ties included.

@@ -103,7 +103,7 @@ def union_pieces(pieces: GeometryArray, frames: npt.NDArray[np.float64]) -> shap
 
 
 def in_polygonize_order(geometries: GeometryArray) -> GeometryArray:
-    """Pixel-grid (Multi)Polygons written in the order ``polygonize_labels`` writes a piece.
+    """Pixel-grid (Multi)Polygons written in the order ``polygonize_regions`` writes a piece.
 
     That is GDAL's ring order: collinear vertices dropped, each ring starting at its top-left
     vertex (least row, then column) and running with the interior on its left in (column, row)

@@ -9,20 +9,19 @@ probability sum, and the labels along the block's four edges.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from itertools import chain
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import shapely
-from rasterio.features import shapes
-from rasterio.transform import Affine
 from scipy import ndimage
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 from geoseg.maskformat import NODATA
+from geoseg.vectorize.rings import Rings, trace_regions
 
 Connectivity = Literal[4, 8]
 
@@ -132,128 +131,67 @@ def label_components(
     return labels, ids
 
 
-def polygonize_labels(
-    labels: npt.NDArray[np.int32], count: int, row_off: int = 0, col_off: int = 0
+def polygonize_regions(
+    rings: Rings, component_of_region: npt.NDArray[np.int64], count: int, row_off: int = 0, col_off: int = 0
 ) -> npt.NDArray[np.object_]:
-    """One (Multi)Polygon per label, in scene pixel coordinates (x = column, y = row).
+    """One (Multi)Polygon per component, in scene pixel coordinates, from its regions' rings.
 
-    GDAL polygonises 4-connected regions; the parts of an 8-connected label that touch only at
-    corners are gathered into one MultiPolygon, which is valid since parts meet at points only,
-    in the order of their top-left vertex (see ``merge.in_polygonize_order``).
+    Each 4-connected region is one polygon, vertex for vertex GDAL's (``rings.trace_regions``);
+    the regions of an 8-connected component, which touch only at corners, are gathered into one
+    MultiPolygon, valid since parts meet at points only, in the order of their top-left vertex
+    (see ``merge.in_polygonize_order``).
     """
     geometries = np.empty(count, dtype=object)
-    rings = _trace_rings(labels, row_off, col_off)
-    if rings is None:
+    if len(rings.ring_sizes) == 0:
         return geometries
-    coords, ring_sizes, rings_per_polygon, owner = rings
-    ring_offsets = np.concatenate([[0], np.cumsum(ring_sizes)])
-    polygon_offsets = np.concatenate([[0], np.cumsum(rings_per_polygon)])
-    polygons = shapely.from_ragged_array(
-        shapely.GeometryType.POLYGON, coords, (ring_offsets, polygon_offsets)
-    )
-    parts_per_label = np.bincount(owner, minlength=count)
-    single = parts_per_label[owner] == 1
+    ring_offsets = np.concatenate([[0], np.cumsum(rings.ring_sizes)])
+    polygon_offsets = np.concatenate([[0], np.cumsum(rings.rings_per_polygon)])
+    coords = rings.coords + np.array([col_off, row_off])
+    offsets = (ring_offsets, polygon_offsets)
+    polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, offsets)
+    owner = component_of_region
+    single = np.bincount(owner, minlength=count)[owner] == 1
     geometries[owner[single]] = polygons[single]
     if not single.all():
         multi = np.flatnonzero(~single)
-        top_left = coords[ring_offsets[polygon_offsets[:-1]]][multi]  # where GDAL starts a ring
+        top_left = rings.coords[ring_offsets[polygon_offsets[:-1][multi]]]
         multi = multi[np.lexsort((top_left[:, 0], top_left[:, 1], owner[multi]))]
         labels_with_parts = np.unique(owner[multi])
         geometries[labels_with_parts] = shapely.multipolygons(
             polygons[multi], indices=np.searchsorted(labels_with_parts, owner[multi])
         )
-    suspects = np.unique(owner[_has_self_touching_ring(coords, ring_sizes, rings_per_polygon)])
-    invalid = suspects[~shapely.is_valid(geometries[suspects])]
-    if len(invalid):
-        geometries[invalid] = shapely.make_valid(geometries[invalid])
     return geometries
 
 
-_MIN_GAP_ROWS = 16
-"""Empty rows that split a block into bands polygonised apart (GDAL then skips those rows)."""
+def corner_components(
+    regions: npt.NDArray[np.int32], region_class: npt.NDArray[np.uint8], rings: Rings
+) -> npt.NDArray[np.int64]:
+    """The 8-connected component of each region: regions of one class meeting at a corner.
 
-
-def _foreground_windows(foreground: npt.NDArray[np.bool_]) -> list[tuple[slice, slice]]:
-    """Bands of rows with foreground, split at runs of empty rows, each cropped to its columns.
-
-    No region crosses an empty row, so the bands can be polygonised one by one.
+    Two regions of one class that touch diagonally meet at a corner of both (the other two
+    pixels there are of another class, or the regions would be one), so only ring vertices are
+    looked at. Components are numbered in the order of their first pixel, as ``ndimage.label``
+    numbers them, since regions are.
     """
-    rows = np.flatnonzero(foreground.any(axis=1))
-    if len(rows) == 0:
-        return []
-    gaps = np.flatnonzero(np.diff(rows) > _MIN_GAP_ROWS)
-    starts, stops = rows[np.r_[0, gaps + 1]], rows[np.r_[gaps, len(rows) - 1]] + 1
-    windows = []
-    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-        cols = np.flatnonzero(foreground[start:stop].any(axis=0))
-        windows.append((slice(start, stop), slice(int(cols[0]), int(cols[-1]) + 1)))
-    return windows
-
-
-_Rings = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
-
-
-def _trace_rings(labels: npt.NDArray[np.int32], row_off: int, col_off: int) -> _Rings | None:
-    """GDAL's 4-connected polygons of the labelled regions, as flat arrays (``None``: no region).
-
-    Returns the closed rings' (x, y) vertices end to end, the vertex count of each ring, the
-    ring count of each polygon (exterior first) and the label index (label - 1) of each polygon.
-    Coordinates go straight into C arrays, so no Python object outlives its polygon: the garbage
-    collector has nothing to rescan (holding GDAL's GeoJSON costs as much as GDAL itself).
-    """
-    foreground = labels > 0
-    xy, ring_sizes, rings_per_polygon, owner = array("d"), array("q"), array("q"), array("q")
-    for rows, cols in _foreground_windows(foreground):
-        transform = Affine.translation(col_off + cols.start, row_off + rows.start)
-        window = labels[rows, cols]
-        for geojson, value in shapes(
-            window, mask=foreground[rows, cols], connectivity=4, transform=transform
-        ):
-            rings = geojson["coordinates"]
-            xy.extend(chain.from_iterable(chain.from_iterable(rings)))
-            ring_sizes.extend(map(len, rings))
-            rings_per_polygon.append(len(rings))
-            owner.append(int(value) - 1)
-    if not owner:
-        return None
-    return (
-        np.frombuffer(xy, dtype=np.float64).reshape(-1, 2),
-        np.frombuffer(ring_sizes, dtype=np.int64),
-        np.frombuffer(rings_per_polygon, dtype=np.int64),
-        np.frombuffer(owner, dtype=np.int64),
-    )
-
-
-def _has_self_touching_ring(
-    coords: npt.NDArray[np.float64],
-    ring_sizes: npt.NDArray[np.int64],
-    rings_per_polygon: npt.NDArray[np.int64],
-) -> npt.NDArray[np.bool_]:
-    """Which polygons have a ring that passes through one vertex twice (closing vertex aside).
-
-    The rings of one polygon bound one 4-connected pixel region. They run along pixel edges,
-    each edge used once, so they can meet only at a grid vertex where region pixels touch
-    diagonally, and there they touch without crossing. Rings that touch each other at such
-    points are valid (the region's pixels, joined through shared edges, keep the interior
-    connected); a ring touching itself is not. GDAL 3.10 never traces one, but that is its
-    choice, not a guarantee, so the polygons that have one go to GEOS's validity check. Such a
-    ring is two loops of at least 4 corners through one vertex: 9 vertices with the closing one.
-    """
-    ring_of_vertex = np.repeat(np.arange(len(ring_sizes)), ring_sizes)
-    checked = np.repeat(ring_sizes >= 9, ring_sizes)
-    checked[np.cumsum(ring_sizes) - 1] = False
-    if not checked.any():
-        return np.zeros(len(rings_per_polygon), dtype=bool)
-    grid = coords[checked].astype(np.int64)
-    grid -= grid.min(axis=0)
-    span = grid.max(axis=0) + 1
-    keys = (ring_of_vertex[checked] * span[0] + grid[:, 0]) * span[1] + grid[:, 1]
-    keys.sort()
-    touching_rings = keys[1:][keys[1:] == keys[:-1]] // (span[0] * span[1])
-    polygon_of_ring = np.repeat(np.arange(len(rings_per_polygon)), rings_per_polygon)
-    flags = np.zeros(len(rings_per_polygon), dtype=bool)
-    flags[polygon_of_ring[touching_rings]] = True
-    return flags
+    n = len(region_class)
+    padded = np.pad(regions, 1)
+    x, y = rings.coords[:, 0].astype(np.int64), rings.coords[:, 1].astype(np.int64)
+    # Around vertex (x, y): a, b above (rows y - 1), c, d below; padded by one.
+    a, b, c, d = padded[y, x], padded[y, x + 1], padded[y + 1, x], padded[y + 1, x + 1]
+    pairs = [(a, d), (b, c)]
+    ends = [(p[touch] - 1, q[touch] - 1) for p, q in pairs if (touch := (p > 0) & (q > 0) & (p != q)).any()]
+    ends = [(p[same], q[same]) for p, q in ends if (same := region_class[p] == region_class[q]).any()]
+    if not ends:
+        return np.arange(n, dtype=np.int64)
+    p, q = (np.concatenate(side) for side in zip(*ends, strict=True))
+    graph = coo_array((np.ones(len(p), dtype=np.int8), (p, q)), shape=(n, n))
+    count, component = connected_components(graph, directed=False)
+    first = np.full(count, n, dtype=np.int64)
+    np.minimum.at(first, component, np.arange(n))
+    rank = np.empty(count, dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(count)
+    numbered: npt.NDArray[np.int64] = rank[component]
+    return numbered
 
 
 def polygonize_block(
@@ -272,19 +210,17 @@ def polygonize_block(
     """
     if classes.ndim != 2:
         raise ValueError(f"classes must be 2-D, got shape {classes.shape}")
-    labels, class_ids = label_components(classes, connectivity, nodata)
-    count = len(class_ids)
-    if probability is None or count == 0:
-        prob_sums = np.zeros(count, dtype=np.float64)
-        prob_counts = np.zeros(count, dtype=np.int64)
+    regions, region_class = label_components(classes, 4, nodata)
+    rings = trace_regions(regions, len(region_class))
+    if connectivity == 8:
+        component_of_region = corner_components(regions, region_class, rings)
     else:
-        flat = labels.ravel()
-        inside = np.flatnonzero(flat)
-        percent = probability.ravel()[inside]
-        known = percent != nodata
-        label_of = flat[inside][known]
-        prob_sums = np.bincount(label_of, weights=percent[known], minlength=count + 1)[1:].astype(np.float64)
-        prob_counts = np.bincount(label_of, minlength=count + 1)[1:].astype(np.int64)
+        component_of_region = np.arange(len(region_class), dtype=np.int64)
+    count = int(component_of_region.max(initial=-1)) + 1
+    class_ids = np.zeros(count, dtype=np.uint8)
+    class_ids[component_of_region] = region_class
+    prob_sums, prob_counts = _probability_sums(regions, component_of_region, count, probability, nodata)
+    label_of_region = np.r_[0, component_of_region + 1].astype(np.int32)
     return BlockPieces(
         row_off=row_off,
         col_off=col_off,
@@ -295,10 +231,29 @@ def polygonize_block(
             class_ids=class_ids,
             prob_sums=prob_sums,
             prob_counts=prob_counts,
-            geometries=polygonize_labels(labels, count, row_off, col_off),
+            geometries=polygonize_regions(rings, component_of_region, count, row_off, col_off),
         ),
-        top=labels[0].copy(),
-        bottom=labels[-1].copy(),
-        left=labels[:, 0].copy(),
-        right=labels[:, -1].copy(),
+        top=label_of_region[regions[0]],
+        bottom=label_of_region[regions[-1]],
+        left=label_of_region[regions[:, 0]],
+        right=label_of_region[regions[:, -1]],
     )
+
+
+def _probability_sums(
+    regions: npt.NDArray[np.int32],
+    component_of_region: npt.NDArray[np.int64],
+    count: int,
+    probability: npt.NDArray[np.uint8] | None,
+    nodata: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Sum and count of the known probabilities (band 2, percent) of each component's pixels."""
+    if probability is None or count == 0:
+        return np.zeros(count, dtype=np.float64), np.zeros(count, dtype=np.int64)
+    flat = regions.ravel()
+    inside = np.flatnonzero(flat)
+    percent = probability.ravel()[inside]
+    known = percent != nodata
+    component = component_of_region[flat[inside][known] - 1]
+    sums = np.bincount(component, weights=percent[known], minlength=count).astype(np.float64)
+    return sums, np.bincount(component, minlength=count).astype(np.int64)

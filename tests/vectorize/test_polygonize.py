@@ -12,7 +12,7 @@ from rasterio.features import shapes
 from rasterio.transform import Affine
 
 from geoseg.vectorize import polygonize_block
-from geoseg.vectorize.polygonize import _has_self_touching_ring, label_components
+from geoseg.vectorize.polygonize import label_components
 
 
 def test_piece_vertices_are_integers_of_the_scene_pixel_grid():
@@ -118,17 +118,6 @@ def test_parts_of_an_8_connected_piece_are_in_the_order_of_their_top_left_vertex
     (geometry,) = polygonize_block(classes, 0, 0).pieces.geometries
     starts = [part.exterior.coords[0] for part in geometry.geoms]
     assert starts == sorted(starts, key=lambda xy: (xy[1], xy[0]))
-
-
-def test_only_a_ring_that_touches_itself_goes_to_the_validity_check():
-    # Two unit squares meeting at (1, 1), traced as one ring: GEOS calls it invalid.
-    figure_eight = np.array([(0, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 1), (1, 1), (1, 0), (0, 0)], float)
-    # A 4×4 square without its corner pixel and a hole pixel touching that notch at (1, 1).
-    shell = np.array([(1, 0), (4, 0), (4, 4), (0, 4), (0, 1), (1, 1), (1, 0)], float)
-    hole = np.array([(1, 1), (2, 1), (2, 2), (1, 2), (1, 1)], float)
-    coords = np.concatenate([figure_eight, shell, hole])
-    flags = _has_self_touching_ring(coords, np.array([9, 7, 5]), np.array([1, 2]))
-    assert flags.tolist() == [True, False]
 
 
 def test_pieces_survive_pickling_exactly():
