@@ -163,28 +163,18 @@ def polygonize_regions(
     return geometries
 
 
-def corner_components(
-    regions: npt.NDArray[np.int32], region_class: npt.NDArray[np.uint8], rings: Rings
-) -> npt.NDArray[np.int64]:
+def corner_components(region_class: npt.NDArray[np.uint8], rings: Rings) -> npt.NDArray[np.int64]:
     """The 8-connected component of each region: regions of one class meeting at a corner.
 
-    Two regions of one class that touch diagonally meet at a corner of both (the other two
-    pixels there are of another class, or the regions would be one), so only ring vertices are
-    looked at. Components are numbered in the order of their first pixel, as ``ndimage.label``
-    numbers them, since regions are.
+    Components are numbered in the order of their first pixel, as ``ndimage.label`` numbers
+    them, since regions are.
     """
     n = len(region_class)
-    padded = np.pad(regions, 1)
-    x, y = rings.coords[:, 0].astype(np.int64), rings.coords[:, 1].astype(np.int64)
-    # Around vertex (x, y): a, b above (rows y - 1), c, d below; padded by one.
-    a, b, c, d = padded[y, x], padded[y, x + 1], padded[y + 1, x], padded[y + 1, x + 1]
-    pairs = [(a, d), (b, c)]
-    ends = [(p[touch] - 1, q[touch] - 1) for p, q in pairs if (touch := (p > 0) & (q > 0) & (p != q)).any()]
-    ends = [(p[same], q[same]) for p, q in ends if (same := region_class[p] == region_class[q]).any()]
-    if not ends:
+    p, q = rings.corner_contacts.T.astype(np.int64) - 1
+    same = region_class[p] == region_class[q]
+    if not same.any():
         return np.arange(n, dtype=np.int64)
-    p, q = (np.concatenate(side) for side in zip(*ends, strict=True))
-    graph = coo_array((np.ones(len(p), dtype=np.int8), (p, q)), shape=(n, n))
+    graph = coo_array((np.ones(int(same.sum()), dtype=np.int8), (p[same], q[same])), shape=(n, n))
     count, component = connected_components(graph, directed=False)
     first = np.full(count, n, dtype=np.int64)
     np.minimum.at(first, component, np.arange(n))
@@ -213,7 +203,7 @@ def polygonize_block(
     regions, region_class = label_components(classes, 4, nodata)
     rings = trace_regions(regions, len(region_class))
     if connectivity == 8:
-        component_of_region = corner_components(regions, region_class, rings)
+        component_of_region = corner_components(region_class, rings)
     else:
         component_of_region = np.arange(len(region_class), dtype=np.int64)
     count = int(component_of_region.max(initial=-1)) + 1

@@ -40,11 +40,13 @@ class Rings:
     ``coords`` holds each closed ring's (x, y) = (column, row) vertices end to end,
     ``ring_sizes`` the vertex count of each ring (closing vertex included) and
     ``rings_per_polygon`` the ring count of each polygon; polygon ``i`` is region ``i + 1``.
+    ``corner_contacts`` holds pairs of regions (labels) with diagonal pixels at a vertex.
     """
 
     coords: npt.NDArray[np.float64]
     ring_sizes: IntArray
     rings_per_polygon: IntArray
+    corner_contacts: npt.NDArray[np.int32]
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def trace_regions(regions: npt.NDArray[np.integer], count: int) -> Rings:
     up, down = _runs(padded, across_rows=False)
     if len(east.start) == 0:
         empty = np.zeros(0, np.int64)
-        return Rings(np.zeros((0, 2)), empty, empty)
+        return Rings(np.zeros((0, 2)), empty, empty, np.zeros((0, 2), np.int32))
     horizontal, is_east = _joined(east, west)
     vertical, is_up = _joined(up, down)
     stride, flat = width + 2, padded.ravel()
@@ -90,7 +92,32 @@ def trace_regions(regions: npt.NDArray[np.integer], count: int) -> Rings:
         lookup.find(east.start, vertical.end),
         len(east.start) + lookup.find(west.start, vertical.end),
     )
-    return _rings(horizontal, is_east, into_horizontal[into_vertical], width, count)
+    rings = _rings(horizontal, is_east, into_horizontal[into_vertical], width, count)
+    return Rings(rings.coords, rings.ring_sizes, rings.rings_per_polygon, _corner_contacts(flat, east, width))
+
+
+def _corner_contacts(flat: npt.NDArray[np.int32], east: _Runs, width: int) -> npt.NDArray[np.int32]:
+    """Pairs of regions at diagonal pixels of a vertex whose other two pixels are neither.
+
+    Every such vertex ends an east run along the bottom of the upper-left pixel ``a`` (the pair
+    ``a``, ``d``) or starts one along the bottom of the upper-right pixel ``b`` (``b``, ``c``).
+    """
+    stride = width + 2
+    found = []
+    for vertex, diagonal, sides in (
+        (east.end, stride + 1, (1, stride)),
+        (east.start, stride, (0, stride + 1)),
+    ):
+        a = _pixel_at(vertex, width)
+        other = flat[a + diagonal]
+        touch = (
+            (other > 0)
+            & (other != east.region)
+            & (flat[a + sides[0]] != other)
+            & (flat[a + sides[1]] != other)
+        )
+        found.append(np.column_stack([east.region[touch], other[touch]]))
+    return np.concatenate(found).astype(np.int32)
 
 
 def _runs(padded: npt.NDArray[np.int32], across_rows: bool) -> tuple[_Runs, _Runs]:
@@ -205,7 +232,9 @@ def _rings(
     y, x = np.divmod(keys, width + 1)
     coords = np.column_stack([x, y]).astype(np.float64)
     rings_per_polygon = np.bincount(region - 1, minlength=count)
-    return Rings(coords, ring_sizes.astype(np.int64), rings_per_polygon.astype(np.int64))
+    return Rings(
+        coords, ring_sizes.astype(np.int64), rings_per_polygon.astype(np.int64), np.zeros((0, 2), np.int32)
+    )
 
 
 def _rank_from(head: IntArray, following: IntArray, ring_of: IntArray) -> IntArray:

@@ -79,3 +79,25 @@ def test_a_real_mask_block_gives_gdals_rings(sample_data):
 def test_no_region_gives_no_rings():
     rings = trace_regions(np.zeros((3, 4), dtype=np.int32), 0)
     assert len(rings.coords) == len(rings.ring_sizes) == len(rings.rings_per_polygon) == 0
+
+
+def diagonal_pairs(regions: np.ndarray) -> set[tuple[int, int]]:
+    """Regions at diagonal pixels of a 2×2 square whose other two pixels are neither (brute force)."""
+    pairs = set()
+    for r in range(regions.shape[0] - 1):
+        for c in range(regions.shape[1] - 1):
+            a, b, d_, e = regions[r, c], regions[r, c + 1], regions[r + 1, c], regions[r + 1, c + 1]
+            for p, q, others in ((a, e, (b, d_)), (b, d_, (a, e))):
+                if p and q and p != q and p not in others and q not in others:
+                    pairs.add((min(p, q), max(p, q)))
+    return pairs
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_corner_contacts_are_every_pair_of_regions_meeting_diagonally(seed):
+    rng = np.random.default_rng(10 + seed)
+    for _ in range(200):
+        classes = np.where(rng.random((12, 12)) < rng.random(), rng.integers(1, 3, (12, 12)), 0)
+        regions, count = regions_of(classes)
+        contacts = trace_regions(regions, count).corner_contacts
+        assert {(min(p, q), max(p, q)) for p, q in contacts.tolist()} == diagonal_pairs(regions)
