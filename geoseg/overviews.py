@@ -55,24 +55,31 @@ def halve_classes(classes: UInt8Array, nodata: int, row_off: int = 0, col_off: i
 
     Ties go to the first tied value from a start position ``(row + 2 col) mod 4`` that
     rotates over the cell's four pixels; ``row_off``/``col_off`` place the result in its
-    level, so a level computed window by window equals one computed whole.
+    level, so a level computed window by window equals one computed whole. Cells of one value
+    (most of a mask) take it as they are; only the others are counted.
     """
     cells = _cells(classes, nodata)
+    halved: UInt8Array = cells[0].copy()
+    mixed = (cells[0] != cells[1]) | (cells[0] != cells[2]) | (cells[0] != cells[3])
+    rows, cols = np.nonzero(mixed)
+    if len(rows):
+        start = ((rows + row_off) % 4 + 2 * ((cols + col_off) % 4)) % 4
+        halved[rows, cols] = _vote(cells[:, rows, cols], start.astype(np.uint8), nodata)
+    return halved
+
+
+def _vote(cells: UInt8Array, start: UInt8Array, nodata: int) -> UInt8Array:
+    """The most frequent valid value of each column of ``cells`` (4, n); ties by ``start``."""
     valid = cells != nodata
     votes = valid.view(np.uint8).copy()  # per pixel, the valid pixels of its cell sharing its class
     for i, j in itertools.combinations(range(4), 2):
         same = cells[i] == cells[j]
         votes[i] += same & valid[j]
         votes[j] += same & valid[i]
-    rows = ((np.arange(cells.shape[1]) + row_off) % 4).astype(np.uint8)
-    cols = ((np.arange(cells.shape[2]) + col_off) % 4).astype(np.uint8)
-    start = (rows[:, None] + 2 * cols[None, :]) % 4
-    turn = (np.arange(4, dtype=np.uint8)[:, None, None] - start) % 4  # each position's turn in the cell
+    turn = (np.arange(4, dtype=np.uint8)[:, None] - start) % 4  # each position's turn in the cell
     best = ((votes << 2) | (3 - turn)).max(axis=0)  # most votes, then the earliest turn
     position = (start + 3 - (best & 3)) % 4
-    winner = np.where(
-        position < 2, np.where(position == 0, cells[0], cells[1]), np.where(position == 2, cells[2], cells[3])
-    )
+    winner = np.take_along_axis(cells, position[None].astype(np.intp), axis=0)[0]
     return np.where(best >= 4, winner, np.uint8(nodata)).astype(np.uint8)
 
 
