@@ -190,12 +190,12 @@ class _VertexLookup:
     """Which run starts at a vertex: a scratch table over all vertices, filled per query."""
 
     def __init__(self, height: int, width: int) -> None:
-        self._table = np.empty((height + 1) * (width + 1), dtype=np.int64)
+        self._table = np.empty((height + 1) * (width + 1), dtype=np.int32)
 
     def find(self, starts: IntArray, vertices: IntArray) -> IntArray:
         """Index in ``starts`` of each vertex; meaningful only where a run starts there."""
-        self._table[starts] = np.arange(len(starts))
-        return self._table[vertices]
+        self._table[starts] = np.arange(len(starts), dtype=np.int32)
+        return self._table[vertices].astype(np.int64)
 
 
 def _rings(
