@@ -40,7 +40,8 @@ class Rings:
     ``coords`` holds each closed ring's (x, y) = (column, row) vertices end to end,
     ``ring_sizes`` the vertex count of each ring (closing vertex included) and
     ``rings_per_polygon`` the ring count of each polygon; polygon ``i`` is region ``i + 1``.
-    ``corner_contacts`` holds pairs of regions (labels) with diagonal pixels at a vertex.
+    ``corner_contacts`` holds pairs of regions (labels) at diagonal pixels of a vertex whose
+    other two pixels are neither: regions that touch only at that corner.
     """
 
     coords: npt.NDArray[np.float64]
@@ -92,8 +93,10 @@ def trace_regions(regions: npt.NDArray[np.integer], count: int) -> Rings:
         lookup.find(east.start, vertical.end),
         len(east.start) + lookup.find(west.start, vertical.end),
     )
-    rings = _rings(horizontal, is_east, into_horizontal[into_vertical], width, count)
-    return Rings(rings.coords, rings.ring_sizes, rings.rings_per_polygon, _corner_contacts(flat, east, width))
+    coords, ring_sizes, rings_per_polygon = _rings(
+        horizontal, is_east, into_horizontal[into_vertical], width, count
+    )
+    return Rings(coords, ring_sizes, rings_per_polygon, _corner_contacts(flat, east, width))
 
 
 def _corner_contacts(flat: npt.NDArray[np.int32], east: _Runs, width: int) -> npt.NDArray[np.int32]:
@@ -200,8 +203,8 @@ class _VertexLookup:
 
 def _rings(
     horizontal: _Runs, is_east: npt.NDArray[np.bool_], following: IntArray, width: int, count: int
-) -> Rings:
-    """Order the cycles of ``following`` into GDAL's rings and group them into polygons."""
+) -> tuple[npt.NDArray[np.float64], IntArray, IntArray]:
+    """Order the cycles of ``following`` into GDAL's rings: coordinates, ring sizes, rings per polygon."""
     n = len(following)
     graph = coo_array((np.ones(n, dtype=np.int8), (np.arange(n), following)), shape=(n, n))
     ring_count, ring_of = connected_components(graph, directed=True, connection="weak")
@@ -232,9 +235,7 @@ def _rings(
     y, x = np.divmod(keys, width + 1)
     coords = np.column_stack([x, y]).astype(np.float64)
     rings_per_polygon = np.bincount(region - 1, minlength=count)
-    return Rings(
-        coords, ring_sizes.astype(np.int64), rings_per_polygon.astype(np.int64), np.zeros((0, 2), np.int32)
-    )
+    return coords, ring_sizes.astype(np.int64), rings_per_polygon.astype(np.int64)
 
 
 def _rank_from(head: IntArray, following: IntArray, ring_of: IntArray) -> IntArray:
