@@ -5,6 +5,10 @@ connected components become pieces whose vertices are exact integers of the scen
 so pieces of one object cut by a block border share their edges exactly and merge without
 slivers (see ``merge.py``). Each piece keeps what the merge and the attributes need: class id,
 probability sum, and the labels along the block's four edges.
+
+Pixels are labelled once, as 4-connected regions of each class; ``rings.trace_regions`` gives
+each region's polygon, and with 8-connectivity the regions that meet at a corner (which the
+tracer reports) are joined into one component.
 """
 
 from __future__ import annotations
