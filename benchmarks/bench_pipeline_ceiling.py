@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def geoseg_run(scenes: list[Path], model: Path, folder: Path, args: argparse.Nam
         if done.returncode != 0:
             raise SystemExit(f"geoseg run failed:\n{done.stderr[-3000:]}")
         stages = client.run(stage_seconds)
+        peak_rss = client.run(_peak_rss_mib)
         computes = [
             (s["start"] - epoch, s["stop"] - epoch)
             for task in client.get_task_stream(start=epoch)
@@ -152,7 +154,12 @@ def geoseg_run(scenes: list[Path], model: Path, folder: Path, args: argparse.Nam
         marks["first task starts"] = min(a for a, _ in computes)
         marks["last task ends"] = max(b for _, b in computes)
         marks["tasks computing (worker-s)"] = sum(b - a for a, b in computes)
-    return {"wall": wall, "stages": stages, "report": report, "marks": marks}
+    return {"wall": wall, "stages": stages, "report": report, "marks": marks, "peak_rss": peak_rss}
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def print_figures(mpx: float, ours: dict[str, Any], library: dict[str, float], workers: int) -> None:
@@ -166,6 +173,8 @@ def print_figures(mpx: float, ours: dict[str, Any], library: dict[str, float], w
         f"{library['polygons']:.0f} polygons (not merged across blocks)"
     )
     print(f"ratio (a) / (b): {ours_rate / library_rate:.2f}  (bar: ≥ 0.5)")
+    peaks = ", ".join(f"{mib:.0f}" for mib in sorted(ours["peak_rss"].values()))
+    print(f"peak RSS of the workers of (a): {peaks} MiB")
     print(
         "timeline of (a), seconds from the cluster's start: "
         + ", ".join(f"{name} {value:.1f}" for name, value in ours["marks"].items())

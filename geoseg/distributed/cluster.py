@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
 from geoseg.errors import ConfigError
@@ -53,7 +54,30 @@ GPU_WORKER_THREADS = 4
 """Threads of a GPU worker at least: blocks are read on three while one has the GPU."""
 
 
+MMAP_THRESHOLD_BYTES = 32 * 2**20
+"""glibc serves allocations below this from its heap in local workers (``MALLOC_MMAP_THRESHOLD_``).
+
+Dask starts workers with ``MALLOC_TRIM_THRESHOLD_`` set, which turns off glibc's adaptive mmap
+threshold: every array over 128 KiB then comes from a fresh ``mmap`` whose pages fault in on
+first touch, and polygonising a 2048² block took 1.48× as long (2.94 → 4.35 s for 16 blocks).
+32 MiB is the adaptive threshold's own ceiling; Dask's trim threshold still returns freed memory
+at the top of the heap.
+"""
+
+
+def _worker_environ() -> dict[str, str]:
+    """Dask's pre-spawn environment for workers, with geoseg's glibc mmap threshold."""
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD_BYTES))
+    return environ
+
+
 def _local_cluster(config: ClusterConfig) -> Any:
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}):
+        return _start_local_cluster(config)
+
+
+def _start_local_cluster(config: ClusterConfig) -> Any:
     if config.device in ("auto", "cuda"):
         gpus = _visible_gpus()
     else:
