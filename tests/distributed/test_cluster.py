@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from distributed import Client, get_task_stream
 
-from geoseg.distributed.cluster import GPU, gpu_node, gpu_node_workers
+from geoseg.distributed.cluster import GPU, MMAP_THRESHOLD_BYTES, cluster_client, gpu_node, gpu_node_workers
 from geoseg.distributed.run import run_workflow
 from geoseg.workflow import ClusterConfig, load_workflow
 from tests.distributed.conftest import GOOD_SCENES, write_workflow
@@ -60,3 +60,18 @@ def test_gpu_workers_of_a_multi_gpu_node_each_take_their_own_gpu(monkeypatch):
     assert worker_device("cuda:0") == "cuda:0" and worker_device("cpu") == "cpu"
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert worker_device("auto") == "cpu" and worker_device("cuda") == "cuda"  # refused by the predictor
+
+
+def _malloc_environ() -> dict[str, str | None]:
+    import os
+
+    return {name: os.environ.get(name) for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+
+
+def test_local_workers_keep_arrays_under_32_mib_on_the_heap():
+    """Dask's trim threshold stays; glibc's mmap threshold is set so arrays are not re-mapped."""
+    config = ClusterConfig(n_workers=1, threads_per_worker=1, device="cpu", dashboard_address="127.0.0.1:0")
+    with cluster_client(config) as client:
+        (environ,) = client.run(_malloc_environ).values()
+    assert environ["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD_BYTES) == str(32 * 2**20)
+    assert environ["MALLOC_TRIM_THRESHOLD_"] is not None
