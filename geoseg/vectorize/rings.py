@@ -7,8 +7,9 @@ coordinates (exterior rings go down first, holes right), the exterior first and 
 the order of their first vertex.
 
 How: each boundary edge belongs to the region on its left. Maximal straight runs of such edges
-are found by comparing every pixel with its lower (horizontal edges) and right neighbour
-(vertical edges, on the transposed image) once; the rest works on the runs only. Each
+are found by comparing every pixel once with its lower neighbour (horizontal edges) and once
+with its right neighbour (vertical edges, whose runs are then paired column by column); the
+rest works on the runs only. Each
 horizontal run's end is followed, by the 2×2 pixels around that corner, into the vertical run
 that leaves it, and that run's end into the next horizontal run: a permutation of the
 horizontal runs whose cycles are the rings. Cycles are ranked by pointer jumping (Wyllie), so
@@ -215,8 +216,8 @@ def _rings(
     is_head = left == first_key[ring_of]
     head = np.empty(ring_count, np.int64)
     head[ring_of[is_head]] = np.flatnonzero(is_head)
-    rank = _rank_from(head, following, ring_of)
     sizes = np.bincount(ring_of, minlength=ring_count)
+    rank = _rank_from(head, following, sizes[ring_of])
     # A hole starts with an east run at its top-left vertex; an exterior with the end of a west run.
     is_hole = is_east[head]
     region = horizontal.region[head]
@@ -238,8 +239,11 @@ def _rings(
     return coords, ring_sizes.astype(np.int64), rings_per_polygon.astype(np.int64)
 
 
-def _rank_from(head: IntArray, following: IntArray, ring_of: IntArray) -> IntArray:
-    """Each run's distance from its ring's head along ``following`` (Wyllie's pointer jumping)."""
+def _rank_from(head: IntArray, following: IntArray, ring_size: IntArray) -> IntArray:
+    """Each run's distance from its ring's head along ``following`` (Wyllie's pointer jumping).
+
+    ``ring_size`` is the run count of each run's ring.
+    """
     n = len(following)
     preceding = np.empty(n, np.int64)
     preceding[following] = np.arange(n)
@@ -254,5 +258,4 @@ def _rank_from(head: IntArray, following: IntArray, ring_of: IntArray) -> IntArr
         to_tail[active] += to_tail[ahead]
         nxt[active] = nxt[ahead]
         active = active[nxt[nxt[active]] != nxt[active]]
-    sizes = np.bincount(ring_of)
-    return sizes[ring_of] - 1 - to_tail
+    return ring_size - 1 - to_tail

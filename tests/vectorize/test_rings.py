@@ -7,20 +7,15 @@ import pytest
 import rasterio
 from rasterio.features import shapes
 from rasterio.windows import Window
-from scipy import ndimage
 
+from geoseg.vectorize.polygonize import label_components
 from geoseg.vectorize.rings import trace_regions
 
 
 def regions_of(classes: np.ndarray) -> tuple[np.ndarray, int]:
     """4-connected regions of each non-zero class, numbered 1..n."""
-    regions = np.zeros(classes.shape, dtype=np.int32)
-    count = 0
-    for class_id in np.unique(classes[classes > 0]):
-        labels, n = ndimage.label(classes == class_id)
-        regions[labels > 0] = labels[labels > 0] + count
-        count += n
-    return regions, count
+    regions, region_class = label_components(classes.astype(np.uint8), 4)
+    return regions, len(region_class)
 
 
 def gdal_rings(regions: np.ndarray) -> dict[int, list[list[tuple[float, float]]]]:
