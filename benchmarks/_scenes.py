@@ -101,7 +101,8 @@ def untrained_model(base_width: int, depth: int, upsample: str) -> Path:
         return path
     import torch
 
-    from geoseg.model.checkpoint import ModelMetadata, save_checkpoint
+    from geoseg.model.checkpoint import save_checkpoint
+    from geoseg.model.metadata import ModelMetadata
     from geoseg.model.unet import UNetGenerator
 
     torch.manual_seed(0)

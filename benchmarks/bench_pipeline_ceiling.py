@@ -44,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _scenes import CACHE, mosaic_scene, scene_megapixels, source_pixels
 
 from geoseg.distributed.cluster import cluster_client
-from geoseg.model.checkpoint import ModelMetadata, save_checkpoint
+from geoseg.model.checkpoint import save_checkpoint
 from geoseg.model.linear import LinearSegmenter
+from geoseg.model.metadata import ModelMetadata
 from geoseg.timing import stage_seconds
 from geoseg.workflow import parse_workflow
 

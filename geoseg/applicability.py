@@ -31,7 +31,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from geoseg.model.checkpoint import Domain
+from geoseg.model.metadata import Domain
 from geoseg.scenes import Scene, open_pixels
 from geoseg.units import ground_sampling_distance_m
 
@@ -118,8 +118,8 @@ def gsd_warning(gsd_m: float, domain: Domain) -> str | None:
     if domain.gsd_min_m / GSD_TOLERANCE <= gsd_m <= domain.gsd_max_m * GSD_TOLERANCE:
         return None
     return (
-        f"GSD {_number(gsd_m)} m is outside the model's {_number(domain.gsd_min_m)}–"
-        f"{_number(domain.gsd_max_m)} m range (resample or use another model)"
+        f"GSD {number_text(gsd_m)} m is outside the model's {number_text(domain.gsd_min_m)}–"
+        f"{number_text(domain.gsd_max_m)} m range (resample or use another model)"
     )
 
 
@@ -130,9 +130,9 @@ def statistics_warning(stats: PixelStatistics, domain: Domain) -> str | None:
         low, high, trained_std = domain.p1[band], domain.p99[band], domain.std[band]
         found = []
         if not low <= median <= high:
-            found.append(f"median {_number(median)} vs {_number(low)}–{_number(high)} trained")
+            found.append(f"median {number_text(median)} vs {number_text(low)}–{number_text(high)} trained")
         if not trained_std / STD_TOLERANCE <= std <= trained_std * STD_TOLERANCE:
-            found.append(f"std {_number(std)} vs {_number(trained_std)} trained")
+            found.append(f"std {number_text(std)} vs {number_text(trained_std)} trained")
         if found:
             problems.append(f"band {band + 1} " + ", ".join(found))
     if not problems:
@@ -165,6 +165,6 @@ def scene_warnings(scene: Scene, domain: Domain | None) -> list[str]:
     return applicability_warnings(scene.crs, scene.transform, scene.width, scene.height, stats, domain)
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     """Three significant digits, without exponents for large values (300, 45.8, 0.0742)."""
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"

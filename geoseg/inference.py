@@ -17,7 +17,8 @@ import torch
 
 from geoseg.errors import ConfigError, GeosegError
 from geoseg.maskformat import PROBABILITY_SCALE
-from geoseg.model.checkpoint import ModelMetadata, load_generator
+from geoseg.model.checkpoint import load_generator
+from geoseg.model.metadata import ModelMetadata
 from geoseg.model.unet import class_probabilities, most_likely_class, most_likely_class_id
 from geoseg.timing import stage
 from geoseg.workflow import DEVICE, TTA, Precision

@@ -81,7 +81,7 @@ import json
 import sys
 from pathlib import Path
 
-from geoseg.model.checkpoint import read_metadata
+from geoseg.model.metadata import read_metadata
 
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
 results = {}

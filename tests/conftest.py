@@ -42,7 +42,8 @@ def make_checkpoint(
 
     import torch
 
-    from geoseg.model.checkpoint import ModelMetadata, save_checkpoint
+    from geoseg.model.checkpoint import save_checkpoint
+    from geoseg.model.metadata import ModelMetadata
     from geoseg.model.unet import UNetGenerator
 
     torch.manual_seed(seed)

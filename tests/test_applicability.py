@@ -20,7 +20,7 @@ from geoseg.applicability import (
     scene_warnings,
     statistics_warning,
 )
-from geoseg.model.checkpoint import Domain, read_metadata
+from geoseg.model.metadata import Domain, read_metadata
 from geoseg.scenes import open_scene
 from tests.conftest import SHIPPED_MODEL
 

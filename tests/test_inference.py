@@ -12,8 +12,8 @@ import torch
 from geoseg.errors import ConfigError, GeosegError
 from geoseg.inference import Predictor, resolve_device
 from geoseg.maskformat import PROBABILITY_SCALE
-from geoseg.model.checkpoint import ModelMetadata
 from geoseg.model.linear import LinearSegmenter
+from geoseg.model.metadata import ModelMetadata
 from tests.conftest import SHIPPED_MODEL
 
 

@@ -12,8 +12,8 @@ from geoseg.distributed.worker_state import clear_predictors, predictor_for
 from geoseg.errors import ConfigError
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA, PROBABILITY_SCALE
-from geoseg.model.checkpoint import ModelMetadata, read_metadata
 from geoseg.model.linear import LinearSegmenter
+from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.scenes import open_scene, read_window
 from geoseg.workflow import load_workflow, parse_workflow
 from tests.conftest import SHIPPED_MODEL, make_checkpoint, tiled_and_whole_masks

@@ -45,12 +45,13 @@ from geoseg.distributed.tasks import (
 )
 from geoseg.distributed.worker_state import worker_device
 from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
-from geoseg.model.checkpoint import ModelMetadata, read_metadata
+from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.report_html import format_area, format_count, write_report_html
+from geoseg.resample import ModelGrid, scene_blocks
 from geoseg.runlock import output_lock
 from geoseg.safepaths import ProtectedFiles, check_output_folder, check_unique_names, inside
 from geoseg.scenes import Scene
-from geoseg.tiling import TilingSpec, block_grid, tiles_in_block
+from geoseg.tiling import TilingSpec, tiles_in_block
 from geoseg.vectorize import gather_layers
 from geoseg.workflow import Workflow
 
@@ -153,6 +154,7 @@ def _job(
         compile_model=workflow.compile_model,
         tta=workflow.tta,
         precision=workflow.precision,
+        resample=workflow.resample,
         nodata_fill=tuple(metadata.normalization.mean),
     )
 
@@ -216,12 +218,12 @@ def _process(
                 _cancel_scene(by_future, job, client)
                 continue
             if stage == "open":
-                opened_scene: tuple[Scene, list[str]] = future.result()
-                scene, warned[job.input.id] = opened_scene
+                opened_scene: tuple[Scene, list[str], ModelGrid | None] = future.result()
+                scene, warned[job.input.id], resampled = opened_scene
                 for warning in warned[job.input.id]:
                     console.print(f"[yellow]warning[/yellow] {job.input.id}: {warning}")
                 spec = job.spec
-                grid = block_grid(scene.width, scene.height, spec)
+                grid = scene_blocks(scene, spec, resampled)
                 total_blocks += len(grid)
                 total_tiles += sum(
                     len(list(tiles_in_block(b, scene.width, scene.height, spec))) for b in grid

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from geoseg.model.unet import logit_channels
+from geoseg.model.architecture import LinearArchitecture, logit_channels
 
 
 class LinearSegmenter(nn.Module):
@@ -35,14 +35,19 @@ class LinearSegmenter(nn.Module):
         return model.eval()
 
     @property
+    def architecture(self) -> LinearArchitecture:
+        """The record that rebuilds this network."""
+        return LinearArchitecture(in_bands=self.in_bands, num_classes=self.num_classes)
+
+    @property
     def total_stride(self) -> int:
         """Any tile size and origin works."""
-        return 1
+        return self.architecture.total_stride
 
     @property
     def receptive_radius_px(self) -> int:
         """An output pixel sees only its own input pixel."""
-        return 0
+        return self.architecture.receptive_radius_px
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits for a normalised image batch.

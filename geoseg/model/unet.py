@@ -11,12 +11,10 @@ tiled inference seam-free.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
-Upsampling = Literal["transpose", "bilinear"]
+from geoseg.model.architecture import Architecture, Upsampling, logit_channels
 
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -78,14 +76,25 @@ class UNetGenerator(nn.Module):
         self.head = nn.Conv2d(widths[0], logit_channels(num_classes), 1)
 
     @property
+    def architecture(self) -> Architecture:
+        """The record that rebuilds this network."""
+        return Architecture(
+            in_bands=self.in_bands,
+            num_classes=self.num_classes,
+            base_width=self.base_width,
+            depth=self.depth,
+            upsample=self.upsample,
+        )
+
+    @property
     def total_stride(self) -> int:
         """Tile sizes and origins must be multiples of this."""
-        return 1 << self.depth
+        return self.architecture.total_stride
 
     @property
     def receptive_radius_px(self) -> int:
         """Upper bound on how far (in input pixels) an output pixel can see."""
-        return receptive_radius_px(int(self.depth), self.upsample)
+        return self.architecture.receptive_radius_px
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits for a normalised image batch."""
@@ -100,27 +109,6 @@ class UNetGenerator(nn.Module):
             x = decoder(torch.cat([upsample(x), skip], dim=1))
         out: torch.Tensor = self.head(x)
         return out
-
-
-def logit_channels(num_classes: int) -> int:
-    """One logit for binary segmentation, one per class otherwise."""
-    return 1 if num_classes == 2 else num_classes
-
-
-def receptive_radius_px(depth: int, upsample: Upsampling = "transpose") -> int:
-    """Receptive radius of a depth-``depth`` U-Net, counted layer by layer.
-
-    At a level where one feature pixel spans ``j`` input pixels, a 3×3 conv adds ``j``, a 2×2
-    pool or transposed conv at most ``j`` (one-sided), a bilinear ×2 up-sampling at most ``2j``
-    (one coarse pixel: it blends the two nearest) and its 3×3 conv ``j``. Encoder: 2 convs +
-    pool per level; bottleneck: 2 convs; decoder: up-sampling + 2 convs per level.
-    """
-    radius = 0
-    for level in range(depth):
-        jump = 1 << level
-        radius += 2 * jump + jump  # encoder convs, pool
-        radius += (3 * jump if upsample == "bilinear" else jump) + 2 * jump  # up-sampling, decoder convs
-    return radius + 2 * (1 << depth)  # bottleneck
 
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:

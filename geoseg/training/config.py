@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 
 from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
-from geoseg.model.checkpoint import architecture_name
+from geoseg.model.architecture import Upsampling, architecture_name
 from geoseg.model.linear import LinearSegmenter
-from geoseg.model.unet import UNetGenerator, Upsampling
+from geoseg.model.unet import UNetGenerator
 
 
 class _Frozen(BaseModel):

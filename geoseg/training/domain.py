@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from geoseg.errors import LabelError
-from geoseg.model.checkpoint import Domain
+from geoseg.model.metadata import Domain
 from geoseg.scenes import Scene
 from geoseg.training.chips import Chip, ChipReader
 from geoseg.units import ground_sampling_distance_m

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from geoseg.errors import CheckpointError
-from geoseg.model.checkpoint import ModelMetadata, load_generator, save_checkpoint
+from geoseg.model.checkpoint import load_generator, save_checkpoint
+from geoseg.model.metadata import ModelMetadata
 from geoseg.training.config import parse_config
 from geoseg.training.provenance import CHECKOUT, portable_config, portable_path
 from geoseg.training.trainer import prepare_data

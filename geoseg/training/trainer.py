@@ -30,9 +30,10 @@ from torch import nn
 import geoseg
 from geoseg.errors import ConfigError
 from geoseg.inference import Predictor, resolve_device
-from geoseg.model.checkpoint import Domain, Generator, ModelMetadata, save_checkpoint
+from geoseg.model.architecture import logit_channels
+from geoseg.model.checkpoint import Generator, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
-from geoseg.model.unet import logit_channels
+from geoseg.model.metadata import Domain, ModelMetadata
 from geoseg.training.chips import (
     Chip,
     ChipReader,

@@ -8,7 +8,7 @@ from geoseg.catalog import SceneInput
 from geoseg.distributed.records import SceneJob, remove_stale_parts
 from geoseg.distributed.tasks import polygonise_block_task, predict_block_task
 from geoseg.gdal_settings import HTTP_TIMEOUTS
-from geoseg.model.checkpoint import read_metadata
+from geoseg.model.metadata import read_metadata
 from geoseg.scenes import open_scene
 from geoseg.tiling import TilingSpec, block_grid
 from geoseg.workflow import OutputConfig, TilingConfig

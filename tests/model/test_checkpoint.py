@@ -15,8 +15,9 @@ import torch
 from safetensors.torch import save_file
 
 from geoseg.errors import CheckpointError
-from geoseg.model.checkpoint import Domain, ModelMetadata, load_generator, read_metadata, save_checkpoint
+from geoseg.model.checkpoint import load_generator, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
+from geoseg.model.metadata import Domain, ModelMetadata, read_metadata
 from geoseg.model.unet import UNetGenerator
 from tests.conftest import SHIPPED_MODEL
 

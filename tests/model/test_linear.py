@@ -14,14 +14,10 @@ import yaml
 
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
-from geoseg.model.checkpoint import (
-    LinearArchitecture,
-    ModelMetadata,
-    load_generator,
-    read_metadata,
-    save_checkpoint,
-)
+from geoseg.model.architecture import LinearArchitecture
+from geoseg.model.checkpoint import load_generator, save_checkpoint
 from geoseg.model.linear import LinearSegmenter
+from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.predict import predict_scene
 from geoseg.scenes import open_scene, read_window
 from geoseg.vectorize import read_features

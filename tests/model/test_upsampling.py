@@ -7,7 +7,8 @@ import torch
 
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
-from geoseg.model.checkpoint import load_generator, read_metadata
+from geoseg.model.checkpoint import load_generator
+from geoseg.model.metadata import read_metadata
 from geoseg.model.unet import UNetGenerator
 from geoseg.scenes import open_scene, read_window
 from tests.conftest import SHIPPED_MODEL, make_checkpoint, tiled_and_whole_masks

@@ -6,7 +6,8 @@ import pytest
 from safetensors.torch import load_file
 
 from geoseg.errors import CheckpointError
-from geoseg.model.checkpoint import load_generator, read_metadata, save_checkpoint
+from geoseg.model.checkpoint import load_generator, save_checkpoint
+from geoseg.model.metadata import read_metadata
 from geoseg.training.restamp import restamp_checkpoint
 from geoseg.training.trainer import train
 

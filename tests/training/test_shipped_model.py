@@ -6,7 +6,7 @@ import pytest
 import rasterio
 
 from geoseg.inference import Predictor
-from geoseg.model.checkpoint import read_metadata
+from geoseg.model.metadata import read_metadata
 from geoseg.training.config import DatasetConfig
 from geoseg.training.evaluate import evaluate_checkpoint
 from tests.conftest import SHIPPED_MODEL
