@@ -54,5 +54,7 @@ def test_fingerprint_changes_with_what_changes_outputs(tmp_path):
     other_cluster = load_workflow(
         write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ncluster: {n_workers: 4}\n")
     )
+    resampled = load_workflow(write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\nresample: model\n"))
     assert base.fingerprint() != other_tiles.fingerprint()
+    assert base.fingerprint() != resampled.fingerprint()
     assert base.fingerprint() == other_cluster.fingerprint()

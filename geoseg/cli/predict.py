@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from geoseg.cli.app import app
-from geoseg.workflow import TTA, Precision
+from geoseg.workflow import TTA, Precision, Resample
 
 
 @app.command()
@@ -44,6 +44,13 @@ def predict(
         Precision,
         typer.Option(help="fp32 (GPU masks match the CPU's) or bf16 autocast (faster on GPUs)."),
     ] = "fp32",
+    resample: Annotated[
+        Resample,
+        typer.Option(
+            help="model: read a scene outside the model's GSD range at the model's GSD "
+            "(the mask stays on the scene's grid)."
+        ),
+    ] = "none",
 ) -> None:
     """Segment IMAGE into a georeferenced class mask, tile by tile, without seams."""
     from geoseg.errors import ConfigError, OutputError
@@ -71,6 +78,7 @@ def predict(
             protected=[model],
             progress=progress,
             warn=lambda warning: typer.echo(f"warning: {warning}", err=True),
+            resample=resample,
         )
     typer.echo(f"{out}  ({time.perf_counter() - started:.1f} s on {predictor.device})")
 

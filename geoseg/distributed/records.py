@@ -19,7 +19,7 @@ from geoseg.atomic import atomic_output
 from geoseg.catalog import SceneInput
 from geoseg.safepaths import inside, safe_name
 from geoseg.tiling import TilingSpec
-from geoseg.workflow import TTA, OutputConfig, Precision, Workflow
+from geoseg.workflow import TTA, OutputConfig, Precision, Resample, Workflow
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class SceneJob:
     compile_model: bool = False
     tta: TTA = "none"
     precision: Precision = "fp32"
+    resample: Resample = "none"
     nodata_fill: tuple[float, ...] = ()
     """Per band, the value nodata pixels are read as (the model's normalisation mean)."""
 
