@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
+import pyproj
 import shapely
 from affine import Affine
 from rasterio.crs import CRS
@@ -48,8 +48,16 @@ def measure(geometries: GeometryArray, crs: CRS, frame: MetricFrame) -> tuple[Fl
     if frame.equal_area_crs is None:
         scale = frame.metres_per_unit
         return shapely.area(geometries) * scale**2, shapely.length(geometries) * scale
-    metric = gpd.GeoSeries(geometries, crs=crs).to_crs(frame.equal_area_crs).values
+    to_metric = _transformer(crs, frame.equal_area_crs)
+    metric = shapely.transform(geometries, to_metric.transform, interleaved=False)
     return shapely.area(metric), shapely.length(metric)
+
+
+def _transformer(source: CRS, target: CRS) -> pyproj.Transformer:
+    """PROJ's transformation between two CRSs, x/y order (as GeoPandas' ``to_crs`` builds it)."""
+    return pyproj.Transformer.from_crs(
+        pyproj.CRS.from_user_input(source), pyproj.CRS.from_user_input(target), always_xy=True
+    )
 
 
 def footprint_area_m2(crs: CRS, transform: Affine, width: int, height: int) -> float:

@@ -34,16 +34,7 @@ from geoseg.distributed.records import (
     summary,
     write_record,
 )
-from geoseg.distributed.tasks import (
-    finish_scene_task,
-    load_model_task,
-    open_scene_task,
-    polygonise_block_task,
-    predict_block_task,
-    write_mask_task,
-    write_vectors_task,
-)
-from geoseg.distributed.worker_state import worker_device
+from geoseg.distributed.worker_setup import WorkerFunction
 from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
 from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.report_html import format_area, format_count, write_report_html
@@ -52,8 +43,17 @@ from geoseg.runlock import output_lock
 from geoseg.safepaths import ProtectedFiles, check_output_folder, check_unique_names, inside
 from geoseg.scenes import Scene
 from geoseg.tiling import TilingSpec, tiles_in_block
-from geoseg.vectorize import gather_layers
 from geoseg.workflow import Workflow
+
+OPEN_SCENE = WorkerFunction("open_scene_task")
+LOAD_MODEL = WorkerFunction("load_model_task")
+PREDICT_BLOCK = WorkerFunction("predict_block_task")
+POLYGONISE_BLOCK = WorkerFunction("polygonise_block_task")
+WRITE_MASK = WorkerFunction("write_mask_task")
+WRITE_VECTORS = WorkerFunction("write_vectors_task")
+FINISH_SCENE = WorkerFunction("finish_scene_task")
+WORKER_DEVICE = WorkerFunction("worker_device", "geoseg.distributed.worker_state")
+"""The functions of ``tasks.py`` (and the workers' device) the driver submits, by name."""
 
 
 def run_workflow(
@@ -184,7 +184,7 @@ def _process(
 
     for job in jobs:
         future = client.submit(
-            open_scene_task,
+            OPEN_SCENE,
             job,
             metadata.architecture.in_bands,
             metadata.domain,
@@ -197,7 +197,7 @@ def _process(
         opened[job.input.id] = time.perf_counter()
     loading = [  # each GPU worker loads the model (CUDA start-up) while the scenes are opened
         client.submit(
-            load_model_task, job, key=("load-model", address, run), workers=[address], priority=2, pure=False
+            LOAD_MODEL, job, key=("load-model", address, run), workers=[address], priority=2, pure=False
         )
         for job in jobs[:1]
         for address in where.gpu_workers
@@ -231,7 +231,7 @@ def _process(
                 progress.update(blocks_bar, total=total_blocks)
                 predicted = [
                     client.submit(
-                        predict_block_task,
+                        PREDICT_BLOCK,
                         job,
                         scene,
                         block,
@@ -245,7 +245,7 @@ def _process(
                 last = {"priority": 1, "pure": False, **where.other}  # a scene's last tasks go first
                 polygonised = [  # any worker: with GPUs, the CPU workers take these
                     client.submit(
-                        polygonise_block_task,
+                        POLYGONISE_BLOCK,
                         job,
                         part,
                         key=key("polygonise", job, *block.index),
@@ -257,7 +257,7 @@ def _process(
                 ]
                 outputs: dict[str, Future[Any]] = {  # the mask and the vectors are written side by side
                     "mask": client.submit(
-                        write_mask_task,
+                        WRITE_MASK,
                         job,
                         scene,
                         metadata.classes,
@@ -266,7 +266,7 @@ def _process(
                         **last,
                     ),
                     "vectors": client.submit(
-                        write_vectors_task,
+                        WRITE_VECTORS,
                         job,
                         scene,
                         metadata.classes,
@@ -276,7 +276,7 @@ def _process(
                     ),
                 }
                 finish = client.submit(
-                    finish_scene_task,
+                    FINISH_SCENE,
                     job,
                     scene,
                     len(grid),
@@ -327,7 +327,7 @@ def _cancel_scene(by_future: dict[Future[Any], tuple[str, SceneJob]], job: Scene
 
 def _worker_facts(client: Client, tasks: list[dict[str, Any]], device: str) -> dict[str, dict[str, Any]]:
     """Per worker: address, device, threads, resources, and the tasks it ran with their seconds."""
-    devices = client.run(worker_device, device)
+    devices = client.run(WORKER_DEVICE, device)
     facts: dict[str, dict[str, Any]] = {}
     for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
         ran = [t for t in tasks if t.get("worker") == address]
@@ -353,6 +353,8 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
     layer_format = workflow.outputs.run_layer
     if layer_format and vectors and workflow.outputs.vector_formats:
         firsts = [v for v in vectors if str(v).endswith(f".{workflow.outputs.vector_formats[0]}")]
+        from geoseg.vectorize import gather_layers  # GeoPandas: imported only when a layer is written
+
         layer = output / f"all-scenes.{layer_format}"
         gather_layers(firsts, layer)
         report.run_layer = str(layer)

@@ -23,12 +23,12 @@ import contextlib
 import functools
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from geoseg.atomic import atomic_output
+from geoseg.distributed.handoff import BlockPart, BlockPolygons, MaskFiles, VectorFiles
 from geoseg.distributed.records import SceneJob, SceneRecord, write_record
 from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import GeosegError, SceneError
@@ -37,14 +37,13 @@ from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
 from geoseg.model.metadata import Domain
 from geoseg.predict import predict_pixels, read_block
-from geoseg.quicklook import Thumbnail, ThumbnailPart, thumbnail_factor, thumbnail_part, write_quicklook
+from geoseg.quicklook import Thumbnail, thumbnail_factor, thumbnail_part, write_quicklook
 from geoseg.resample import ModelGrid, model_grid, scene_notes
 from geoseg.scenes import Scene, open_scene, read_window
 from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block
 from geoseg.timing import stage
 from geoseg.vectorize import (
-    BlockPieces,
     Cleanup,
     MaskInfo,
     merge_blocks,
@@ -77,41 +76,6 @@ def _worker_task(task: Callable[P, R]) -> Callable[P, R]:
         raise error.with_traceback(None)
 
     return run
-
-
-@dataclass(frozen=True)
-class BlockPart:
-    """What a block's prediction hands on: its saved part's path, valid pixels and thumbnail share."""
-
-    block: Block
-    part: str
-    valid_pixels: int
-    thumbnail: ThumbnailPart
-
-
-@dataclass(frozen=True)
-class BlockPolygons:
-    """What a block hands to its scene's vectors: the polygon pieces of its core."""
-
-    valid_pixels: int
-    pieces: BlockPieces
-
-
-@dataclass(frozen=True)
-class MaskFiles:
-    """What ``write_mask_task`` wrote."""
-
-    mask: str
-    quicklook: str
-
-
-@dataclass(frozen=True)
-class VectorFiles:
-    """What ``write_vectors_task`` wrote, with the figures the record keeps."""
-
-    paths: list[str]
-    polygons: int
-    building_area_m2: float
 
 
 @_worker_task

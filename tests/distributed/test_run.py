@@ -167,12 +167,23 @@ def dask_cluster(*worker_args: list[str]):
             process.wait()
 
 
-def test_remote_scheduler_with_two_dask_workers(sample_data, rgb_checkpoint, tmp_path):
+def test_remote_scheduler_with_two_dask_workers_and_a_driver_without_torch(
+    sample_data, rgb_checkpoint, tmp_path
+):
+    """Plain ``dask worker`` processes run the tasks the driver names; only they import torch."""
     with dask_cluster([], []) as address:
         workflow = write_workflow(tmp_path, [sample_data / GOOD_SCENES[1]], rgb_checkpoint)
-        result = geoseg("run", str(workflow), "--scheduler", address)
+        command = [sys.executable, "-X", "importtime", "-m", "geoseg", "run", str(workflow)]
+        result = subprocess.run([*command, "--scheduler", address], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert statuses(report_of(tmp_path)) == {"image_1": "ok"}
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "geoseg.distributed.run" in imported
+    assert "torch" not in imported
 
 
 def test_cpu_only_workers_never_take_inference_when_a_gpu_worker_exists(
