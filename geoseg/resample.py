@@ -134,11 +134,17 @@ def nearest_indices(start: int, stop: int, factor: float) -> np.ndarray:
 
 def resampled_blocks(scene: Scene, grid: ModelGrid, spec: TilingSpec) -> list[Block]:
     """The scene's blocks: per block of the model grid (tiled by ``spec``), the scene pixels whose
-    nearest model pixel lies in it (blocks with none are left out)."""
+    nearest model pixel lies in it (blocks with none are left out).
+
+    Down-sampling, model blocks are ``factor`` times smaller than ``spec``'s, so that the scene
+    block under one (whose core is read at the scene's resolution) is about a block too. The
+    tiles do not change with the block size: the predictions do not either.
+    """
     rows = nearest_indices(0, scene.height, grid.factor)
     cols = nearest_indices(0, scene.width, grid.factor)
+    block_px = math.ceil(spec.block_size_px / max(grid.factor, 1.0))
     blocks: list[Block] = []
-    for model in block_grid(grid.width, grid.height, spec):
+    for model in block_grid(grid.width, grid.height, dataclasses.replace(spec, block_size_px=block_px)):
         top, bottom = _scene_span(rows, int(model.core.row_off), int(model.core.height))
         left, right = _scene_span(cols, int(model.core.col_off), int(model.core.width))
         if bottom > top and right > left:

@@ -147,6 +147,16 @@ def test_resampled_blocks_split_the_scene_by_the_model_block_under_each_pixel(gs
     assert (cover == 1).all(), "every scene pixel is in exactly one block"
 
 
+def test_down_sampled_scene_blocks_stay_about_a_block_large():
+    scene = _scene(0.01, width=1000, height=700)
+    grid = model_grid(scene, DOMAIN)
+    spec = TilingSpec.for_model(stride_px=8, receptive_radius_px=20, tile_size_px=32, block_size_px=128)
+    assert grid.factor > 7
+    blocks = resampled_blocks(scene, grid, spec)
+    assert max(max(b.core.width, b.core.height) for b in blocks) <= 2 * spec.block_size_px
+    assert max(max(b.model.core.width, b.model.core.height) for b in blocks) <= spec.block_size_px
+
+
 def test_a_model_grid_over_the_scene_limit_is_refused_naming_the_scene(monkeypatch):
     monkeypatch.setenv(MAX_PIXELS_VARIABLE, "1e6")
     with pytest.raises(SceneError) as error:
@@ -169,7 +179,9 @@ def test_resampled_mask_is_on_the_scene_grid_and_keeps_its_nodata(predictor, tmp
     assert (_read(plain)[0][0] != classes).mean() > 0.01, "reading at the model's GSD changes the mask"
 
 
-def test_resampled_mask_in_small_blocks_equals_the_mask_in_one_block(predictor, tmp_path):
+@pytest.mark.parametrize("tta", ["none", "flips"])
+def test_resampled_mask_in_small_blocks_equals_the_mask_in_one_block(checkpoint, tmp_path, tta):
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", batch_size=3, tta=tta)
     scene = write_scene(tmp_path / "scene.tif", 0.6)
     masks = [
         _read(
@@ -183,7 +195,7 @@ def test_resampled_mask_in_small_blocks_equals_the_mask_in_one_block(predictor, 
                 resample="model",
             )
         )[0]
-        for block in (64, 4096)
+        for block in (128, 4096)
     ]
     assert np.array_equal(masks[0], masks[1])
 
