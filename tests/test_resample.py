@@ -209,14 +209,28 @@ def test_a_scene_in_range_gives_the_same_mask_file_with_and_without_resampling(p
     assert outs[0].read_bytes() == outs[1].read_bytes()
 
 
-def test_predict_cli_says_the_scene_was_resampled_instead_of_warning_about_its_gsd(checkpoint, tmp_path):
-    scene = write_scene(tmp_path / "scene.tif", 0.6)
+def _predict_cli(scene, checkpoint, out, **env):
     command = [sys.executable, "-m", "geoseg", "predict", str(scene), "--model", str(checkpoint)]
-    command += ["--out", str(tmp_path / "mask.tif"), "--device", "cpu", "--tile-size", "64"]
-    result = subprocess.run([*command, "--resample", "model"], capture_output=True, text=True)
+    command += ["--out", str(out), "--device", "cpu", "--tile-size", "64", "--resample", "model"]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
+
+
+def test_predict_cli_says_the_scene_was_resampled_instead_of_warning_about_its_gsd(checkpoint, tmp_path):
+    result = _predict_cli(write_scene(tmp_path / "scene.tif", 0.6), checkpoint, tmp_path / "mask.tif")
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert notes == ["warning: resampled from GSD 0.6 m to the model's 0.298 m"]
+
+
+def test_predict_cli_refuses_a_too_large_model_grid_in_one_line(checkpoint, tmp_path):
+    scene = write_scene(tmp_path / "scene.tif", 0.6)
+    result = _predict_cli(scene, checkpoint, tmp_path / "mask.tif", **{MAX_PIXELS_VARIABLE: "2e5"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"geoseg: error: {scene}: read at the model's GSD 0.298 m it would be 605×524 px, more than "
+        f"the limit of 0.0002 Gpx (use resample: none, or raise ${MAX_PIXELS_VARIABLE})"
+    ]
+    assert not (tmp_path / "mask.tif").exists()
 
 
 def test_run_with_resample_model_gives_predicts_mask_and_fails_a_too_large_scene_alone(
