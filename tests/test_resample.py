@@ -19,7 +19,7 @@ from geoseg.errors import SceneError
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
 from geoseg.model.checkpoint import load_generator, save_checkpoint
-from geoseg.model.metadata import Domain
+from geoseg.model.metadata import Domain, read_metadata
 from geoseg.predict import predict_scene
 from geoseg.resample import (
     grid_geometry,
@@ -30,7 +30,7 @@ from geoseg.resample import (
 )
 from geoseg.scenes import MAX_PIXELS_VARIABLE, Scene, open_scene
 from geoseg.tiling import TilingSpec
-from tests.conftest import make_checkpoint
+from tests.conftest import SHIPPED_MODEL, make_checkpoint
 from tests.distributed.conftest import geoseg, write_workflow
 
 DOMAIN = Domain(
@@ -164,6 +164,14 @@ def test_a_model_grid_over_the_scene_limit_is_refused_naming_the_scene(monkeypat
     message = str(error.value)
     assert message.startswith("s.tif: read at the model's GSD 0.298 m it would be 10068×10068 px")
     assert "\n" not in message
+
+
+def test_a_real_landsat_scene_is_refused_for_the_shipped_model(sample_data):
+    scene = open_scene(sample_data / "scenes/landsat8-224078-rgb.tif")
+    with pytest.raises(
+        SceneError, match=r"landsat8-224078-rgb.tif: read at the model's GSD 0.298 m it would be"
+    ):
+        model_grid(scene, read_metadata(SHIPPED_MODEL).domain)
 
 
 def test_resampled_mask_is_on_the_scene_grid_and_keeps_its_nodata(predictor, tmp_path):
