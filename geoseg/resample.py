@@ -98,8 +98,8 @@ def model_grid(scene: Scene, domain: Domain | None) -> ModelGrid | None:
     """The grid to read ``scene`` on for a model trained on ``domain``; None when no resampling is
     needed (no domain, or a GSD in range).
 
-    Raises ``SceneError`` when that grid would be larger than the scene limit (a 30 m scene for a
-    0.3 m model).
+    Raises ``SceneError`` when that grid would be larger than the scene limit (a Landsat scene for
+    a 0.3 m model).
     """
     if domain is None:
         return None
@@ -194,9 +194,9 @@ def open_model_grid(dataset: rasterio.DatasetReader, scene: Scene, grid: ModelGr
 class ChunkedReads:
     """Window reads of a warped dataset, made of whole ``CHUNK_PX`` chunks of its grid.
 
-    GDAL warps each request as a whole, and the rounding of a pixel's source coordinates depends
-    on where the request starts: a bilinear byte value may differ by one between two windows
-    (0.4 % of the pixels of ``RGB.byte.tif`` up-sampled 3.3×). Warped chunk by chunk, a model
+    GDAL warps each request as a whole, and a pixel's value depends on the request it is warped
+    in (rounding): a bilinear byte value may differ by one between two windows (0.4 % of the
+    pixels of ``RGB.byte.tif`` up-sampled 3.3×, read whole or by VRT blocks). Warped chunk by chunk, a model
     pixel has the same value whichever block reads it: the mask stays seam-free.
     """
 
