@@ -195,7 +195,7 @@ class ChunkedReads:
     """Window reads of a warped dataset, made of whole ``CHUNK_PX`` chunks of its grid.
 
     GDAL warps each request as a whole, and a pixel's value depends on the request it is warped
-    in (rounding): a bilinear byte value may differ by one between two windows (0.4 % of the
+    in (rounding): a bilinear byte value may differ by one between two windows (0.5 % of the
     pixels of ``RGB.byte.tif`` up-sampled 3.3×, read whole or by VRT blocks). Warped chunk by chunk, a model
     pixel has the same value whichever block reads it: the mask stays seam-free.
     """
