@@ -145,17 +145,32 @@ def geoseg_run(scenes: list[Path], model: Path, folder: Path, args: argparse.Nam
         stages = client.run(stage_seconds)
         peak_rss = client.run(_peak_rss_mib)
         computes = [
-            (s["start"] - epoch, s["stop"] - epoch)
+            (s["start"] - epoch, s["stop"] - epoch, _task_kind(task["key"]))
             for task in client.get_task_stream(start=epoch)
             for s in task["startstops"]
             if s["action"] == "compute"
         ]
     report = json.loads((folder / "out" / "run-report.json").read_text())
     if computes:
-        marks["first task starts"] = min(a for a, _ in computes)
-        marks["last task ends"] = max(b for _, b in computes)
-        marks["tasks computing (worker-s)"] = sum(b - a for a, b in computes)
-    return {"wall": wall, "stages": stages, "report": report, "marks": marks, "peak_rss": peak_rss}
+        marks["first task starts"] = min(a for a, _, _ in computes)
+        marks["last task ends"] = max(b for _, b, _ in computes)
+        marks["tasks computing (worker-s)"] = sum(b - a for a, b, _ in computes)
+    by_kind: dict[str, float] = {}
+    for a, b, kind in computes:
+        by_kind[kind] = by_kind.get(kind, 0.0) + b - a
+    return {
+        "wall": wall,
+        "stages": stages,
+        "report": report,
+        "marks": marks,
+        "peak_rss": peak_rss,
+        "tasks": by_kind,
+    }
+
+
+def _task_kind(key: Any) -> str:
+    """The first element of a run's task key, ("predict", "<scene>@<run>", row, col)."""
+    return str(key[0]) if isinstance(key, tuple) else str(key)
 
 
 def _peak_rss_mib() -> float:
@@ -179,6 +194,10 @@ def print_figures(mpx: float, ours: dict[str, Any], library: dict[str, float], w
     print(
         "timeline of (a), seconds from the cluster's start: "
         + ", ".join(f"{name} {value:.1f}" for name, value in ours["marks"].items())
+    )
+    print(
+        "tasks computing by kind (worker-s): "
+        + ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in sorted(ours["tasks"].items()))
     )
     totals: dict[str, float] = {}
     for seconds in ours["stages"].values():

@@ -48,6 +48,21 @@ def pixel_to_scene(geometries: GeometryArray, transform: Affine) -> GeometryArra
     return np.asarray(shapely.transform(geometries, lambda xy: xy @ matrix + offset))
 
 
+def scene_geometries(components: Components, transform: Affine) -> GeometryArray:
+    """``pixel_to_scene(components.geometries, transform)``, without building the pixel geometries.
+
+    With a north-up transform, components that kept their outlines are built directly in scene
+    coordinates (the same arithmetic, so the same bits); only merged ones are transformed.
+    """
+    if not _north_up(transform):
+        return pixel_to_scene(components.geometries, transform)
+    a, _, c, _, e, f = transform[:6]
+    geometries = components.outlines.geometries(len(components), scale=(a, e), offset=(c, f))
+    merged = np.flatnonzero(shapely.is_geometry(components.unions))
+    geometries[merged] = pixel_to_scene(components.unions[merged], transform)
+    return geometries
+
+
 def fill_small_holes(geometries: GeometryArray, max_hole_area: float) -> GeometryArray:
     """Remove interior rings smaller than ``max_hole_area`` (in the geometries' units).
 
@@ -111,13 +126,16 @@ def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_
     """
     frame = metric_frame(info.crs, info.transform, info.width, info.height)
     pixel_area_m2 = _pixel_area_m2(info, frame)
-    geometries = components.geometries
-    if cleanup.fill_holes_below_m2 > 0:
-        geometries = fill_small_holes(geometries, cleanup.fill_holes_below_m2 / pixel_area_m2)
-    if cleanup.simplify_tolerance_m > 0:
-        tolerance_px = cleanup.simplify_tolerance_m / np.sqrt(pixel_area_m2)
-        geometries = shapely.simplify(geometries, tolerance_px, preserve_topology=True)
-    geometries = pixel_to_scene(geometries, info.transform)
+    if cleanup.fill_holes_below_m2 > 0 or cleanup.simplify_tolerance_m > 0:
+        geometries = components.geometries
+        if cleanup.fill_holes_below_m2 > 0:
+            geometries = fill_small_holes(geometries, cleanup.fill_holes_below_m2 / pixel_area_m2)
+        if cleanup.simplify_tolerance_m > 0:
+            tolerance_px = cleanup.simplify_tolerance_m / np.sqrt(pixel_area_m2)
+            geometries = shapely.simplify(geometries, tolerance_px, preserve_topology=True)
+        geometries = pixel_to_scene(geometries, info.transform)
+    else:
+        geometries = scene_geometries(components, info.transform)
     if cleanup.simplify_tolerance_m > 0 or not _north_up(info.transform):
         geometries = _valid(geometries)
     area_m2, perimeter_m = measure(geometries, info.crs, frame)
@@ -154,7 +172,7 @@ def _north_up(transform: Affine) -> bool:
 def _valid(geometries: GeometryArray) -> GeometryArray:
     """Repair invalid geometries; needed only where a step can break validity.
 
-    Merged components are valid (``polygonize_regions``, ``merge.union_pieces``), and filling
+    Merged components are valid (``Outlines.geometries``, ``merge.union_pieces``), and filling
     holes keeps them so. Their edges are axis-parallel with integer vertices, so validity is a
     matter of how x values and y values compare; a north-up transform maps x and y each through
     one increasing or decreasing function, which keeps every such comparison, ties included.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,11 @@ _Edge = tuple[int, IntArray]
 
 
 def merge_blocks(blocks: Sequence[BlockPieces]) -> Components:
-    """Merge the pieces of non-overlapping blocks (any order) into whole components."""
+    """Merge the pieces of non-overlapping blocks (any order) into whole components.
+
+    A component of one piece keeps that piece's outlines; the geometry of one of several is
+    their union (``Components.unions``), built from the pieces' outlines in pixel coordinates.
+    """
     connectivity = _common_connectivity(blocks)
     offsets = np.cumsum([0, *(len(b) for b in blocks)])
     pieces = Components.concat([b.pieces for b in blocks])
@@ -41,17 +46,22 @@ def merge_blocks(blocks: Sequence[BlockPieces]) -> Components:
     group_count, group = connected_components(graph, directed=False)
     first = np.full(group_count, -1, dtype=np.int64)
     first[group[::-1]] = np.arange(n)[::-1]
-    merged = pieces.geometries[first]
     sizes = np.bincount(group, minlength=group_count)
     order = np.argsort(group, kind="stable")
     starts = np.cumsum(sizes) - sizes
     frames = np.array([_frame(b) for b in blocks], dtype=np.float64).reshape(-1, 4)
     block_of_piece = np.repeat(np.arange(len(blocks)), np.diff(offsets))
     unioned = np.flatnonzero(sizes > 1)
+    outlines = pieces.outlines
+    piece_of_polygon = outlines.owner  # every polygon of a block belongs to a piece
+    in_union = (sizes[group] > 1)[piece_of_polygon]
+    members_only = replace(outlines, owner=np.where(in_union, piece_of_polygon, -1))
+    piece_geometries = members_only.geometries(n)
+    unions = np.full(group_count, None, dtype=object)
     for g in unioned:
         members = order[starts[g] : starts[g] + sizes[g]]
-        merged[g] = union_pieces(pieces.geometries[members], frames[block_of_piece[members]])
-    merged[unioned] = in_polygonize_order(merged[unioned])
+        unions[g] = union_pieces(piece_geometries[members], frames[block_of_piece[members]])
+    unions[unioned] = in_polygonize_order(unions[unioned])
 
     def total(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         return np.bincount(group, weights=values, minlength=group_count).astype(np.float64)
@@ -60,7 +70,8 @@ def merge_blocks(blocks: Sequence[BlockPieces]) -> Components:
         class_ids=pieces.class_ids[first],
         prob_sums=total(pieces.prob_sums),
         prob_counts=total(pieces.prob_counts).astype(np.int64),
-        geometries=merged,
+        outlines=replace(outlines, owner=np.where(in_union, -1, group[piece_of_polygon])),
+        unions=unions,
     )
 
 
@@ -103,7 +114,7 @@ def union_pieces(pieces: GeometryArray, frames: npt.NDArray[np.float64]) -> shap
 
 
 def in_polygonize_order(geometries: GeometryArray) -> GeometryArray:
-    """Pixel-grid (Multi)Polygons written in the order ``polygonize_regions`` writes a piece.
+    """Pixel-grid (Multi)Polygons written in the order ``Outlines.geometries`` writes a piece.
 
     That is GDAL's ring order: collinear vertices dropped, each ring starting at its top-left
     vertex (least row, then column) and running with the interior on its left in (column, row)

@@ -45,7 +45,7 @@ class Rings:
     other two pixels are neither: regions that touch only at that corner.
     """
 
-    coords: npt.NDArray[np.float64]
+    coords: npt.NDArray[np.int32]
     ring_sizes: IntArray
     rings_per_polygon: IntArray
     corner_contacts: npt.NDArray[np.int32]
@@ -68,7 +68,7 @@ def trace_regions(regions: npt.NDArray[np.integer], count: int) -> Rings:
     up, down = _runs(padded, across_rows=False)
     if len(east.start) == 0:
         empty = np.zeros(0, np.int64)
-        return Rings(np.zeros((0, 2)), empty, empty, np.zeros((0, 2), np.int32))
+        return Rings(np.zeros((0, 2), np.int32), empty, empty, np.zeros((0, 2), np.int32))
     horizontal, is_east = _joined(east, west)
     vertical, is_up = _joined(up, down)
     stride, flat = width + 2, padded.ravel()
@@ -204,7 +204,7 @@ class _VertexLookup:
 
 def _rings(
     horizontal: _Runs, is_east: npt.NDArray[np.bool_], following: IntArray, width: int, count: int
-) -> tuple[npt.NDArray[np.float64], IntArray, IntArray]:
+) -> tuple[npt.NDArray[np.int32], IntArray, IntArray]:
     """Order the cycles of ``following`` into GDAL's rings: coordinates, ring sizes, rings per polygon."""
     n = len(following)
     graph = coo_array((np.ones(n, dtype=np.int8), (np.arange(n), following)), shape=(n, n))
@@ -234,7 +234,7 @@ def _rings(
     closing = position_of_ring + 2 * sizes
     keys[closing] = keys[position_of_ring]
     y, x = np.divmod(keys, width + 1)
-    coords = np.column_stack([x, y]).astype(np.float64)
+    coords = np.column_stack([x, y]).astype(np.int32)
     rings_per_polygon = np.bincount(region - 1, minlength=count)
     return coords, ring_sizes.astype(np.int64), rings_per_polygon.astype(np.int64)
 
