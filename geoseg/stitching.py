@@ -27,6 +27,9 @@ from geoseg.scenes import Scene
 from geoseg.timing import stage
 
 COG_BLOCK_PX = 512
+DEFLATE_LEVEL = 3
+"""zlib level of DEFLATE masks: on a speckled 8192² Landsat mask 0.30 s and 3.3 MB against
+GDAL's default level 6, 0.75 s and 2.8 MB (one thread); every DEFLATE reader reads either."""
 _WORKING_OPTIONS = {
     "tiled": True,
     "blockxsize": COG_BLOCK_PX,
@@ -101,11 +104,13 @@ class MaskWriter:
 
 
 def write_cog(src: Path, dst: str | os.PathLike[str], compress: str = "DEFLATE") -> None:
-    """Copy a mask GeoTIFF to a COG whose overviews keep each class's share of the pixels.
+    """Copy a mask GeoTIFF to a COG whose overviews keep each class's share of the pixels
+    (DEFLATE at ``DEFLATE_LEVEL``).
 
     GDAL's block cache is capped while copying: the COG driver fills it in proportion to the
     scene (975 MiB of peak memory for a 16k² mask, 250 MiB capped).
     """
+    level = {"level": DEFLATE_LEVEL} if compress == "DEFLATE" else {}
     with bounded_cache(), with_overviews(src, COG_BLOCK_PX, NODATA) as mask:
         rasterio.shutil.copy(
             mask,
@@ -115,4 +120,5 @@ def write_cog(src: Path, dst: str | os.PathLike[str], compress: str = "DEFLATE")
             blocksize=COG_BLOCK_PX,
             overviews="FORCE_USE_EXISTING",
             num_threads="ALL_CPUS",
+            **level,
         )
