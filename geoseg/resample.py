@@ -33,7 +33,7 @@ from geoseg.errors import SceneError
 from geoseg.maskformat import NODATA
 from geoseg.model.metadata import Domain
 from geoseg.scenes import MAX_PIXELS_VARIABLE, Scene, max_scene_pixels
-from geoseg.tiling import Block, TilingSpec, block_grid
+from geoseg.tiling import Block, Tile, TilingSpec, block_grid, tiles_in_block
 from geoseg.units import ground_sampling_distance_m
 
 CHUNK_PX = 256
@@ -158,6 +158,13 @@ def scene_blocks(scene: Scene, spec: TilingSpec, grid: ModelGrid | None) -> list
     return (
         block_grid(scene.width, scene.height, spec) if grid is None else resampled_blocks(scene, grid, spec)
     )
+
+
+def block_tiles(scene: Scene, block: Block, spec: TilingSpec) -> list[Tile]:
+    """The tiles a block is predicted in: on the scene's grid, or a resampled block's on the model's."""
+    if isinstance(block, ResampledBlock):
+        return list(tiles_in_block(block.model, block.grid.width, block.grid.height, spec))
+    return list(tiles_in_block(block, scene.width, scene.height, spec))
 
 
 def _scene_span(indices: np.ndarray, start: int, size: int) -> tuple[int, int]:

@@ -31,7 +31,7 @@ from geoseg.resample import (
     target_gsd_m,
 )
 from geoseg.scenes import MAX_PIXELS_VARIABLE, Scene, open_scene
-from geoseg.tiling import TilingSpec
+from geoseg.tiling import TilingSpec, block_grid, tiles_in_block
 from tests.conftest import SHIPPED_MODEL, make_checkpoint
 from tests.distributed.conftest import geoseg, write_workflow
 
@@ -266,6 +266,19 @@ def test_run_with_resample_model_gives_predicts_mask_and_fails_a_too_large_scene
     report = {s["id"]: s for s in json.loads((tmp_path / "out" / "run-report.json").read_text())["scenes"]}
     assert report["scene"]["status"] == "ok"
     assert report["scene"]["warnings"] == ["resampled from GSD 0.6 m to the model's 0.298 m"]
+    grid = model_grid(open_scene(scene), read_metadata(checkpoint).domain)
+    assert grid is not None
+    spec = TilingSpec.for_model(  # write_workflow's tiling
+        stride_px=predictor.metadata.total_stride,
+        receptive_radius_px=predictor.metadata.receptive_radius_px,
+        tile_size_px=128,
+        block_size_px=256,
+    )
+    model_tiles = sum(
+        len(list(tiles_in_block(b, grid.width, grid.height, spec)))
+        for b in block_grid(grid.width, grid.height, spec)
+    )
+    assert json.loads((tmp_path / "out" / "run-report.json").read_text())["tiles"] == model_tiles
     assert report["landsat"]["status"] == "failed"
     assert report["landsat"]["error"].startswith(f"{landsat}: read at the model's GSD 0.298 m it would be")
     assert "\n" not in report["landsat"]["error"]

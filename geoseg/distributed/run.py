@@ -38,11 +38,11 @@ from geoseg.distributed.worker_setup import WorkerFunction
 from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
 from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.report_html import format_area, format_count, write_report_html
-from geoseg.resample import ModelGrid, scene_blocks
+from geoseg.resample import ModelGrid, block_tiles, scene_blocks
 from geoseg.runlock import output_lock
 from geoseg.safepaths import ProtectedFiles, check_output_folder, check_unique_names, inside
 from geoseg.scenes import Scene
-from geoseg.tiling import TilingSpec, tiles_in_block
+from geoseg.tiling import TilingSpec
 from geoseg.workflow import Workflow
 
 OPEN_SCENE = WorkerFunction("open_scene_task")
@@ -225,9 +225,7 @@ def _process(
                 spec = job.spec
                 grid = scene_blocks(scene, spec, resampled)
                 total_blocks += len(grid)
-                total_tiles += sum(
-                    len(list(tiles_in_block(b, scene.width, scene.height, spec))) for b in grid
-                )
+                total_tiles += sum(len(block_tiles(scene, b, spec)) for b in grid)
                 progress.update(blocks_bar, total=total_blocks)
                 predicted = [
                     client.submit(
@@ -360,7 +358,7 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
         report.run_layer = str(layer)
     done = [s for s in report.scenes if s.status in ("ok", "skipped")]
     if done:
-        parameters = workflow.model_dump(mode="json", include={"tiling", "outputs", "bands"})
+        parameters = workflow.model_dump(mode="json", include={"tiling", "outputs", "bands", "resample"})
         report.catalog = str(
             write_results_catalog(
                 done, output / "catalog" / "catalog.json", report.model, parameters, metadata
