@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+import torch
 from distributed import Client, get_task_stream
 
 from geoseg.distributed.cluster import GPU, MMAP_THRESHOLD_BYTES, cluster_client, gpu_node, gpu_node_workers
@@ -75,3 +80,18 @@ def test_local_workers_keep_arrays_under_32_mib_on_the_heap():
         (environ,) = client.run(_malloc_environ).values()
     assert environ["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD_BYTES) == str(32 * 2**20)
     assert environ["MALLOC_TRIM_THRESHOLD_"] is not None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the driver check is Linux's")
+@pytest.mark.parametrize("driver_present", [False, True])
+def test_gpus_are_counted_by_torch_only_where_an_nvidia_driver_is_loaded(tmp_path, driver_present):
+    """A local run on a Linux machine without the NVIDIA driver does not import torch to count 0 GPUs."""
+    mark = tmp_path if driver_present else tmp_path / "absent"
+    script = (
+        "import sys; from pathlib import Path; import geoseg.distributed.cluster as c; "
+        f"c.NVIDIA_DRIVER_MARKS = (Path({str(mark)!r}),); "
+        "print(c.visible_gpus(), 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    expected = torch.cuda.device_count() if driver_present else 0
+    assert result.stdout.split() == [str(expected), str(driver_present)]
