@@ -44,9 +44,9 @@ class Outlines:
     Polygon ``i`` has ``rings_per_polygon[i]`` closed rings (exterior first) whose
     ``ring_sizes`` vertices follow one another in ``coords``; it is a part of component
     ``owner[i]`` (-1: of none). Geometries are built only when asked for, in pixel or scene
-    coordinates (``geometries``): pieces travel between workers as these arrays (a scene's
-    pickle in 0.01 s instead of 0.5 s as WKB), and most reach the output without ever being a
-    pixel-coordinate geometry.
+    coordinates (``geometries``): pieces travel between workers as these arrays (an 8192²
+    scene's pieces pickle and unpickle in 0.05 s, 1.04 s as WKB), and most reach the output
+    without ever being a pixel-coordinate geometry.
     """
 
     coords: npt.NDArray[np.int32]
