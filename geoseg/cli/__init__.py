@@ -3,7 +3,8 @@
 User mistakes (``GeosegError``) and environment problems (``OSError``: a full disk, a
 read-only folder) become one line on stderr and exit code 2, never a traceback; an unexpected
 error is one line too, with exit code 3 and a pointer to ``--debug``. Ctrl-C ends with one line
-and exit code 130. ``--debug`` (or ``GEOSEG_DEBUG=1``) shows full tracebacks for bug reports.
+and exit code 130 (``geoseg.interrupts``). ``--debug`` (or ``GEOSEG_DEBUG=1``) shows full
+tracebacks for bug reports.
 """
 
 import os
@@ -17,6 +18,7 @@ try:  # typer ≥ 0.25 vendors its own click
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older typer on real click
     from click.exceptions import ClickException  # type: ignore[assignment]
+from geoseg import interrupts
 from geoseg.cli import commands  # noqa: F401  (registers the commands)
 from geoseg.cli.app import DEBUG_VARIABLE, app
 from geoseg.errors import GeosegError, GeosegWarning
@@ -31,6 +33,7 @@ def main() -> None:
     warnings.simplefilter("always", GeosegWarning)
     warnings.showwarning = _show_warning
     http_timeouts()
+    interrupts.install()
     try:
         code = app(standalone_mode=False)
     except ClickException as exc:  # usage errors: one line naming the option, as for others
@@ -43,15 +46,20 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get(DEBUG_VARIABLE):
             raise
-        print(f"geoseg: error: {_one_line(exc)}", file=sys.stderr)
-        if not isinstance(exc, GeosegError | OSError | MemoryError):
-            print("geoseg: this looks like a bug: rerun with --debug and report it", file=sys.stderr)
-            code = 3
-        else:
-            code = 2
+        # Ctrl-C that Python turned into another error (an import lock's) is still Ctrl-C
+        code = INTERRUPTED if interrupts.requested() else _report(exc)
     if code == INTERRUPTED:  # typer turns KeyboardInterrupt into exit code 130 itself
         print("geoseg: interrupted; rerun to resume", file=sys.stderr)
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _report(exc: Exception) -> int:
+    """Print an error as one line (and a pointer to ``--debug`` for a bug); its exit code."""
+    print(f"geoseg: error: {_one_line(exc)}", file=sys.stderr)
+    if isinstance(exc, GeosegError | OSError | MemoryError):
+        return 2
+    print("geoseg: this looks like a bug: rerun with --debug and report it", file=sys.stderr)
+    return 3
 
 
 _show_other_warning = warnings.showwarning

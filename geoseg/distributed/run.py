@@ -20,6 +20,7 @@ from distributed import Client, Future, as_completed, get_task_stream
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from geoseg import interrupts
 from geoseg.atomic import atomic_output, remove_stale_temporaries
 from geoseg.catalog import SceneInput, load_inputs, write_results_catalog
 from geoseg.distributed.cluster import Placement, cluster_client, dashboard_link, placement
@@ -209,6 +210,7 @@ def _process(
         blocks_bar = progress.add_task("blocks", total=0)
         pending = as_completed(list(by_future))
         for future in pending:
+            interrupts.check()  # Ctrl-C that Python swallowed (in a garbage-collector callback)
             if future not in by_future:  # cancelled with its failed scene
                 continue
             stage, job = by_future.pop(future)
