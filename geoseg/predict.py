@@ -31,6 +31,7 @@ from geoseg.maskformat import NODATA
 from geoseg.resample import (
     ChunkedReads,
     ResampledBlock,
+    block_tiles,
     model_grid,
     open_model_grid,
     scene_blocks,
@@ -40,7 +41,7 @@ from geoseg.resample import (
 from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.stitching import MaskWriter
-from geoseg.tiling import Block, Tile, TilingSpec, read_extent, tiles_in_block
+from geoseg.tiling import Block, Tile, TilingSpec, read_extent
 from geoseg.timing import stage
 from geoseg.workflow import Resample
 
@@ -124,7 +125,7 @@ def read_block(
     """Read a block once with its halo; invalid pixels become ``nodata_fill``."""
     if isinstance(block, ResampledBlock):
         return read_resampled(scene, block, spec, dataset, nodata_fill)
-    tiles = list(tiles_in_block(block, scene.width, scene.height, spec))
+    tiles = block_tiles(scene, block, spec)
     extent = read_extent(tiles)
     with stage("read"):
         pixels, valid = read_window(scene, extent, dataset, nodata_fill=nodata_fill)

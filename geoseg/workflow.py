@@ -23,11 +23,11 @@ from geoseg.tiling import TilingSpec
 
 VectorFormat = Literal["geojson", "gpkg", "shp", "parquet", "fgb"]
 TTA = Literal["none", "flips", "dihedral"]
+"""Test-time augmentation: none, the 4 flips or the 8 dihedral views, probabilities averaged."""
 Precision = Literal["fp32", "bf16"]
+"""Forward-pass arithmetic: fp32 everywhere, or bf16 autocast."""
 Resample = Literal["none", "model"]
 """Reading scenes outside the model's GSD range: as they are, or at the model's GSD (``geoseg.resample``)."""
-"""Forward-pass arithmetic: fp32 everywhere, or bf16 autocast."""
-"""Test-time augmentation: none, the 4 flips or the 8 dihedral views, probabilities averaged."""
 
 
 class _Strict(BaseModel):

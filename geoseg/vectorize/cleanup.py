@@ -57,10 +57,8 @@ def scene_geometries(components: Components, transform: Affine) -> GeometryArray
     if not _north_up(transform):
         return pixel_to_scene(components.geometries, transform)
     a, _, c, _, e, f = transform[:6]
-    geometries = components.outlines.geometries(len(components), scale=(a, e), offset=(c, f))
-    merged = np.flatnonzero(shapely.is_geometry(components.unions))
-    geometries[merged] = pixel_to_scene(components.unions[merged], transform)
-    return geometries
+    unions = pixel_to_scene(components.unions, transform)  # None where a component kept its outlines
+    return components.geometries_with(unions, scale=(a, e), offset=(c, f))
 
 
 def fill_small_holes(geometries: GeometryArray, max_hole_area: float) -> GeometryArray:

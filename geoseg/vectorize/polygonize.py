@@ -137,9 +137,19 @@ class Components:
     @functools.cached_property
     def geometries(self) -> npt.NDArray[np.object_]:
         """Every component's (Multi)Polygon in scene pixel coordinates."""
-        built = self.outlines.geometries(len(self))
-        merged = np.flatnonzero(shapely.is_geometry(self.unions))
-        built[merged] = self.unions[merged]
+        return self.geometries_with(self.unions)
+
+    def geometries_with(
+        self,
+        unions: npt.NDArray[np.object_],
+        scale: tuple[float, float] = (1.0, 1.0),
+        offset: tuple[float, float] = (0.0, 0.0),
+    ) -> npt.NDArray[np.object_]:
+        """Every component's geometry: built from its outlines (``Outlines.geometries``, with
+        ``scale`` and ``offset``), or taken from ``unions`` (``self.unions`` in those coordinates)."""
+        built = self.outlines.geometries(len(self), scale, offset)
+        merged = np.flatnonzero(shapely.is_geometry(unions))
+        built[merged] = unions[merged]
         return built
 
     @classmethod
