@@ -53,6 +53,33 @@ def measure(geometries: GeometryArray, crs: CRS, frame: MetricFrame) -> tuple[Fl
     return shapely.area(metric), shapely.length(metric)
 
 
+def measure_rings(
+    xy: FloatArray, ring_sizes: npt.NDArray[np.int64], crs: CRS, frame: MetricFrame
+) -> tuple[FloatArray, FloatArray]:
+    """Enclosed area (m², unsigned) and length (m) of closed rings whose scene-CRS vertices
+    follow one another in ``xy`` (n, 2): ``measure`` without building geometries.
+
+    Each ring's shoelace sum is taken relative to its first vertex, as GEOS does, so areas
+    agree with ``measure``'s to rounding.
+    """
+    if len(ring_sizes) == 0:
+        return np.zeros(0), np.zeros(0)
+    if frame.equal_area_crs is None:
+        scale, metric = frame.metres_per_unit, xy
+    else:
+        x, y = _transformer(crs, frame.equal_area_crs).transform(xy[:, 0], xy[:, 1])
+        scale, metric = 1.0, np.column_stack([x, y])
+    starts = np.r_[0, np.cumsum(ring_sizes)[:-1]].astype(np.int64)
+    local = metric - np.repeat(metric[starts], ring_sizes, axis=0)
+    cross = local[:-1, 0] * local[1:, 1] - local[1:, 0] * local[:-1, 1]
+    step = np.hypot(*np.diff(local, axis=0).T)
+    across = starts[1:] - 1  # from one ring's last vertex to the next ring's first: no edge
+    cross[across] = step[across] = 0.0
+    area = np.abs(np.add.reduceat(np.r_[cross, 0.0], starts)) / 2
+    length = np.add.reduceat(np.r_[step, 0.0], starts)
+    return area * scale**2, length * scale
+
+
 def _transformer(source: CRS, target: CRS) -> pyproj.Transformer:
     """PROJ's transformation between two CRSs, x/y order (as GeoPandas' ``to_crs`` builds it)."""
     return pyproj.Transformer.from_crs(

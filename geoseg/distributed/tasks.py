@@ -186,7 +186,8 @@ def write_vectors_task(
         )
         features = to_features(merge_blocks([b.pieces for b in blocks]), info, cleanup, job.input.id)
         paths = [str(write_features(features, path)) for path in job.vector_paths]
-    area = float(features.loc[features["class_id"] != 0, "area_m2"].sum())
+    foreground = features.table["class_id"].to_numpy() != 0
+    area = float(features.table["area_m2"].to_numpy()[foreground].sum())
     return VectorFiles(paths, len(features), area)
 
 

@@ -12,11 +12,13 @@ splits the same steps across tasks:
 * in one run-level task: ``gather_layers(per_scene_paths, run_out)``.
 
 Pieces carry geometries in the scene's pixel grid (exact integer vertices), so the merge is
-exact whatever the block layout; metres and the CRS enter only in ``to_features``.
+exact whatever the block layout; metres and the CRS enter only in ``to_features``, which
+gives a ``Features`` table of WKB (``.to_frame()`` for a GeoDataFrame).
 """
 
 from geoseg.maskformat import MaskBlock, MaskInfo, iter_mask_blocks, read_mask_info
 from geoseg.vectorize.cleanup import Cleanup, to_features
+from geoseg.vectorize.features import Features
 from geoseg.vectorize.formats import gather_layers, read_features, write_features
 from geoseg.vectorize.merge import merge_blocks
 from geoseg.vectorize.polygonize import BlockPieces, Components, polygonize_block
@@ -26,6 +28,7 @@ __all__ = [
     "BlockPieces",
     "Cleanup",
     "Components",
+    "Features",
     "MaskBlock",
     "MaskInfo",
     "VectorizeSummary",

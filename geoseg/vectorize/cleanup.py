@@ -4,21 +4,30 @@ Areas and lengths are measured in metres whatever the mask's CRS (see ``geoseg.u
 Hole filling and simplification run on the
 pixel-grid geometries, with metre thresholds converted through the pixel size in metres at the
 scene's centre; the scene's affine transform is applied once, at the end.
+
+Without those two steps (the default) and on a north-up grid, components that kept their
+outlines never become shapely geometries: they are placed in the scene, measured and encoded
+as WKB from the outline arrays (``wkb.py``), the same bytes GEOS writes, with areas and
+perimeters equal to GEOS's to the last bit or two. On an 8192² scene of 172 000 polygons
+this takes 0.42 s against 0.85 s through geometries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 import shapely
 from rasterio.transform import Affine
 
 from geoseg.maskformat import PROBABILITY_SCALE, MaskInfo
-from geoseg.units import GeometryArray, MetricFrame, measure, metric_frame
+from geoseg.units import GeometryArray, MetricFrame, measure, measure_rings, metric_frame
+from geoseg.vectorize import runs
+from geoseg.vectorize.features import Features
 from geoseg.vectorize.polygonize import Components
+from geoseg.vectorize.wkb import encode_polygons
 
 
 @dataclass(frozen=True)
@@ -46,19 +55,6 @@ def pixel_to_scene(geometries: GeometryArray, transform: Affine) -> GeometryArra
     matrix = np.array([[a, d], [b, e]])
     offset = np.array([c, f])
     return np.asarray(shapely.transform(geometries, lambda xy: xy @ matrix + offset))
-
-
-def scene_geometries(components: Components, transform: Affine) -> GeometryArray:
-    """``pixel_to_scene(components.geometries, transform)``, without building the pixel geometries.
-
-    With a north-up transform, components that kept their outlines are built directly in scene
-    coordinates (the same arithmetic, so the same bits); only merged ones are transformed.
-    """
-    if not _north_up(transform):
-        return pixel_to_scene(components.geometries, transform)
-    a, _, c, _, e, f = transform[:6]
-    unions = pixel_to_scene(components.unions, transform)  # None where a component kept its outlines
-    return components.geometries_with(unions, scale=(a, e), offset=(c, f))
 
 
 def fill_small_holes(geometries: GeometryArray, max_hole_area: float) -> GeometryArray:
@@ -115,7 +111,19 @@ def _parts_in_holes(
     return np.asarray(candidates[found[same]], dtype=np.int64)
 
 
-def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_id: str) -> gpd.GeoDataFrame:
+@dataclass(frozen=True)
+class _Shapes:
+    """Per component: WKB (``position[i]`` in ``wkb``, -1 for none), area (m², NaN for none),
+    perimeter (m) and bounds (xmin, ymin, xmax, ymax)."""
+
+    wkb: pa.Array
+    position: npt.NDArray[np.int64]
+    area_m2: npt.NDArray[np.float64]
+    perimeter_m: npt.NDArray[np.float64]
+    bounds: npt.NDArray[np.float64]
+
+
+def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_id: str) -> Features:
     """Clean the components and build the attribute table, in the mask's CRS.
 
     Columns: ``class_id``, ``class_name``, ``area_m2``, ``perimeter_m``, ``mean_prob`` (0–1,
@@ -123,35 +131,83 @@ def to_features(components: Components, info: MaskInfo, cleanup: Cleanup, scene_
     Every feature has ``area_m2 >= cleanup.min_area_m2``.
     """
     frame = metric_frame(info.crs, info.transform, info.width, info.height)
-    pixel_area_m2 = _pixel_area_m2(info, frame)
-    if cleanup.fill_holes_below_m2 > 0 or cleanup.simplify_tolerance_m > 0:
-        geometries = components.geometries
-        if cleanup.fill_holes_below_m2 > 0:
-            geometries = fill_small_holes(geometries, cleanup.fill_holes_below_m2 / pixel_area_m2)
-        if cleanup.simplify_tolerance_m > 0:
-            tolerance_px = cleanup.simplify_tolerance_m / np.sqrt(pixel_area_m2)
-            geometries = shapely.simplify(geometries, tolerance_px, preserve_topology=True)
-        geometries = pixel_to_scene(geometries, info.transform)
+    if cleanup.fill_holes_below_m2 > 0 or cleanup.simplify_tolerance_m > 0 or not _north_up(info.transform):
+        shapes = _cleaned_shapes(components, info, cleanup, frame)
     else:
-        geometries = scene_geometries(components, info.transform)
-    if cleanup.simplify_tolerance_m > 0 or not _north_up(info.transform):
-        geometries = _valid(geometries)
-    area_m2, perimeter_m = measure(geometries, info.crs, frame)
-    keep = (area_m2 > 0) & (area_m2 >= cleanup.min_area_m2)
+        shapes = _encoded_shapes(components, info, frame)
+    keep = (shapes.area_m2 > 0) & (shapes.area_m2 >= cleanup.min_area_m2)
     class_ids = components.class_ids[keep].astype(np.int64)
-    names = {c: info.class_name(c) for c in np.unique(class_ids).tolist()}
+    names = np.array([info.class_name(c) for c in range(int(class_ids.max(initial=0)) + 1)], dtype=object)
     columns: dict[str, object] = {
         "class_id": class_ids,
-        "class_name": [names[c] for c in class_ids.tolist()],
-        "area_m2": area_m2[keep],
-        "perimeter_m": perimeter_m[keep],
+        "class_name": names[class_ids],
+        "area_m2": shapes.area_m2[keep],
+        "perimeter_m": shapes.perimeter_m[keep],
     }
     if info.has_probability:
         counts = components.prob_counts[keep]
         sums = components.prob_sums[keep]
         columns["mean_prob"] = np.where(counts > 0, sums / np.maximum(counts, 1) / PROBABILITY_SCALE, np.nan)
-    columns["scene_id"] = [scene_id] * int(keep.sum())
-    return gpd.GeoDataFrame(columns, geometry=geometries[keep], crs=info.crs)
+    columns["scene_id"] = np.full(int(keep.sum()), scene_id, dtype=object)
+    bounds = shapes.bounds[keep]
+    total = (*bounds[:, :2].min(axis=0), *bounds[:, 2:].max(axis=0)) if len(bounds) else None
+    return Features.from_columns(columns, shapes.wkb.take(shapes.position[keep]), info.crs, total)
+
+
+def _encoded_shapes(components: Components, info: MaskInfo, frame: MetricFrame) -> _Shapes:
+    """Components that kept their outlines are encoded and measured from their outline arrays,
+    in scene coordinates, without ever becoming geometries; merged ones from their unions."""
+    a, _, c, _, e, f = info.transform[:6]
+    ordered = components.outlines.in_part_order()
+    xy = ordered.scene_xy((a, e), (c, f))
+    owners, parts = np.unique(ordered.owner, return_counts=True)
+    ring_area, ring_length = measure_rings(xy, ordered.ring_sizes, info.crs, frame)
+    first_ring = runs.starts(ordered.rings_per_polygon)
+    holes = np.ones(len(ring_area), dtype=bool)
+    holes[first_ring] = False
+    ring_area[holes] *= -1
+    rings_of = first_ring[runs.starts(parts)]  # each owner's first ring
+    first_vertex = runs.starts(ordered.ring_sizes)
+    merged = np.flatnonzero(shapely.is_geometry(components.unions))
+    unions = pixel_to_scene(components.unions[merged], info.transform)
+    union_area, union_perimeter = measure(unions, info.crs, frame)
+    count = len(components)
+    area, perimeter, bounds = np.full(count, np.nan), np.full(count, np.nan), np.full((count, 4), np.nan)
+    if len(owners):
+        area[owners] = np.add.reduceat(ring_area, rings_of)
+        perimeter[owners] = np.add.reduceat(ring_length, rings_of)
+        vertices_of = first_vertex[rings_of]
+        lowest, highest = np.minimum.reduceat(xy, vertices_of), np.maximum.reduceat(xy, vertices_of)
+        bounds[owners] = np.column_stack([lowest, highest])
+    area[merged], perimeter[merged], bounds[merged] = union_area, union_perimeter, shapely.bounds(unions)
+    position = np.full(count, -1, dtype=np.int64)
+    position[owners] = np.arange(len(owners))
+    position[merged] = len(owners) + np.arange(len(merged))
+    wkb = pa.concat_arrays(
+        [
+            encode_polygons(xy, ordered.ring_sizes, ordered.rings_per_polygon, parts),
+            pa.array(shapely.to_wkb(unions), type=pa.binary()),
+        ]
+    )
+    return _Shapes(wkb, position, area, perimeter, bounds)
+
+
+def _cleaned_shapes(components: Components, info: MaskInfo, cleanup: Cleanup, frame: MetricFrame) -> _Shapes:
+    """Every component as a geometry, holes filled and simplified on the pixel grid, then
+    placed in the scene (any transform) and repaired where a step can break validity."""
+    pixel_area_m2 = _pixel_area_m2(info, frame)
+    geometries = components.geometries
+    if cleanup.fill_holes_below_m2 > 0:
+        geometries = fill_small_holes(geometries, cleanup.fill_holes_below_m2 / pixel_area_m2)
+    if cleanup.simplify_tolerance_m > 0:
+        tolerance_px = cleanup.simplify_tolerance_m / np.sqrt(pixel_area_m2)
+        geometries = shapely.simplify(geometries, tolerance_px, preserve_topology=True)
+    geometries = pixel_to_scene(geometries, info.transform)
+    if cleanup.simplify_tolerance_m > 0 or not _north_up(info.transform):
+        geometries = _valid(geometries)
+    area_m2, perimeter_m = measure(geometries, info.crs, frame)
+    wkb = pa.array(shapely.to_wkb(geometries), type=pa.binary())
+    return _Shapes(wkb, np.arange(len(geometries)), area_m2, perimeter_m, shapely.bounds(geometries))
 
 
 def _pixel_area_m2(info: MaskInfo, frame: MetricFrame) -> float:

@@ -3,22 +3,32 @@
 ``.geojson`` is RFC 7946 (EPSG:4326 lon/lat, counter-clockwise exterior rings); ``.shp``,
 ``.gpkg``, ``.fgb`` (FlatGeobuf) and ``.parquet`` (GeoParquet) keep the scene's CRS. A
 Shapefile cannot hold names over 10 characters, so ``perimeter_m`` is written as ``perim_m``.
+
+Layers are written from Arrow tables of WKB (``Features``): GeoParquet by pyarrow, the others
+by GDAL's Arrow interface (``pyogrio.write_arrow``). A scene's 172 000 polygons then reach a
+GeoParquet file in 0.10 s, against 0.45 s through a GeoDataFrame (its WKB encoding included),
+and a worker never imports GeoPandas; the files are the ones GeoPandas wrote (same fields,
+types, geometry types and WKB).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
-import pandas as pd
-import pyogrio
-import shapely
+import pyproj
 
+from geoseg import __version__
 from geoseg.atomic import atomic_output
 from geoseg.errors import VectorizeError
+from geoseg.vectorize.features import GEOMETRY, Features
+from geoseg.vectorize.wkb import geometry_types, promote_to_multi
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 DRIVERS = {
     ".geojson": "GeoJSON",
@@ -30,6 +40,9 @@ DRIVERS = {
 SHAPEFILE_NAMES = {"perimeter_m": "perim_m"}
 APPENDABLE = {"GPKG", "ESRI Shapefile"}
 """Drivers that ``gather_layers`` fills one scene at a time."""
+ONE_GEOMETRY_TYPE = {"GPKG", "FlatGeobuf"}
+"""Drivers whose layers hold one geometry type: Polygons are written as MultiPolygons there
+when a layer has both (as pyogrio's ``promote_to_multi`` does)."""
 WGS84 = "EPSG:4326"
 
 
@@ -42,39 +55,102 @@ def vector_driver(path: str | os.PathLike[str]) -> str:
     return DRIVERS[suffix]
 
 
-def write_features(features: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``features`` to ``path`` in the format its extension names; return the path."""
+def write_features(features: Features | gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``features`` to ``path`` in the format its extension names; return the path.
+
+    GeoJSON is reprojected to lon/lat with counter-clockwise exteriors by GDAL (its RFC 7946
+    mode); the other formats keep the layer's CRS.
+    """
+    if not isinstance(features, Features):
+        features = Features.from_frame(features)
     driver = vector_driver(path)
     final = Path(path)
     with atomic_output(final) as tmp:
         if driver == "GeoParquet":
-            features.to_parquet(tmp)
+            _write_geoparquet(features, tmp)
         elif driver == "GeoJSON":
-            lonlat = features.to_crs(WGS84)
-            lonlat = lonlat.set_geometry(shapely.orient_polygons(lonlat.geometry.values))
-            pyogrio.write_dataframe(
-                lonlat, tmp, driver=driver, layer=final.stem, layer_options={"RFC7946": "YES"}
-            )
+            _write_ogr(features, tmp, driver, final.stem, layer_options={"RFC7946": "YES"})
         else:
             _write_ogr(features, tmp, driver, final.stem)
     return final
 
 
-def _write_ogr(features: gpd.GeoDataFrame, tmp: Path, driver: str, layer: str, **options: Any) -> None:
-    """Write (or with ``append=True`` add) features with pyogrio; Shapefiles get short names.
+def _write_ogr(
+    features: Features,
+    tmp: Path,
+    driver: str,
+    layer: str,
+    geometry_type: str | None = None,
+    **options: Any,
+) -> None:
+    """Write (or with ``append=True`` add) a layer through GDAL's Arrow interface.
 
-    Through Arrow (``use_arrow``): the same file, 1.5× faster (a GeoPackage of 172 000
-    polygons 1.34 → 0.89 s).
+    The layer's geometry type is the features' one type, else ``Unknown``; Shapefiles get
+    short field names.
     """
-    if driver == "ESRI Shapefile":
-        features = features.rename(columns=SHAPEFILE_NAMES)
-        pyogrio.write_dataframe(features, tmp, driver=driver, use_arrow=True, **options)
-    else:
-        pyogrio.write_dataframe(features, tmp, driver=driver, layer=layer, use_arrow=True, **options)
+    import pyogrio  # imports GeoPandas: 0.25 s of a worker's start that GeoParquet runs never need
+
+    table = features.table
+    wkb = table[GEOMETRY].combine_chunks()
+    types = geometry_types(wkb)
+    if types == {"Polygon", "MultiPolygon"} and driver in ONE_GEOMETRY_TYPE:
+        wkb, types = promote_to_multi(wkb), {"MultiPolygon"}
+        table = table.set_column(table.schema.get_field_index(GEOMETRY), GEOMETRY, wkb)
+    if driver == "ESRI Shapefile":  # one layer per file, named after it
+        table = table.rename_columns([SHAPEFILE_NAMES.get(name, name) for name in table.column_names])
+    pyogrio.write_arrow(
+        table,
+        tmp,
+        layer=None if driver == "ESRI Shapefile" else layer,
+        driver=driver,
+        geometry_name=GEOMETRY,
+        geometry_type=geometry_type or (types.pop() if len(types) == 1 else "Unknown"),
+        crs=_ogr_crs(features),
+        **options,
+    )
+
+
+def _ogr_crs(features: Features) -> str | None:
+    """The CRS as GDAL is given it: ``EPSG:n`` when it has a code, else WKT1 (as pyogrio does)."""
+    if features.crs is None:
+        return None
+    epsg = features.crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else features.crs.to_wkt(version="WKT1_GDAL")
+
+
+def _write_geoparquet(features: Features, tmp: Path) -> None:
+    """GeoParquet 1.1 with WKB geometries, the metadata GeoPandas writes (CRS as PROJJSON,
+    geometry types, bounding box) and the GeoArrow extension name on the column."""
+    import pyarrow.parquet as pq
+
+    table = features.table
+    crs = None if features.crs is None else pyproj.CRS.from_user_input(features.crs).to_json_dict()
+    column: dict[str, Any] = {
+        "encoding": "WKB",
+        "crs": crs,
+        "geometry_types": sorted(geometry_types(table[GEOMETRY].combine_chunks())),
+    }
+    if features.bounds is not None:
+        column["bbox"] = list(features.bounds)
+    geo = {
+        "version": "1.1.0",
+        "primary_column": GEOMETRY,
+        "columns": {GEOMETRY: column},
+        "creator": {"library": "geoseg", "version": __version__},
+    }
+    index = table.schema.get_field_index(GEOMETRY)
+    extension = {b"ARROW:extension:name": b"geoarrow.wkb"}
+    if crs is not None:
+        extension[b"ARROW:extension:metadata"] = json.dumps({"crs": crs}).encode()
+    schema = table.schema.set(index, table.schema.field(index).with_metadata(extension))
+    schema = schema.with_metadata({b"geo": json.dumps(geo).encode()})
+    pq.write_table(table.cast(schema), tmp)
 
 
 def read_features(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     """Read a vector file written by ``write_features``."""
+    import geopandas as gpd
+
     driver = vector_driver(path)
     if not Path(path).exists():
         raise VectorizeError(path, "vector file not found")
@@ -98,13 +174,17 @@ def gather_layers(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLik
         raise VectorizeError(out, "no vector files to gather")
     scenes = (_in_lonlat_with_scene_id(path) for path in paths)
     if driver not in APPENDABLE:
+        import geopandas as gpd
+        import pandas as pd
+
         gathered = gpd.GeoDataFrame(pd.concat(list(scenes), ignore_index=True), crs=WGS84)
         write_features(gathered, out)
         return len(gathered)
     final, count = Path(out), 0
     with atomic_output(final) as tmp:
-        for index, features in enumerate(scenes):
-            _write_ogr(features, tmp, driver, final.stem, append=index > 0, geometry_type="Unknown")
+        for index, frame in enumerate(scenes):
+            features = Features.from_frame(frame)
+            _write_ogr(features, tmp, driver, final.stem, geometry_type="Unknown", append=index > 0)
             count += len(features)
     return count
 

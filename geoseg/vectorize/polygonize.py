@@ -27,6 +27,7 @@ from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
 from geoseg.maskformat import NODATA
+from geoseg.vectorize import runs
 from geoseg.vectorize.rings import Rings, trace_regions
 
 Connectivity = Literal[4, 8]
@@ -72,6 +73,33 @@ class Outlines:
             np.concatenate(owners),
         )
 
+    def in_part_order(self) -> Outlines:
+        """The polygons that have an owner, grouped by owner in increasing order, the parts of a
+        component in the order of their top-left vertex (least row, then column)."""
+        first_vertex = runs.offsets(self.ring_sizes)
+        first_ring = runs.offsets(self.rings_per_polygon)
+        kept = np.flatnonzero(self.owner >= 0)
+        top_left = self.coords[first_vertex[first_ring[kept]]]
+        order = kept[np.lexsort((top_left[:, 0], top_left[:, 1], self.owner[kept]))]
+        if len(order) == len(self.owner) and (order == np.arange(len(order))).all():
+            return self
+        rings = runs.ranges(first_ring[order], self.rings_per_polygon[order])
+        vertices = runs.ranges(first_vertex[rings], self.ring_sizes[rings])
+        return Outlines(
+            self.coords[vertices], self.ring_sizes[rings], self.rings_per_polygon[order], self.owner[order]
+        )
+
+    def scene_xy(
+        self, scale: tuple[float, float] = (1.0, 1.0), offset: tuple[float, float] = (0.0, 0.0)
+    ) -> npt.NDArray[np.float64]:
+        """The vertices as ``(column, row) * scale + offset``, computed as ``shapely.transform``
+        would on pixel geometries (so a north-up scene transform gives the same bits)."""
+        xy = self.coords.astype(np.float64)
+        if scale != (1.0, 1.0) or offset != (0.0, 0.0):
+            xy *= np.array(scale)
+            xy += np.array(offset)
+        return xy
+
     def geometries(
         self,
         count: int,
@@ -80,37 +108,26 @@ class Outlines:
     ) -> npt.NDArray[np.object_]:
         """One (Multi)Polygon per component ``0..count-1`` (None for those without polygons).
 
-        Coordinates are ``(column, row) * scale + offset``, computed as ``shapely.transform``
-        would on pixel geometries (so a north-up scene transform gives the same bits). A
-        component of several polygons, which touch only at corners, is a MultiPolygon, valid
-        since its parts meet at points only, with parts in the order of their top-left vertex
-        (see ``merge.in_polygonize_order``). Each polygon is vertex for vertex GDAL's
-        (``rings.trace_regions``).
+        Coordinates are ``scene_xy(scale, offset)``. A component of several polygons, which
+        touch only at corners, is a MultiPolygon, valid since its parts meet at points only,
+        with parts in the order of their top-left vertex (see ``merge.in_polygonize_order``).
+        Each polygon is vertex for vertex GDAL's (``rings.trace_regions``).
         """
         geometries = np.empty(count, dtype=object)
-        kept = self.owner >= 0
-        if not kept.any():
+        ordered = self.in_part_order()
+        if len(ordered.owner) == 0:
             return geometries
-        ring_kept = np.repeat(kept, self.rings_per_polygon)
-        pixels = self.coords if kept.all() else self.coords[np.repeat(ring_kept, self.ring_sizes)]
-        xy = pixels.astype(np.float64)
-        if scale != (1.0, 1.0) or offset != (0.0, 0.0):
-            xy *= np.array(scale)
-            xy += np.array(offset)
-        ring_offsets = np.concatenate([[0], np.cumsum(self.ring_sizes[ring_kept])])
-        polygon_offsets = np.concatenate([[0], np.cumsum(self.rings_per_polygon[kept])])
-        offsets = (ring_offsets, polygon_offsets)
+        offsets = (runs.offsets(ordered.ring_sizes), runs.offsets(ordered.rings_per_polygon))
+        xy = ordered.scene_xy(scale, offset)
         polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, offsets)
-        owner = self.owner[kept]
-        single = np.bincount(owner, minlength=count)[owner] == 1
-        geometries[owner[single]] = polygons[single]
+        owners, first, parts = np.unique(ordered.owner, return_index=True, return_counts=True)
+        single = parts == 1
+        geometries[owners[single]] = polygons[first[single]]
         if not single.all():
-            multi = np.flatnonzero(~single)
-            top_left = pixels[ring_offsets[polygon_offsets[:-1][multi]]]
-            multi = multi[np.lexsort((top_left[:, 0], top_left[:, 1], owner[multi]))]
-            with_parts = np.unique(owner[multi])
-            geometries[with_parts] = shapely.multipolygons(
-                polygons[multi], indices=np.searchsorted(with_parts, owner[multi])
+            multi = ~single
+            parts_of = np.repeat(np.arange(int(multi.sum())), parts[multi])
+            geometries[owners[multi]] = shapely.multipolygons(
+                polygons[np.repeat(multi, parts)], indices=parts_of
             )
         return geometries
 
@@ -137,19 +154,9 @@ class Components:
     @functools.cached_property
     def geometries(self) -> npt.NDArray[np.object_]:
         """Every component's (Multi)Polygon in scene pixel coordinates."""
-        return self.geometries_with(self.unions)
-
-    def geometries_with(
-        self,
-        unions: npt.NDArray[np.object_],
-        scale: tuple[float, float] = (1.0, 1.0),
-        offset: tuple[float, float] = (0.0, 0.0),
-    ) -> npt.NDArray[np.object_]:
-        """Every component's geometry: built from its outlines (``Outlines.geometries``, with
-        ``scale`` and ``offset``), or taken from ``unions`` (``self.unions`` in those coordinates)."""
-        built = self.outlines.geometries(len(self), scale, offset)
-        merged = np.flatnonzero(shapely.is_geometry(unions))
-        built[merged] = unions[merged]
+        built = self.outlines.geometries(len(self))
+        merged = np.flatnonzero(shapely.is_geometry(self.unions))
+        built[merged] = self.unions[merged]
         return built
 
     @classmethod

@@ -9,8 +9,9 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from scipy import ndimage
 
+from geoseg.units import measure, metric_frame
 from geoseg.vectorize import Cleanup, MaskInfo, to_features
-from geoseg.vectorize.cleanup import fill_small_holes, pixel_to_scene, scene_geometries
+from geoseg.vectorize.cleanup import fill_small_holes, pixel_to_scene
 from tests.vectorize.conftest import vectorize_array
 
 UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 5_000_000.0)  # 10 m pixels, 100 m² each
@@ -32,7 +33,7 @@ def squares(sizes: list[int], gap: int = 2) -> np.ndarray:
 
 def features_of(classes, crs="EPSG:32631", transform=UTM, cleanup=None, **kwargs):
     info = info_for(classes, crs, transform, **kwargs)
-    return to_features(vectorize_array(classes, 4), info, cleanup or Cleanup(), "scene")
+    return to_features(vectorize_array(classes, 4), info, cleanup or Cleanup(), "scene").to_frame()
 
 
 def test_area_and_perimeter_are_in_metres_in_a_utm_crs():
@@ -115,7 +116,7 @@ def test_mean_probability_is_a_fraction_and_absent_without_a_probability_band():
     probability = np.where(classes == 1, 80, 255).astype(np.uint8)
     info = info_for(classes, "EPSG:32631", UTM, has_probability=True)
     merged = vectorize_array(classes, 4, probability=probability)
-    features = to_features(merged, info, Cleanup(), "scene")
+    features = to_features(merged, info, Cleanup(), "scene").to_frame()
     assert features["mean_prob"].tolist() == [pytest.approx(0.8)]
     assert "mean_prob" not in features_of(classes).columns
 
@@ -138,7 +139,9 @@ def test_simplified_polygons_do_not_depend_on_the_block_layout():
     classes ^= (rng.random(classes.shape) < 0.08).astype(np.uint8)
     info = info_for(classes, "EPSG:32631", UTM)
     cleanup = Cleanup(min_area_m2=300, fill_holes_below_m2=500, simplify_tolerance_m=12)
-    layers = [to_features(vectorize_array(classes, size), info, cleanup, "s") for size in (8, 20, 64)]
+    layers = [
+        to_features(vectorize_array(classes, size), info, cleanup, "s").to_frame() for size in (8, 20, 64)
+    ]
     wkbs = [sorted(shapely.to_wkb(layer.geometry.values)) for layer in layers]
     assert wkbs[0] == wkbs[1] == wkbs[2]
 
@@ -160,17 +163,28 @@ def test_a_geometry_whose_holes_are_too_large_to_fill_is_left_as_it_is():
 
 
 @pytest.mark.parametrize(
-    "transform",
-    [UTM, Affine(0.3, 0, 331_000.15, 0, -0.45, 4_690_000.35), Affine(7.0, 3.0, 100.0, -2.0, -9.0, 50.0)],
-    ids=["utm", "non-square", "rotated"],
+    ("crs", "transform"),
+    [
+        ("EPSG:32631", UTM),
+        ("EPSG:32631", Affine(0.3, 0, 331_000.15, 0, -0.45, 4_690_000.35)),
+        ("EPSG:4326", Affine(7e-6, 0, 36.81, 0, -7e-6, -1.28)),
+        ("EPSG:3857", Affine(0.15, 0, 4_097_000.1, 0, -0.15, -142_000.3)),
+    ],
+    ids=["utm", "non-square", "geographic", "web-mercator"],
 )
-def test_scene_geometries_are_the_pixel_geometries_transformed_bit_for_bit(transform):
-    """Components that kept their outlines are built in scene units directly: same bits as transforming."""
+def test_features_are_the_pixel_geometries_placed_in_the_scene_bit_for_bit(crs, transform):
+    """Components that kept their outlines are encoded and measured from the outline arrays,
+    never built as geometries: the same WKB as the pixel geometries transformed, the same areas
+    and perimeters to rounding."""
     rng = np.random.default_rng(7)
     classes = ndimage.binary_opening(rng.random((90, 110)) < 0.45).astype(np.uint8)
     classes[rng.random(classes.shape) < 0.02] = 2
     components = vectorize_array(classes, 32)
     assert shapely.is_geometry(components.unions).any()  # some objects were merged across blocks
-    direct = scene_geometries(components, transform)
-    transformed = pixel_to_scene(components.geometries, transform)
-    assert shapely.to_wkb(direct).tolist() == shapely.to_wkb(transformed).tolist()
+    info = info_for(classes, crs, transform, class_names=("background", "a", "b"))
+    features = to_features(components, info, Cleanup(), "s")
+    expected = pixel_to_scene(components.geometries, transform)
+    assert features.table["geometry"].to_pylist() == shapely.to_wkb(expected).tolist()
+    area, perimeter = measure(expected, info.crs, metric_frame(info.crs, transform, 110, 90))
+    assert features.table["area_m2"].to_numpy() == pytest.approx(area, rel=1e-13)
+    assert features.table["perimeter_m"].to_numpy() == pytest.approx(perimeter, rel=1e-13)

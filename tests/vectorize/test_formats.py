@@ -34,7 +34,7 @@ def features() -> gpd.GeoDataFrame:
     classes[4:6, 4:6] = 0  # a hole
     classes[10:18, 15:28] = 2
     info = MaskInfo(30, 20, TRANSFORM, CRS_UTM, ("background", "building", "road"))
-    return to_features(vectorize_array(classes, 8), info, Cleanup(), "atlanta")
+    return to_features(vectorize_array(classes, 8), info, Cleanup(), "atlanta").to_frame()
 
 
 def mask_bounds_4326() -> tuple[float, float, float, float]:

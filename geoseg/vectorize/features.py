@@ -1,0 +1,74 @@
+"""A vector layer ready to write: attribute columns and WKB geometries, as one Arrow table.
+
+Workers write their scenes' layers from this table without GeoPandas (the writers in
+``formats.py`` take Arrow); a GeoDataFrame converts to and from it for everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+from rasterio.crs import CRS
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+GEOMETRY = "geometry"
+
+
+@dataclass(frozen=True)
+class Features:
+    """Attribute columns, then ``geometry`` (WKB), in ``crs``."""
+
+    table: pa.Table
+    crs: CRS | None
+    bounds: tuple[float, float, float, float] | None = None
+    """(xmin, ymin, xmax, ymax) of every geometry, where known."""
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: Mapping[str, Any],
+        wkb: pa.Array,
+        crs: CRS | None,
+        bounds: tuple[float, float, float, float] | None = None,
+    ) -> Features:
+        """A layer of ``columns`` (numpy arrays or lists: strings become strings, NaN nulls)."""
+        arrays = {name: _arrow(values) for name, values in columns.items()}
+        return cls(pa.table({**arrays, GEOMETRY: wkb}), crs, bounds)
+
+    @classmethod
+    def from_frame(cls, frame: gpd.GeoDataFrame) -> Features:
+        """A GeoDataFrame's attributes and geometries (its CRS read as a rasterio CRS)."""
+        import shapely
+
+        attributes = frame.drop(columns=frame.geometry.name)
+        columns = {str(name): attributes[name].to_numpy() for name in attributes.columns}
+        wkb = pa.array(shapely.to_wkb(frame.geometry.values), type=pa.binary())
+        crs = None if frame.crs is None else CRS.from_user_input(frame.crs.to_wkt())
+        bounds = tuple(map(float, frame.total_bounds)) if len(frame) else None
+        return cls.from_columns(columns, wkb, crs, bounds)  # type: ignore[arg-type]
+
+    def to_frame(self) -> gpd.GeoDataFrame:
+        """The layer as a GeoDataFrame."""
+        import geopandas as gpd
+        import shapely
+
+        attributes = self.table.drop_columns([GEOMETRY]).to_pandas()
+        geometry = shapely.from_wkb(np.asarray(self.table[GEOMETRY].to_numpy(zero_copy_only=False)))
+        crs = None if self.crs is None else self.crs.to_wkt()
+        return gpd.GeoDataFrame(attributes, geometry=geometry, crs=crs)
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+
+def _arrow(values: Any) -> pa.Array:
+    array = np.asarray(values)
+    if array.dtype.kind in "OUS":
+        return pa.array(array, type=pa.large_string())
+    return pa.array(array, from_pandas=True)  # NaN → null, as GeoPandas writes it
