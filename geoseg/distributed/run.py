@@ -8,10 +8,13 @@ complete with the same settings are skipped; Dask retries tasks of a worker that
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -85,8 +88,9 @@ def run_workflow(
                 f"{len(client.scheduler_info()['workers'])} workers"
                 + (" with GPUs" if where.gpus else " on CPU")
             )
-            with get_task_stream(client) as stream:
-                blocks, tiles = _process(client, todo, metadata, where, records, console)
+            with get_task_stream(client) as stream, contextlib.ExitStack() as layer_files:
+                layer = _LayerFeed(workflow, output, jobs, records, layer_files)
+                blocks, tiles = _process(client, todo, metadata, where, records, console, layer.advance)
             workers = _worker_facts(client, stream.data, workflow.cluster.device)
 
         remove_stale_temporaries(output)
@@ -99,6 +103,7 @@ def run_workflow(
             tiles=tiles,
             dashboard=link,
             workers=workers,
+            run_layer=layer.written,
         )
         _finish(report, workflow, output, metadata)
     return report
@@ -160,6 +165,52 @@ def _job(
     )
 
 
+class _LayerFeed:
+    """Adds each finished scene's vectors to the run layer (``RunLayer``) in the order of the
+    jobs, as soon as every scene before it has finished, so that the layer is written while the
+    run goes on and the same run always gives the same layer."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        output: Path,
+        jobs: list[SceneJob],
+        records: dict[str, SceneRecord],
+        files: contextlib.ExitStack,
+    ) -> None:
+        formats = workflow.outputs.vector_formats
+        layer_format = workflow.outputs.run_layer if formats else None
+        self.path = output / f"all-scenes.{layer_format}" if layer_format else None
+        self.first_format = f".{formats[0]}" if formats else ""
+        self.waiting = collections.deque(jobs)
+        self.records = records
+        self.files = files
+        self.layer: Any = None
+        self.advance()
+
+    @property
+    def written(self) -> str | None:
+        """The run layer's path, once a scene has been added to it."""
+        return None if self.layer is None else str(self.path)
+
+    def advance(self) -> None:
+        """Add the scenes that have finished, up to the first that has not."""
+        while self.waiting and (record := self.records.get(self.waiting[0].input.id)) is not None:
+            self.waiting.popleft()
+            if self.path is None or record.status not in ("ok", "skipped"):
+                continue
+            for vectors in record.outputs.get("vectors", []):
+                if str(vectors).endswith(self.first_format):
+                    self._layer().add(vectors)
+
+    def _layer(self) -> Any:
+        if self.layer is None:  # GeoPandas: imported once the first scene is done, not at start
+            from geoseg.vectorize.formats import RunLayer
+
+            self.layer = self.files.enter_context(RunLayer(self.path))  # type: ignore[arg-type]
+        return self.layer
+
+
 def _process(
     client: Client,
     jobs: list[SceneJob],
@@ -167,8 +218,10 @@ def _process(
     where: Placement,
     records: dict[str, SceneRecord],
     console: Console,
+    recorded: Callable[[], None],
 ) -> tuple[int, int]:
-    """Submit and follow every scene's tasks; fill ``records``; return (blocks, tiles) submitted.
+    """Submit and follow every scene's tasks; fill ``records`` (calling ``recorded`` after each);
+    return (blocks, tiles) submitted.
 
     Priorities make scenes finish in a stream rather than all at the end: validations and a
     scene's last tasks go before any pending block, blocks of earlier scenes before later ones,
@@ -216,6 +269,7 @@ def _process(
             stage, job = by_future.pop(future)
             if future.status != "finished":
                 records[job.input.id] = _failure(job, future)
+                recorded()
                 progress.advance(scenes_bar)
                 _cancel_scene(by_future, job, client)
                 continue
@@ -299,6 +353,7 @@ def _process(
                 record.warnings = warned[job.input.id]
                 write_record(record, job.record_path)
                 records[job.input.id] = record
+                recorded()
                 progress.advance(scenes_bar)
                 console.print(f"[green]ok[/green] {job.input.id}: {record.polygons} polygons")
     client.cancel(loading)  # done by now, unless every scene failed first
@@ -346,18 +401,7 @@ def _worker_facts(client: Client, tasks: list[dict[str, Any]], device: str) -> d
 
 
 def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: ModelMetadata) -> None:
-    """Run-level outputs: the gathered vector layer, the results STAC catalog, the HTML and JSON reports."""
-    vectors = [
-        v for s in report.scenes if s.status in ("ok", "skipped") for v in s.outputs.get("vectors", [])
-    ]
-    layer_format = workflow.outputs.run_layer
-    if layer_format and vectors and workflow.outputs.vector_formats:
-        firsts = [v for v in vectors if str(v).endswith(f".{workflow.outputs.vector_formats[0]}")]
-        from geoseg.vectorize import gather_layers  # GeoPandas: imported only when a layer is written
-
-        layer = output / f"all-scenes.{layer_format}"
-        gather_layers(firsts, layer)
-        report.run_layer = str(layer)
+    """Run-level outputs besides the run layer: the results STAC catalog, the HTML and JSON reports."""
     done = [s for s in report.scenes if s.status in ("ok", "skipped")]
     if done:
         parameters = workflow.model_dump(mode="json", include={"tiling", "outputs", "bands", "resample"})

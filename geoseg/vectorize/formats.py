@@ -13,10 +13,12 @@ types, geometry types and WKB).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pyproj
@@ -161,32 +163,64 @@ def read_features(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
 
 
 def gather_layers(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> int:
-    """Gather per-scene vector files into one run-level layer in EPSG:4326 at ``out``.
-
-    Each feature keeps its ``scene_id`` (the file stem where a file has none). GeoPackage and
-    Shapefile layers are appended one scene at a time, so memory holds one scene's polygons
-    rather than the run's; GeoJSON, FlatGeobuf and GeoParquet are written in one piece. Returns
-    the number of features written.
-    """
-    driver = vector_driver(out)
+    """Gather per-scene vector files into one run-level layer at ``out`` (see ``RunLayer``);
+    return the number of features written."""
     paths = list(paths)
     if not paths:
         raise VectorizeError(out, "no vector files to gather")
-    scenes = (_in_lonlat_with_scene_id(path) for path in paths)
-    if driver not in APPENDABLE:
-        import geopandas as gpd
-        import pandas as pd
+    with RunLayer(out) as layer:
+        for path in paths:
+            layer.add(path)
+    return layer.count
 
-        gathered = gpd.GeoDataFrame(pd.concat(list(scenes), ignore_index=True), crs=WGS84)
-        write_features(gathered, out)
-        return len(gathered)
-    final, count = Path(out), 0
-    with atomic_output(final) as tmp:
-        for index, frame in enumerate(scenes):
-            features = Features.from_frame(frame)
-            _write_ogr(features, tmp, driver, final.stem, geometry_type="Unknown", append=index > 0)
-            count += len(features)
-    return count
+
+class RunLayer:
+    """A run-level layer in EPSG:4326 at ``out``, filled scene by scene while a run goes on.
+
+    Each feature keeps its ``scene_id`` (the file stem where a file has none). GeoPackage and
+    Shapefile layers are appended as scenes are added, so memory holds one scene's polygons
+    rather than the run's and a run's tail holds only its last scene's; GeoJSON, FlatGeobuf and
+    GeoParquet are written in one piece when the ``with`` block ends. The layer appears under
+    ``out`` only then, and only if the block ended without error and a scene was added.
+    """
+
+    def __init__(self, out: str | os.PathLike[str]) -> None:
+        self.out = Path(out)
+        self.driver = vector_driver(out)
+        self.count = 0
+        self._kept: list[gpd.GeoDataFrame] = []
+        self._files = contextlib.ExitStack()
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> RunLayer:
+        return self
+
+    def add(self, path: str | os.PathLike[str]) -> None:
+        """Add the features of one scene's vector file."""
+        frame = _in_lonlat_with_scene_id(path)
+        self.count += len(frame)
+        if self.driver not in APPENDABLE:
+            self._kept.append(frame)
+            return
+        append = self._tmp is not None
+        if self._tmp is None:
+            self._tmp = self._files.enter_context(atomic_output(self.out))
+        features = Features.from_frame(frame)
+        _write_ogr(features, self._tmp, self.driver, self.out.stem, geometry_type="Unknown", append=append)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self._files.__exit__(exc_type, exc, tb)  # an appended layer is removed
+            return
+        with self._files:  # an appended layer is renamed into place
+            if self._kept:
+                import geopandas as gpd
+                import pandas as pd
+
+                gathered = gpd.GeoDataFrame(pd.concat(self._kept, ignore_index=True), crs=WGS84)
+                write_features(gathered, self.out)
 
 
 def _in_lonlat_with_scene_id(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:

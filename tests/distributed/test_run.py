@@ -69,6 +69,9 @@ def test_good_scenes_give_masks_and_vectors_and_the_corrupt_one_is_reported(undi
             assert len(read_features(vector)) == scene["polygons"] > 0
     assert report["summary"]["ok"] == 3 and report["summary"]["failed"] == 1
     assert Path(report["run_layer"]).exists() and Path(report["catalog"]).exists()
+    layer, ok = read_features(report["run_layer"]), [s for s in report["scenes"] if s["status"] == "ok"]
+    assert len(layer) == sum(s["polygons"] for s in ok)
+    assert list(dict.fromkeys(layer["scene_id"])) == [s["id"] for s in ok], "scenes in the inputs' order"
 
 
 def test_results_catalog_links_each_scene_mask_and_vectors(undisturbed):

@@ -21,6 +21,7 @@ from geoseg.vectorize import (
     to_features,
     write_features,
 )
+from geoseg.vectorize.formats import RunLayer
 from tests.vectorize.conftest import vectorize_array
 
 TRANSFORM = Affine(0.5, 0, 733_601.0, 0, -0.5, 3_725_139.0)  # SpaceNet Atlanta's grid
@@ -105,6 +106,17 @@ def test_gather_layers_makes_one_lonlat_layer_with_scene_ids(features, tmp_path,
         2 * features.area.sum(), rel=1e-3
     )  # GeoJSON rounds to 1e-7°
     assert [p.name for p in tmp_path.iterdir() if "geoseg-tmp" in p.name] == []
+
+
+@pytest.mark.parametrize("fmt", ["gpkg", "parquet"])
+def test_a_run_layer_appears_only_when_its_block_ends_without_error(features, tmp_path, fmt):
+    scene = write_features(features, tmp_path / "scene.gpkg")
+    with pytest.raises(RuntimeError), RunLayer(tmp_path / f"run.{fmt}") as layer:
+        layer.add(scene)  # a GeoPackage is already being written here
+        raise RuntimeError("interrupted")
+    with RunLayer(tmp_path / f"run.{fmt}"):
+        pass  # no scene
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.gpkg"]
 
 
 def test_gathering_nothing_is_an_error(tmp_path):
