@@ -6,7 +6,7 @@ Workers write their scenes' layers from this table without GeoPandas (the writer
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,15 @@ class Features:
         crs = None if frame.crs is None else CRS.from_user_input(frame.crs.to_wkt())
         bounds = tuple(map(float, frame.total_bounds)) if len(frame) else None
         return cls.from_columns(columns, wkb, crs, bounds)  # type: ignore[arg-type]
+
+    @classmethod
+    def concat(cls, layers: Sequence[Features]) -> Features:
+        """The features of ``layers`` (same columns and CRS), one after another."""
+        layers = [layer for layer in layers if len(layer)] or list(layers[:1])  # empty: any column types
+        table = pa.concat_tables([layer.table for layer in layers], promote_options="permissive")
+        known = np.array([layer.bounds for layer in layers if layer.bounds is not None]).reshape(-1, 4)
+        bounds = (*known[:, :2].min(axis=0), *known[:, 2:].max(axis=0)) if len(known) else None
+        return cls(table, layers[0].crs, bounds)
 
     def to_frame(self) -> gpd.GeoDataFrame:
         """The layer as a GeoDataFrame."""

@@ -188,7 +188,7 @@ class RunLayer:
         self.out = Path(out)
         self.driver = vector_driver(out)
         self.count = 0
-        self._kept: list[gpd.GeoDataFrame] = []
+        self._kept: list[Features] = []
         self._files = contextlib.ExitStack()
         self._tmp: Path | None = None
 
@@ -197,15 +197,14 @@ class RunLayer:
 
     def add(self, path: str | os.PathLike[str]) -> None:
         """Add the features of one scene's vector file."""
-        frame = _in_lonlat_with_scene_id(path)
-        self.count += len(frame)
+        features = Features.from_frame(_in_lonlat_with_scene_id(path))
+        self.count += len(features)
         if self.driver not in APPENDABLE:
-            self._kept.append(frame)
+            self._kept.append(features)
             return
         append = self._tmp is not None
         if self._tmp is None:
             self._tmp = self._files.enter_context(atomic_output(self.out))
-        features = Features.from_frame(frame)
         _write_ogr(features, self._tmp, self.driver, self.out.stem, geometry_type="Unknown", append=append)
 
     def __exit__(
@@ -216,11 +215,7 @@ class RunLayer:
             return
         with self._files:  # an appended layer is renamed into place
             if self._kept:
-                import geopandas as gpd
-                import pandas as pd
-
-                gathered = gpd.GeoDataFrame(pd.concat(self._kept, ignore_index=True), crs=WGS84)
-                write_features(gathered, self.out)
+                write_features(Features.concat(self._kept), self.out)
 
 
 def _in_lonlat_with_scene_id(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
