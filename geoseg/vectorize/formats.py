@@ -27,6 +27,7 @@ from geoseg import __version__
 from geoseg.atomic import atomic_output
 from geoseg.errors import VectorizeError
 from geoseg.vectorize.features import GEOMETRY, Features
+from geoseg.vectorize.geojson import write_geojson
 from geoseg.vectorize.wkb import geometry_types, promote_to_multi
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ def vector_driver(path: str | os.PathLike[str]) -> str:
 def write_features(features: Features | gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
     """Write ``features`` to ``path`` in the format its extension names; return the path.
 
-    GeoJSON is reprojected to lon/lat with counter-clockwise exteriors by GDAL (its RFC 7946
-    mode); the other formats keep the layer's CRS.
+    GeoJSON is RFC 7946 (``geojson.py``; GDAL's RFC 7946 mode where a polygon crosses the
+    antimeridian); the other formats keep the layer's CRS.
     """
     if not isinstance(features, Features):
         features = Features.from_frame(features)
@@ -71,7 +72,8 @@ def write_features(features: Features | gpd.GeoDataFrame, path: str | os.PathLik
         if driver == "GeoParquet":
             _write_geoparquet(features, tmp)
         elif driver == "GeoJSON":
-            _write_ogr(features, tmp, driver, final.stem, layer_options={"RFC7946": "YES"})
+            if not write_geojson(features, tmp, final.stem):  # GDAL cuts polygons at ±180°
+                _write_ogr(features, tmp, driver, final.stem, layer_options={"RFC7946": "YES"})
         else:
             _write_ogr(features, tmp, driver, final.stem)
     return final

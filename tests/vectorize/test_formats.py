@@ -60,6 +60,27 @@ def test_geojson_is_rfc7946_lonlat_at_the_right_place_with_ccw_exteriors(feature
     assert sorted(back["class_name"]) == ["building", "road"]
 
 
+def test_geojson_values_are_json_numbers_strings_and_nulls(features, tmp_path):
+    features = features.assign(scene_id='quote " and \\ backslash', area_m2=900.0, perimeter_m=[np.nan, 1e21])
+    document = json.loads(write_features(features, tmp_path / "out.geojson").read_text())
+    first, second = (f["properties"] for f in document["features"])
+    assert first["scene_id"] == 'quote " and \\ backslash'
+    assert first["perimeter_m"] is None and second["perimeter_m"] == 1e21
+    back = gpd.read_file(tmp_path / "out.geojson")
+    assert back["area_m2"].dtype == np.float64 and back["class_id"].dtype.kind == "i"
+
+
+def test_a_polygon_across_the_antimeridian_is_cut_there(tmp_path):
+    """GeoJSON cannot hold a polygon across ±180°: GDAL's RFC 7946 writer cuts it (UTM 60N)."""
+    across = shapely.box(640_000, 7_211_000, 643_000, 7_213_000)  # 180° E at 641 428 m
+    layer = gpd.GeoDataFrame({"class_id": [1]}, geometry=[across], crs="EPSG:32660")
+    back = gpd.read_file(write_features(layer, tmp_path / "out.geojson"))
+    (geometry,) = back.geometry
+    assert geometry.geom_type == "MultiPolygon" and len(geometry.geoms) == 2
+    west, _, east, _ = geometry.bounds
+    assert (west, east) == pytest.approx((-180, 180), abs=1e-6)
+
+
 def test_shapefile_reads_back_in_the_scene_crs_with_a_prj(features, tmp_path):
     path = write_features(features, tmp_path / "out.shp")
     assert path.with_suffix(".prj").exists()
