@@ -49,3 +49,6 @@ class VectorFiles:
     paths: list[str]
     polygons: int
     building_area_m2: float
+    run_layer_part: bytes | None = None
+    """The scene's features in EPSG:4326 for the run layer (``Features.to_ipc``), reprojected
+    on the worker so that the client only appends them; None when the run writes no layer."""

@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -90,7 +89,7 @@ def run_workflow(
             )
             with get_task_stream(client) as stream, contextlib.ExitStack() as layer_files:
                 layer = _LayerFeed(workflow, output, jobs, records, layer_files)
-                blocks, tiles = _process(client, todo, metadata, where, records, console, layer.advance)
+                blocks, tiles = _process(client, todo, metadata, where, records, console, layer)
             workers = _worker_facts(client, stream.data, workflow.cluster.device)
 
         remove_stale_temporaries(output)
@@ -185,6 +184,7 @@ class _LayerFeed:
         self.waiting = collections.deque(jobs)
         self.records = records
         self.files = files
+        self.parts: dict[str, bytes] = {}
         self.layer: Any = None
         self.advance()
 
@@ -193,11 +193,22 @@ class _LayerFeed:
         """The run layer's path, once a scene has been added to it."""
         return None if self.layer is None else str(self.path)
 
+    def finished(self, scene_id: str, part: bytes | None) -> None:
+        """A scene is done and recorded; ``part`` is its share of the layer, from its worker."""
+        if part is not None:
+            self.parts[scene_id] = part
+        self.advance()
+
     def advance(self) -> None:
-        """Add the scenes that have finished, up to the first that has not."""
+        """Add the scenes that have finished, up to the first that has not. A scene skipped as
+        already done is read back from its first vector file."""
         while self.waiting and (record := self.records.get(self.waiting[0].input.id)) is not None:
             self.waiting.popleft()
+            part = self.parts.pop(record.id, None)
             if self.path is None or record.status not in ("ok", "skipped"):
+                continue
+            if part is not None:
+                self._layer().add_part(part)
                 continue
             for vectors in record.outputs.get("vectors", []):
                 if str(vectors).endswith(self.first_format):
@@ -218,10 +229,10 @@ def _process(
     where: Placement,
     records: dict[str, SceneRecord],
     console: Console,
-    recorded: Callable[[], None],
+    layer: _LayerFeed,
 ) -> tuple[int, int]:
-    """Submit and follow every scene's tasks; fill ``records`` (calling ``recorded`` after each);
-    return (blocks, tiles) submitted.
+    """Submit and follow every scene's tasks; fill ``records`` (and feed ``layer`` as they
+    come); return (blocks, tiles) submitted.
 
     Priorities make scenes finish in a stream rather than all at the end: validations and a
     scene's last tasks go before any pending block, blocks of earlier scenes before later ones,
@@ -230,6 +241,7 @@ def _process(
     order = {job.input.id: index for index, job in enumerate(jobs)}
     by_future: dict[Future[Any], tuple[str, SceneJob]] = {}
     opened = {}
+    vector_files: dict[str, Future[Any]] = {}
     warned: dict[str, list[str]] = {}
     run = uuid.uuid4().hex[:6]  # keys are unique per run: two runs may share a cluster and scene ids
 
@@ -269,7 +281,8 @@ def _process(
             stage, job = by_future.pop(future)
             if future.status != "finished":
                 records[job.input.id] = _failure(job, future)
-                recorded()
+                vector_files.pop(job.input.id, None)
+                layer.advance()
                 progress.advance(scenes_bar)
                 _cancel_scene(by_future, job, client)
                 continue
@@ -342,6 +355,7 @@ def _process(
                 by_future.update({f: ("polygonise", job) for f in polygonised})
                 by_future.update({f: (name, job) for name, f in outputs.items()})
                 by_future[finish] = ("finish", job)
+                vector_files[job.input.id] = outputs["vectors"]  # kept for the run layer's part
                 pending.update([*predicted, *polygonised, *outputs.values(), finish])
             elif stage == "polygonise":
                 progress.advance(blocks_bar)
@@ -353,7 +367,7 @@ def _process(
                 record.warnings = warned[job.input.id]
                 write_record(record, job.record_path)
                 records[job.input.id] = record
-                recorded()
+                layer.finished(job.input.id, vector_files.pop(job.input.id).result().run_layer_part)
                 progress.advance(scenes_bar)
                 console.print(f"[green]ok[/green] {job.input.id}: {record.polygons} polygons")
     client.cancel(loading)  # done by now, unless every scene failed first

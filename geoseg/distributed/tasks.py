@@ -175,7 +175,9 @@ def write_mask_task(job: SceneJob, scene: Scene, classes: list[str], *parts: Blo
 def write_vectors_task(
     job: SceneJob, scene: Scene, classes: list[str], *blocks: BlockPolygons
 ) -> VectorFiles:
-    """Merge the blocks' polygon pieces, clean them up and write the scene's vector files."""
+    """Merge the blocks' polygon pieces, clean them up and write the scene's vector files; hand
+    the run layer its share in lon/lat (reprojecting here, on any worker, rather than in the
+    client, which appends the scenes one after another)."""
     _require_valid_pixels(scene, blocks)
     with stage("vectorise"):
         info = MaskInfo(
@@ -186,9 +188,10 @@ def write_vectors_task(
         )
         features = to_features(merge_blocks([b.pieces for b in blocks]), info, cleanup, job.input.id)
         paths = [str(write_features(features, path)) for path in job.vector_paths]
+        run_layer_part = features.to_crs("EPSG:4326").to_ipc() if job.outputs.run_layer and paths else None
     foreground = features.table["class_id"].to_numpy() != 0
     area = float(features.table["area_m2"].to_numpy()[foreground].sum())
-    return VectorFiles(paths, len(features), area)
+    return VectorFiles(paths, len(features), area, run_layer_part)
 
 
 @_worker_task

@@ -6,12 +6,15 @@ Workers write their scenes' layers from this table without GeoPandas (the writer
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyproj
+import shapely
 from rasterio.crs import CRS
 
 if TYPE_CHECKING:
@@ -44,8 +47,6 @@ class Features:
     @classmethod
     def from_frame(cls, frame: gpd.GeoDataFrame) -> Features:
         """A GeoDataFrame's attributes and geometries (its CRS read as a rasterio CRS)."""
-        import shapely
-
         attributes = frame.drop(columns=frame.geometry.name)
         columns = {str(name): attributes[name].to_numpy() for name in attributes.columns}
         wkb = pa.array(shapely.to_wkb(frame.geometry.values), type=pa.binary())
@@ -62,10 +63,40 @@ class Features:
         bounds = (*known[:, :2].min(axis=0), *known[:, 2:].max(axis=0)) if len(known) else None
         return cls(table, layers[0].crs, bounds)
 
+    def to_crs(self, crs: CRS | str) -> Features:
+        """The features reprojected to ``crs`` (x/y order, as GeoPandas' ``to_crs``)."""
+        crs = CRS.from_user_input(crs)
+        transformer = pyproj.Transformer.from_crs(
+            pyproj.CRS.from_user_input(self.crs), pyproj.CRS.from_user_input(crs), always_xy=True
+        )
+        geometries = shapely.from_wkb(np.asarray(self.table[GEOMETRY].to_numpy(zero_copy_only=False)))
+        moved = shapely.transform(geometries, transformer.transform, interleaved=False)
+        wkb = pa.array(shapely.to_wkb(moved), type=pa.binary())
+        table = self.table.set_column(self.table.schema.get_field_index(GEOMETRY), GEOMETRY, wkb)
+        bounds = tuple(map(float, shapely.total_bounds(moved))) if len(self) else None
+        return Features(table, crs, bounds)  # type: ignore[arg-type]  # (4 floats)
+
+    def to_ipc(self) -> bytes:
+        """The layer as an Arrow IPC stream (CRS and bounds in its metadata), to hand over."""
+        crs = self.crs.to_wkt() if self.crs else ""
+        metadata = {b"crs": crs.encode(), b"bounds": json.dumps(self.bounds).encode()}
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.table.schema.with_metadata(metadata)) as stream:
+            stream.write_table(self.table)
+        return bytes(sink.getvalue())
+
+    @classmethod
+    def from_ipc(cls, data: bytes) -> Features:
+        """A layer handed over by ``to_ipc``."""
+        table = pa.ipc.open_stream(data).read_all()
+        metadata = table.schema.metadata or {}
+        crs = CRS.from_wkt(metadata[b"crs"].decode()) if metadata.get(b"crs") else None
+        bounds = json.loads(metadata.get(b"bounds", b"null"))
+        return cls(table.replace_schema_metadata(None), crs, tuple(bounds) if bounds else None)
+
     def to_frame(self) -> gpd.GeoDataFrame:
         """The layer as a GeoDataFrame."""
         import geopandas as gpd
-        import shapely
 
         attributes = self.table.drop_columns([GEOMETRY]).to_pandas()
         geometry = shapely.from_wkb(np.asarray(self.table[GEOMETRY].to_numpy(zero_copy_only=False)))

@@ -198,8 +198,14 @@ class RunLayer:
         return self
 
     def add(self, path: str | os.PathLike[str]) -> None:
-        """Add the features of one scene's vector file."""
-        features = Features.from_frame(_in_lonlat_with_scene_id(path))
+        """Add the features of one scene's vector file (read back and reprojected here)."""
+        self._add(Features.from_frame(_in_lonlat_with_scene_id(path)))
+
+    def add_part(self, part: bytes) -> None:
+        """Add one scene's features already in EPSG:4326, as ``Features.to_ipc`` handed them over."""
+        self._add(Features.from_ipc(part))
+
+    def _add(self, features: Features) -> None:
         self.count += len(features)
         if self.driver not in APPENDABLE:
             self._kept.append(features)

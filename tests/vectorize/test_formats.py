@@ -15,6 +15,7 @@ from rasterio.warp import transform_bounds
 from geoseg.errors import VectorizeError
 from geoseg.vectorize import (
     Cleanup,
+    Features,
     MaskInfo,
     gather_layers,
     read_features,
@@ -138,6 +139,17 @@ def test_a_run_layer_appears_only_when_its_block_ends_without_error(features, tm
     with RunLayer(tmp_path / f"run.{fmt}"):
         pass  # no scene
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.gpkg"]
+
+
+def test_a_layer_handed_over_in_lonlat_is_what_geopandas_reprojects(features):
+    """What a worker hands the run layer: its scene's features in EPSG:4326, as Arrow IPC bytes."""
+    handed = Features.from_ipc(Features.from_frame(features).to_crs("EPSG:4326").to_ipc())
+    expected = features.to_crs("EPSG:4326")
+    assert handed.crs == CRS.from_epsg(4326)
+    assert handed.bounds == pytest.approx(tuple(expected.total_bounds))
+    back = handed.to_frame()
+    assert shapely.equals_exact(back.geometry.values, expected.geometry.values, tolerance=0).all()
+    assert back.drop(columns="geometry").equals(expected.drop(columns="geometry"))
 
 
 def test_gathering_nothing_is_an_error(tmp_path):
