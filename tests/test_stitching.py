@@ -12,7 +12,7 @@ from geoseg.inference import Predictor
 from geoseg.maskformat import CLASSES_TAG, NODATA
 from geoseg.predict import predict_scene
 from geoseg.scenes import Scene, open_scene
-from geoseg.stitching import MaskWriter
+from geoseg.stitching import MaskWriter, working_options
 from tests.conftest import SHIPPED_MODEL
 
 
@@ -90,3 +90,9 @@ def test_a_mask_smaller_than_a_block_has_no_overviews(sample_data, tmp_path):
         writer.write(scene.window, np.zeros((scene.height, scene.width), dtype=np.uint8))
     with rasterio.open(tmp_path / "mask.tif") as mask:
         assert mask.overviews(1) == [] and mask.count == 1
+
+
+def test_working_files_are_raw_up_to_256_mib_and_zstd_beyond():
+    """Temporary files stay small on disk for huge scenes; smaller ones skip the codec."""
+    assert "compress" not in working_options(8192, 8192, 2)  # 128 MiB
+    assert working_options(65_536, 65_536, 1)["compress"] == "ZSTD"
