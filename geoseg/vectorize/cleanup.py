@@ -183,12 +183,8 @@ def _encoded_shapes(components: Components, info: MaskInfo, frame: MetricFrame) 
     position = np.full(count, -1, dtype=np.int64)
     position[owners] = np.arange(len(owners))
     position[merged] = len(owners) + np.arange(len(merged))
-    wkb = pa.concat_arrays(
-        [
-            encode_polygons(xy, ordered.ring_sizes, ordered.rings_per_polygon, parts),
-            pa.array(shapely.to_wkb(unions), type=pa.binary()),
-        ]
-    )
+    encoded = encode_polygons(xy, ordered.ring_sizes, ordered.rings_per_polygon, parts)
+    wkb = pa.concat_arrays([encoded, pa.array(shapely.to_wkb(unions), type=encoded.type)])
     return _Shapes(wkb, position, area, perimeter, bounds)
 
 
