@@ -48,7 +48,7 @@ def measure(geometries: GeometryArray, crs: CRS, frame: MetricFrame) -> tuple[Fl
     if frame.equal_area_crs is None:
         scale = frame.metres_per_unit
         return shapely.area(geometries) * scale**2, shapely.length(geometries) * scale
-    to_metric = _transformer(crs, frame.equal_area_crs)
+    to_metric = transformer(crs, frame.equal_area_crs)
     metric = shapely.transform(geometries, to_metric.transform, interleaved=False)
     return shapely.area(metric), shapely.length(metric)
 
@@ -59,28 +59,37 @@ def measure_rings(
     """Enclosed area (m², unsigned) and length (m) of closed rings whose scene-CRS vertices
     follow one another in ``xy`` (n, 2): ``measure`` without building geometries.
 
-    Each ring's shoelace sum is taken relative to its first vertex, as GEOS does, so areas
-    agree with ``measure``'s to rounding.
+    Areas agree with ``measure``'s to rounding (``signed_ring_areas``).
     """
     if len(ring_sizes) == 0:
         return np.zeros(0), np.zeros(0)
     if frame.equal_area_crs is None:
         scale, metric = frame.metres_per_unit, xy
     else:
-        x, y = _transformer(crs, frame.equal_area_crs).transform(xy[:, 0], xy[:, 1])
+        x, y = transformer(crs, frame.equal_area_crs).transform(xy[:, 0], xy[:, 1])
         scale, metric = 1.0, np.column_stack([x, y])
     starts = np.r_[0, np.cumsum(ring_sizes)[:-1]].astype(np.int64)
-    local = metric - np.repeat(metric[starts], ring_sizes, axis=0)
-    cross = local[:-1, 0] * local[1:, 1] - local[1:, 0] * local[:-1, 1]
-    step = np.hypot(*np.diff(local, axis=0).T)
-    across = starts[1:] - 1  # from one ring's last vertex to the next ring's first: no edge
-    cross[across] = step[across] = 0.0
-    area = np.abs(np.add.reduceat(np.r_[cross, 0.0], starts)) / 2
+    step = np.hypot(*np.diff(metric, axis=0).T)
+    step[starts[1:] - 1] = 0.0  # from one ring's last vertex to the next ring's first: no edge
     length = np.add.reduceat(np.r_[step, 0.0], starts)
-    return area * scale**2, length * scale
+    return np.abs(signed_ring_areas(metric, ring_sizes)) * scale**2, length * scale
 
 
-def _transformer(source: CRS, target: CRS) -> pyproj.Transformer:
+def signed_ring_areas(xy: FloatArray, ring_sizes: npt.NDArray[np.int64]) -> FloatArray:
+    """The shoelace area of each closed ring whose vertices follow one another in ``xy``:
+    positive for counter-clockwise rings. Each ring is summed about its first vertex, as GEOS
+    does, so that large coordinates do not swamp small rings."""
+    if len(ring_sizes) == 0:
+        return np.zeros(0)
+    starts = np.r_[0, np.cumsum(ring_sizes)[:-1]].astype(np.int64)
+    local = xy - np.repeat(xy[starts], ring_sizes, axis=0)
+    cross = local[:-1, 0] * local[1:, 1] - local[1:, 0] * local[:-1, 1]
+    cross[starts[1:] - 1] = 0.0  # no edge from one ring to the next
+    areas: FloatArray = np.add.reduceat(np.r_[cross, 0.0], starts) / 2
+    return areas
+
+
+def transformer(source: CRS | pyproj.CRS, target: CRS | pyproj.CRS) -> pyproj.Transformer:
     """PROJ's transformation between two CRSs, x/y order (as GeoPandas' ``to_crs`` builds it)."""
     return pyproj.Transformer.from_crs(
         pyproj.CRS.from_user_input(source), pyproj.CRS.from_user_input(target), always_xy=True

@@ -16,7 +16,7 @@ import uuid
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distributed import Client, Future, as_completed, get_task_stream
 from rich.console import Console
@@ -47,6 +47,9 @@ from geoseg.safepaths import ProtectedFiles, check_output_folder, check_unique_n
 from geoseg.scenes import Scene
 from geoseg.tiling import TilingSpec
 from geoseg.workflow import Workflow
+
+if TYPE_CHECKING:
+    from geoseg.vectorize.formats import RunLayer
 
 OPEN_SCENE = WorkerFunction("open_scene_task")
 LOAD_MODEL = WorkerFunction("load_model_task")
@@ -185,7 +188,7 @@ class _LayerFeed:
         self.records = records
         self.files = files
         self.parts: dict[str, bytes] = {}
-        self.layer: Any = None
+        self.layer: RunLayer | None = None
         self.advance()
 
     @property
@@ -208,17 +211,17 @@ class _LayerFeed:
             if self.path is None or record.status not in ("ok", "skipped"):
                 continue
             if part is not None:
-                self._layer().add_part(part)
+                self._layer(self.path).add_part(part)
                 continue
             for vectors in record.outputs.get("vectors", []):
                 if str(vectors).endswith(self.first_format):
-                    self._layer().add(vectors)
+                    self._layer(self.path).add(vectors)
 
-    def _layer(self) -> Any:
+    def _layer(self, path: Path) -> RunLayer:
         if self.layer is None:  # GeoPandas: imported once the first scene is done, not at start
             from geoseg.vectorize.formats import RunLayer
 
-            self.layer = self.files.enter_context(RunLayer(self.path))  # type: ignore[arg-type]
+            self.layer = self.files.enter_context(RunLayer(path))
         return self.layer
 
 

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyproj
 import shapely
 from rasterio.crs import CRS
+
+from geoseg.units import transformer
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -66,11 +67,8 @@ class Features:
     def to_crs(self, crs: CRS | str) -> Features:
         """The features reprojected to ``crs`` (x/y order, as GeoPandas' ``to_crs``)."""
         crs = CRS.from_user_input(crs)
-        transformer = pyproj.Transformer.from_crs(
-            pyproj.CRS.from_user_input(self.crs), pyproj.CRS.from_user_input(crs), always_xy=True
-        )
         geometries = shapely.from_wkb(np.asarray(self.table[GEOMETRY].to_numpy(zero_copy_only=False)))
-        moved = shapely.transform(geometries, transformer.transform, interleaved=False)
+        moved = shapely.transform(geometries, transformer(self.crs, crs).transform, interleaved=False)
         wkb = pa.array(shapely.to_wkb(moved), type=pa.binary())
         table = self.table.set_column(self.table.schema.get_field_index(GEOMETRY), GEOMETRY, wkb)
         bounds = tuple(map(float, shapely.total_bounds(moved))) if len(self) else None

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyproj
 import shapely
 
+from geoseg.units import signed_ring_areas, transformer
 from geoseg.vectorize import runs
 from geoseg.vectorize.features import GEOMETRY, Features
 
@@ -50,9 +51,7 @@ def write_geojson(features: Features, path: Path, name: str) -> bool:
 
 def _to_lonlat(features: Features) -> pyproj.Transformer | None:
     crs = pyproj.CRS.from_user_input(features.crs) if features.crs is not None else WGS84
-    if crs.equals(WGS84, ignore_axis_order=True):
-        return None
-    return pyproj.Transformer.from_crs(crs, WGS84, always_xy=True)
+    return None if crs.equals(WGS84, ignore_axis_order=True) else transformer(crs, WGS84)
 
 
 def _features_text(table: pa.Table, to_lonlat: pyproj.Transformer | None) -> bytes | None:
@@ -100,10 +99,7 @@ def _right_hand_order(
     """Vertex order with exterior rings counter-clockwise and holes clockwise: rings that run the
     other way are reversed (same closing vertex). Orientation is the sign of the ring's area."""
     starts = runs.starts(ring_sizes)
-    local = xy - np.repeat(xy[starts], ring_sizes, axis=0)  # each ring about its first vertex
-    cross = local[:-1, 0] * local[1:, 1] - local[1:, 0] * local[:-1, 1]
-    cross[starts[1:] - 1] = 0.0  # no edge from one ring to the next
-    counter_clockwise = np.add.reduceat(np.r_[cross, 0.0], starts) > 0 if len(starts) else np.zeros(0, bool)
+    counter_clockwise = signed_ring_areas(xy, ring_sizes) > 0
     exterior = np.zeros(len(ring_sizes), dtype=bool)
     exterior[runs.starts(rings_per_polygon)] = True
     reverse = np.repeat(counter_clockwise != exterior, ring_sizes)

@@ -53,15 +53,8 @@ def encode_polygons(
         (polygon_start, _header_bytes(POLYGON, rings_per_polygon)),
         (ring_start, ring_sizes.astype("<u4").view(np.uint8).reshape(-1, 4)),
     ]
-    total = int(feature_offsets[-1])
-    buffer = np.empty(total, dtype=np.uint8)
-    is_header = np.zeros(total, dtype=bool)
-    for start, values in headers:
-        at = (start[:, None] + np.arange(values.shape[1])).ravel()
-        buffer[at] = values.ravel()
-        is_header[at] = True
-    buffer[~is_header] = np.ascontiguousarray(xy, dtype="<f8").view(np.uint8).ravel()
-    return binary_array(buffer, feature_offsets)
+    coordinates = np.ascontiguousarray(xy, dtype="<f8").view(np.uint8).ravel()
+    return binary_array(_interleaved(int(feature_offsets[-1]), headers, coordinates), feature_offsets)
 
 
 def binary_array(buffer: npt.NDArray[np.uint8], offsets: IntArray) -> pa.BinaryArray:
@@ -86,13 +79,24 @@ def promote_to_multi(wkb: pa.BinaryArray) -> pa.BinaryArray:
     if not single.any():
         return wkb
     new_offsets = offsets + _HEADER * np.r_[0, np.cumsum(single)]
-    out = np.empty(int(new_offsets[-1]), dtype=np.uint8)
-    is_header = np.zeros(len(out), dtype=bool)
-    at = (new_offsets[:-1][single, None] + np.arange(_HEADER)).ravel()
-    out[at] = _header_bytes(MULTIPOLYGON, np.ones(int(single.sum()), np.int64)).ravel()
-    is_header[at] = True
-    out[~is_header] = buffer[offsets[0] : offsets[-1]]
+    headers = [(new_offsets[:-1][single], _header_bytes(MULTIPOLYGON, np.ones(int(single.sum()), np.int64)))]
+    out = _interleaved(int(new_offsets[-1]), headers, buffer[offsets[0] : offsets[-1]])
     return binary_array(out, new_offsets)
+
+
+def _interleaved(
+    total: int, headers: list[tuple[IntArray, npt.NDArray[np.uint8]]], rest: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """``total`` bytes: each ``(starts, rows)`` of ``headers`` puts row ``i`` at ``starts[i]``,
+    and ``rest`` fills the bytes between them, in order."""
+    out = np.empty(total, dtype=np.uint8)
+    is_header = np.zeros(total, dtype=bool)
+    for starts, rows in headers:
+        at = (starts[:, None] + np.arange(rows.shape[1])).ravel()
+        out[at] = rows.ravel()
+        is_header[at] = True
+    out[~is_header] = rest
+    return out
 
 
 def _buffer_and_offsets(wkb: pa.BinaryArray) -> tuple[npt.NDArray[np.uint8], IntArray]:
