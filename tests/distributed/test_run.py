@@ -29,6 +29,11 @@ def statuses(report: dict) -> dict[str, str]:
     return {s["id"]: s["status"] for s in report["scenes"]}
 
 
+def finished_records(records: Path) -> set[str]:
+    """Scene ids with a finished record; a run killed mid-write leaves a hidden temporary one."""
+    return {p.stem for p in records.glob("*.json") if not p.name.startswith(".")}
+
+
 def assert_same_outputs(a: Path, b: Path, scene_ids) -> None:
     for scene_id in scene_ids:
         with (
@@ -118,14 +123,14 @@ def test_interrupted_run_resumes_skipping_finished_scenes(sample_data, rgb_check
     )
     records = tmp_path / "out" / "scenes"
     deadline = time.monotonic() + 120
-    while not (records.exists() and any(records.glob("*.json"))):
+    while not (records.exists() and finished_records(records)):
         assert run.poll() is None and time.monotonic() < deadline, "run ended before it could be interrupted"
         time.sleep(0.02)
     for child in psutil.Process(run.pid).children(recursive=True):
         child.kill()
     run.kill()
     run.wait()
-    finished = {p.stem for p in records.glob("*.json")}
+    finished = finished_records(records)
     assert finished and finished != {"RGB.byte", "image_1", "image-RGB"}
 
     result = geoseg("run", str(workflow))
