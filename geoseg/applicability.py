@@ -40,9 +40,9 @@ GSD_TOLERANCE = 2.0
 STD_TOLERANCE = 4.0
 """A band's standard deviation may differ from the training one by this factor."""
 SAMPLE_SIDE_PX = 512
+"""The decimated read for pixel statistics is at most this many pixels on a side."""
 STRIP_PX = 4_000_000
 """Pixels per strip of a decimated read of a file without overviews (whole block rows, at least one)."""
-"""The decimated read for pixel statistics is at most this many pixels on a side."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,9 @@ def pixel_statistics(values: np.ndarray) -> PixelStatistics:
     )
 
 
-def sample_pixel_statistics(scene: Scene, side_px: int = SAMPLE_SIDE_PX) -> PixelStatistics | None:
-    """Statistics of a decimated read of the whole scene; None without valid pixels or when unreadable.
+def sample_pixels(scene: Scene, side_px: int = SAMPLE_SIDE_PX) -> np.ndarray | None:
+    """Valid raw pixels (bands, n) of a decimated read of the whole scene; None without valid
+    pixels or when unreadable.
 
     Unreadable pixels are left for the prediction to report: the warnings are advisory.
     """
@@ -83,7 +84,8 @@ def sample_pixel_statistics(scene: Scene, side_px: int = SAMPLE_SIDE_PX) -> Pixe
         return None
     if not valid.any():
         return None
-    return pixel_statistics(pixels[:, valid])
+    sample: np.ndarray = pixels[:, valid]
+    return sample
 
 
 def _decimated_by_strips(
@@ -157,11 +159,14 @@ def applicability_warnings(
     return [w for w in warnings if w is not None]
 
 
-def scene_warnings(scene: Scene, domain: Domain | None) -> list[str]:
-    """``applicability_warnings`` for an opened scene (samples its pixels when there is a domain)."""
+def scene_warnings(scene: Scene, domain: Domain | None, sample: np.ndarray | None) -> list[str]:
+    """``applicability_warnings`` for an opened scene and a ``sample_pixels`` of it, compared as
+    the model sees them (after the scene's ``scaling``)."""
     if domain is None:
         return []
-    stats = sample_pixel_statistics(scene)
+    if sample is not None and scene.scaling is not None:
+        sample = scene.scaling.apply(sample)
+    stats = None if sample is None else pixel_statistics(sample)
     return applicability_warnings(scene.crs, scene.transform, scene.width, scene.height, stats, domain)
 
 

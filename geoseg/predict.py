@@ -28,14 +28,13 @@ from geoseg.errors import GeosegWarning, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
+from geoseg.model_input import prepare_scene
 from geoseg.resample import (
     ChunkedReads,
     ResampledBlock,
     block_tiles,
-    model_grid,
     open_model_grid,
     scene_blocks,
-    scene_notes,
     to_scene_grid,
 )
 from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
@@ -221,8 +220,9 @@ def predict_scene(
     """Segment a whole scene into a COG mask at ``out``, a few blocks in memory at a time.
 
     ``progress``, if given, is called before the first block and after each block with
-    (blocks done, blocks in the scene, pixels done); ``warn``, if given, with each way the
-    scene differs from the model's training data (``geoseg.applicability``), before the first.
+    (blocks done, blocks in the scene, pixels done); ``warn``, if given, with each note about
+    the scene (``geoseg.model_input``: how it differs from the model's training data, how its
+    pixels were scaled), before the first.
     ``resample="model"`` reads a scene outside the model's GSD range at the model's GSD
     (``geoseg.resample``; the mask stays on the scene's grid).
 
@@ -231,11 +231,12 @@ def predict_scene(
     """
     check_replaceable(out)
     refuse_overwriting_inputs([out], [image, *protected])
-    scene = open_scene(image, bands=bands or None, expected_bands=predictor.metadata.architecture.in_bands)
-    domain = predictor.metadata.domain
-    resampled = model_grid(scene, domain) if resample == "model" else None
+    metadata = predictor.metadata
+    opened = open_scene(image, bands=bands or None, expected_bands=metadata.architecture.in_bands)
+    prepared = prepare_scene(opened, metadata.domain, metadata.radiometry, resample)
+    scene, resampled = prepared.scene, prepared.grid
     if warn is not None:
-        for warning in scene_notes(scene, domain, resampled):
+        for warning in prepared.notes:
             warn(warning)
     spec = tiling_for(predictor, tile_size_px, halo_px, block_size_px)
     if seams := spec.seam_warning(predictor.metadata.receptive_radius_px):

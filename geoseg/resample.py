@@ -117,9 +117,12 @@ def model_grid(scene: Scene, domain: Domain | None) -> ModelGrid | None:
     return ModelGrid(gsd, target, width, height, transform)
 
 
-def scene_notes(scene: Scene, domain: Domain | None, grid: ModelGrid | None) -> list[str]:
-    """The scene's applicability warnings; read on ``grid``, its GSD warning is the resampling note."""
-    warnings = scene_warnings(scene, domain)
+def scene_notes(
+    scene: Scene, domain: Domain | None, grid: ModelGrid | None, sample: np.ndarray | None
+) -> list[str]:
+    """The scene's applicability warnings for a ``sample_pixels`` of it; read on ``grid``, its GSD
+    warning is the resampling note."""
+    warnings = scene_warnings(scene, domain, sample)
     if grid is None or domain is None:
         return warnings
     gsd = gsd_warning(grid.scene_gsd_m, domain)

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -26,6 +27,9 @@ from rasterio.windows import Window
 from geoseg.errors import SceneError
 from geoseg.safepaths import is_special_file
 from geoseg.units import footprint_area_m2
+
+if TYPE_CHECKING:
+    from geoseg.radiometry import BandScaling
 
 MAX_PIXELS_VARIABLE = "GEOSEG_MAX_SCENE_PIXELS"
 DEFAULT_MAX_PIXELS = 16 * 2**30
@@ -49,6 +53,8 @@ class Scene:
     """1-based band indexes that are read (alpha bands excluded by default)."""
     nodata: float | None
     block_shape: tuple[int, int]
+    scaling: BandScaling | None = None
+    """How its raw pixels are scaled as they are read, for a model (``geoseg.radiometry``)."""
 
     @property
     def window(self) -> Window:
@@ -257,9 +263,10 @@ def read_window(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixels (bands, h, w) and validity (h, w) of ``window``, which may reach outside the scene.
 
-    Outside the scene the pixels are the reflection of the scene about its edges (so a tile at
-    the border sees what the whole-image prediction sees) and validity is False. Invalid pixels
-    inside the scene are replaced by ``nodata_fill`` (one value per band) when it is given.
+    Pixels are scaled by the scene's ``scaling``, if it has one (float32 then). Outside the
+    scene the pixels are the reflection of the scene about its edges (so a tile at the border
+    sees what the whole-image prediction sees) and validity is False. Invalid pixels inside the
+    scene are replaced by ``nodata_fill`` (one value per band, scaled units) when it is given.
     Pass an open ``dataset`` to avoid reopening the file for every window.
     """
     if dataset is None:
@@ -273,6 +280,8 @@ def read_window(
         valid = _valid_mask(dataset, scene, inside, pixels)
     except RasterioError as exc:
         raise _decode_error(scene, exc) from None
+    if scene.scaling is not None:
+        pixels = scene.scaling.apply(pixels)
     if nodata_fill is not None and not valid.all():
         fill = np.asarray(nodata_fill, dtype=np.float64).astype(pixels.dtype)
         pixels = np.where(valid[None], pixels, fill[:, None, None])

@@ -16,12 +16,12 @@ from geoseg.applicability import (
     applicability_warnings,
     gsd_warning,
     pixel_statistics,
-    sample_pixel_statistics,
+    sample_pixels,
     scene_warnings,
     statistics_warning,
 )
 from geoseg.model.metadata import Domain, read_metadata
-from geoseg.scenes import open_scene
+from geoseg.scenes import Scene, open_scene
 from tests.conftest import SHIPPED_MODEL
 
 DOMAIN = Domain(
@@ -89,8 +89,9 @@ def test_warnings_combine_gsd_and_statistics_and_need_a_domain():
 
 def test_pixel_sample_is_a_decimated_read_of_the_whole_scene(sample_data):
     scene = open_scene(sample_data / "scenes" / "landsat8-224078-rgb.tif")  # 2041 × 1860, 18 MB
-    stats = sample_pixel_statistics(scene)
-    assert stats is not None
+    sample = sample_pixels(scene)
+    assert sample is not None
+    stats = pixel_statistics(sample)
     assert 0.5 * SAMPLE_SIDE_PX**2 < stats.pixels <= SAMPLE_SIDE_PX * round(1860 * SAMPLE_SIDE_PX / 2041)
     assert all(5000 < m < 9000 for m in stats.median)
 
@@ -116,18 +117,24 @@ def shipped_domain() -> Domain:
     return domain
 
 
+def warnings_for(scene: Scene, domain: Domain) -> list[str]:
+    return scene_warnings(scene, domain, sample_pixels(scene))
+
+
 def test_the_300_m_landsat_scene_is_outside_the_shipped_model_domain(sample_data, shipped_domain):
-    warnings = scene_warnings(open_scene(sample_data / "edge" / "RGB.byte.tif"), shipped_domain)
+    warnings = warnings_for(open_scene(sample_data / "edge" / "RGB.byte.tif"), shipped_domain)
     assert warnings[0].startswith("GSD 300 m is outside the model's 0.07")  # 0.074–0.30 m: zooms 19–21
     assert warnings[0].endswith("m range (resample or use another model)")
 
 
 def test_a_held_out_kampala_chip_is_inside_the_shipped_model_domain(sample_data, shipped_domain):
     chip = sample_data / "labeled" / "hotosm-ramp" / "val-chips" / "OAM-1238424-1046544-21.tif"
-    assert scene_warnings(open_scene(chip), shipped_domain) == []
+    assert warnings_for(open_scene(chip), shipped_domain) == []
 
 
-def test_sixteen_bit_landsat_is_flagged_for_gsd_and_pixel_statistics(sample_data, shipped_domain):
-    warnings = scene_warnings(open_scene(sample_data / "scenes" / "landsat8-224078-rgb.tif"), shipped_domain)
+def test_sixteen_bit_landsat_read_as_it_is_is_flagged_for_gsd_and_pixel_statistics(
+    sample_data, shipped_domain
+):
+    warnings = warnings_for(open_scene(sample_data / "scenes" / "landsat8-224078-rgb.tif"), shipped_domain)
     assert warnings[0].startswith("GSD 30 m is outside")
     assert warnings[1].startswith("pixel statistics far from the training data (band 1 median 7")

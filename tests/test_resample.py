@@ -15,7 +15,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from scipy.ndimage import gaussian_filter
 
-from geoseg.applicability import scene_warnings
+from geoseg.applicability import sample_pixels, scene_warnings
 from geoseg.errors import SceneError
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
@@ -171,13 +171,14 @@ def test_a_model_grid_over_the_scene_limit_is_refused_naming_the_scene(monkeypat
 def test_a_resampled_scene_gets_a_note_for_its_gsd_and_keeps_its_statistics_warning(tmp_path):
     scene = open_scene(write_scene(tmp_path / "scene.tif", 0.6))
     dark = DOMAIN.model_copy(update={"p1": [0.0] * 3, "p99": [60.0] * 3})
-    warnings = scene_warnings(scene, dark)
+    sample = sample_pixels(scene)
+    warnings = scene_warnings(scene, dark, sample)
     assert [w.split(" ")[0] for w in warnings] == ["GSD", "pixel"]
-    assert scene_notes(scene, dark, model_grid(scene, dark)) == [
+    assert scene_notes(scene, dark, model_grid(scene, dark), sample) == [
         "resampled from GSD 0.6 m to the model's 0.298 m",
         warnings[1],
     ]
-    assert scene_notes(scene, dark, None) == warnings
+    assert scene_notes(scene, dark, None, sample) == warnings
 
 
 def test_a_real_landsat_scene_is_refused_for_the_shipped_model(sample_data):

@@ -41,14 +41,14 @@ from geoseg.distributed.worker_setup import WorkerFunction
 from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
 from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.report_html import format_area, format_count, write_report_html
-from geoseg.resample import ModelGrid, block_tiles, scene_blocks
+from geoseg.resample import block_tiles, scene_blocks
 from geoseg.runlock import output_lock
 from geoseg.safepaths import ProtectedFiles, check_output_folder, check_unique_names, inside
-from geoseg.scenes import Scene
 from geoseg.tiling import TilingSpec
 from geoseg.workflow import Workflow
 
 if TYPE_CHECKING:
+    from geoseg.model_input import PreparedScene
     from geoseg.vectorize.formats import RunLayer
 
 OPEN_SCENE = WorkerFunction("open_scene_task")
@@ -257,6 +257,7 @@ def _process(
             job,
             metadata.architecture.in_bands,
             metadata.domain,
+            metadata.radiometry,
             key=key("open", job),
             priority=1,
             pure=False,
@@ -290,8 +291,8 @@ def _process(
                 _cancel_scene(by_future, job, client)
                 continue
             if stage == "open":
-                opened_scene: tuple[Scene, list[str], ModelGrid | None] = future.result()
-                scene, warned[job.input.id], resampled = opened_scene
+                prepared: PreparedScene = future.result()
+                scene, warned[job.input.id], resampled = prepared.scene, prepared.notes, prepared.grid
                 for warning in warned[job.input.id]:
                     console.print(f"[yellow]warning[/yellow] {job.input.id}: {warning}")
                 spec = job.spec

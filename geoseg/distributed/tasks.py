@@ -1,8 +1,8 @@
 """The functions Dask runs on workers. They take windows and paths, never the scene's pixels.
 
-* ``open_scene_task``: validate a scene (on a worker, which is where the data is visible),
-  compare it with the model's training domain (``geoseg.applicability``: warnings) and, with
-  ``resample: model``, place its model grid (``geoseg.resample``);
+* ``open_scene_task``: validate a scene (on a worker, which is where the data is visible) and
+  prepare it for the model (``geoseg.model_input``: pixel scaling, warnings against the training
+  domain and, with ``resample: model``, its model grid);
 * ``predict_block_task``: read one haloed block, predict it on the worker's model, save the
   block's mask part (atomically) and sum its pixels into the scene's quick-look grid (a small
   share, ≤ 1/64 of the block); a part already on disk is reused, so a task rerun after a
@@ -35,10 +35,10 @@ from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache, http_timeouts
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
-from geoseg.model.metadata import Domain
+from geoseg.model.metadata import Domain, Radiometry
+from geoseg.model_input import PreparedScene, prepare_scene
 from geoseg.predict import predict_pixels, read_block
 from geoseg.quicklook import Thumbnail, thumbnail_factor, thumbnail_part, write_quicklook
-from geoseg.resample import ModelGrid, model_grid, scene_notes
 from geoseg.scenes import Scene, open_scene, read_window
 from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block
@@ -80,18 +80,17 @@ def _worker_task(task: Callable[P, R]) -> Callable[P, R]:
 
 @_worker_task
 def open_scene_task(
-    job: SceneJob, expected_bands: int, domain: Domain | None = None
-) -> tuple[Scene, list[str], ModelGrid | None]:
-    """Validate the scene, compare it with the model's training ``domain`` and place the grid it
-    is read on (None: its own).
+    job: SceneJob, expected_bands: int, domain: Domain | None = None, radiometry: Radiometry | None = None
+) -> PreparedScene:
+    """Validate the scene and prepare it for the model (``geoseg.model_input``): its scaling, its
+    warnings against the training ``domain`` and the grid it is read on.
 
     Raises ``SceneError`` naming the file and the problem; warnings do not stop the scene.
     """
     if job.input.error:
         raise SceneError(job.input.href or job.input.id, job.input.error)
     scene = open_scene(job.input.href, bands=job.bands, expected_bands=expected_bands)
-    grid = model_grid(scene, domain) if job.resample == "model" else None
-    return scene, scene_notes(scene, domain, grid), grid
+    return prepare_scene(scene, domain, radiometry, job.resample)
 
 
 @_worker_task

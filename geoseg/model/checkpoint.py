@@ -71,6 +71,19 @@ def save_checkpoint(
     return Path(path)
 
 
+def rewrite_metadata(
+    path: str | os.PathLike[str], metadata: ModelMetadata, out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``path``'s tensors as they are stored (same dtypes and bytes) with new ``metadata``
+    to ``out`` (default: ``path``), atomically."""
+    load_generator(path)  # refuses a file that is not a valid checkpoint before anything is written
+    tensors = load_file(os.fspath(path))
+    target = Path(out or path)
+    with atomic_output(target) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: metadata.model_dump_json()})
+    return target
+
+
 def load_generator(path: str | os.PathLike[str]) -> tuple[Generator, ModelMetadata]:
     """Rebuild the generator from a checkpoint, in eval mode on the CPU.
 

@@ -1,7 +1,7 @@
 """What a checkpoint says about its model, read and checked without torch.
 
-The metadata (architecture, bands, normalisation, classes, stride, receptive radius, training
-config, provenance, metrics, training domain) lives in the safetensors header, so one file is
+The metadata (architecture, bands, radiometry, normalisation, classes, stride, receptive radius,
+training config, provenance, metrics, training domain) lives in the safetensors header, so one file is
 all a user ships. Checkpoints come from strangers, so nothing in one is trusted before it is
 checked: the header is bounded in size and nesting, every metadata field is within sane bounds
 and consistent with the others, and the stored stride and receptive radius must equal what the
@@ -45,12 +45,55 @@ MAX_PARAMETERS = 500_000_000
 """2 GB of float32 weights: far above any useful segmenter, far below what hurts a machine."""
 
 
+PIXEL_DTYPES: Final = frozenset(
+    {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64"}
+)
+"""Real pixel types a GeoTIFF band may have (rasterio's names)."""
+
+
 class Normalization(BaseModel):
     """Per-band statistics: the generator sees ``(pixel - mean) / std``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     mean: list[FiniteFloat]
     std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]]
+
+
+class Radiometry(BaseModel):
+    """How a scene's raw pixels become the model's input, before the normalisation.
+
+    Scenes stored as one of ``kept_dtypes`` are read as they are. Any other scene (11-, 12- or
+    16-bit, signed, float reflectance) is stretched linearly from its ``percentiles`` — of a
+    decimated sample of its valid pixels, once per scene — onto ``target``, values beyond
+    clipped, so it reaches the model in the range of the 8-bit pixels it learnt from
+    (``geoseg.radiometry``). ``joint``: one map for all bands, from the lowest band's low
+    percentile to the highest band's high one (keeps the bands' relative values: colours);
+    ``per_band``: each band from its own percentiles.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kept_dtypes: list[str] = Field(default_factory=lambda: ["uint8"])
+    percentiles: tuple[
+        Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)],
+        Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)],
+    ] = (0.5, 99.5)
+    target: tuple[FiniteFloat, FiniteFloat] = (0.0, 255.0)
+    stretch: Literal["joint", "per_band"] = "joint"
+
+    @field_validator("kept_dtypes")
+    @classmethod
+    def _known_dtypes(cls, dtypes: list[str]) -> list[str]:
+        unknown = sorted(set(dtypes) - PIXEL_DTYPES)
+        if unknown:
+            raise ValueError(f"unknown pixel types {unknown} (known: {sorted(PIXEL_DTYPES)})")
+        return dtypes
+
+    @field_validator("percentiles", "target")
+    @classmethod
+    def _increasing(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        if not pair[0] < pair[1]:
+            raise ValueError(f"must increase, got {list(pair)}")
+        return pair
 
 
 class Domain(BaseModel):
@@ -85,6 +128,9 @@ class ModelMetadata(BaseModel):
     provenance: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     domain: Domain | None = Field(None, description="what it was trained on (GSD, band statistics)")
+    radiometry: Radiometry | None = Field(
+        None, description="how raw pixels are scaled for the model (None: read as they are)"
+    )
 
     @field_validator("architecture")
     @classmethod

@@ -20,6 +20,8 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, LabelError
+from geoseg.model.metadata import Radiometry
+from geoseg.model_input import scaled_scene
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.training.config import DatasetConfig
 from geoseg.training.labels import (
@@ -57,8 +59,12 @@ class Chip:
         return Window(self.col_off_px, self.row_off_px, self.size_px, self.size_px)
 
 
-def open_datasets(datasets: Sequence[DatasetConfig], classes: list[str]) -> list[LabelledScene]:
-    """Open every scene of every dataset entry with its mask or vector labels."""
+def open_datasets(
+    datasets: Sequence[DatasetConfig], classes: list[str], radiometry: Radiometry | None
+) -> list[LabelledScene]:
+    """Open every scene of every dataset entry with its mask or vector labels, each scaled as
+    ``radiometry`` says (``geoseg.model_input.scaled_scene``: pixels of other types than the
+    kept ones are stretched per scene, so 8- and 16-bit sources train together)."""
     scenes: list[LabelledScene] = []
     vector_files: dict[tuple[str, str | None], VectorLabelFile] = {}
     for entry in datasets:
@@ -67,7 +73,7 @@ def open_datasets(datasets: Sequence[DatasetConfig], classes: list[str]) -> list
             raise ConfigError(f"no scenes match images {entry.images!r}")
         for path in paths:
             opener = open_xyz_tile if entry.georeference == "xyz" else open_scene
-            scene = opener(path, bands=entry.bands)
+            scene = scaled_scene(opener(path, bands=entry.bands), radiometry)
             if entry.masks is not None:
                 mask_path = entry.masks.format(stem=scene.id, name=Path(path).name)
                 if not Path(mask_path).exists():
@@ -157,7 +163,8 @@ def split_by_block(
 
 @dataclass(frozen=True)
 class ChipPixels:
-    """A chip's raw pixels (bands, h, w) in the scene's dtype, class ids (h, w) uint8, validity."""
+    """A chip's pixels (bands, h, w) in the scene's dtype (float32 when the scene is scaled),
+    class ids (h, w) uint8, validity."""
 
     image: np.ndarray
     target: np.ndarray
@@ -212,7 +219,8 @@ def dihedral(image: np.ndarray, *labels: np.ndarray, k: int) -> tuple[np.ndarray
 
 
 def normalization_stats(reader: ChipReader, chips: Sequence[Chip]) -> tuple[list[float], list[float]]:
-    """Per-band mean and std of the valid pixels of ``chips`` (raw units, as stored in checkpoints)."""
+    """Per-band mean and std of the valid pixels of ``chips`` (as read: raw units, or scaled ones
+    for scaled scenes; stored in checkpoints)."""
     total: np.ndarray | None = None
     total_sq: np.ndarray | None = None
     count = 0
@@ -230,7 +238,7 @@ def normalization_stats(reader: ChipReader, chips: Sequence[Chip]) -> tuple[list
 
 
 def augmented(pixels: ChipPixels, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A chip's dihedral view ``k``: raw pixels as float32, class ids, validity."""
+    """A chip's dihedral view ``k``: pixels as float32, class ids, validity."""
     image, target, valid = dihedral(pixels.image, pixels.target, pixels.valid, k=k)
     return image.astype(np.float32), target, valid
 

@@ -17,6 +17,7 @@ from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
 from geoseg.model.architecture import Upsampling, architecture_name
 from geoseg.model.linear import LinearSegmenter
+from geoseg.model.metadata import Radiometry
 from geoseg.model.unet import UNetGenerator
 
 
@@ -78,6 +79,11 @@ class DataConfig(_Frozen):
     )
     cache_max_mb: int = Field(
         1024, ge=0, description="keep read chips in memory up to this size (per loader worker)"
+    )
+    radiometry: Radiometry = Field(
+        default_factory=Radiometry,
+        description="how scenes of other pixel types than 'kept_dtypes' are scaled (per scene, "
+        "percentiles to target); recorded in the checkpoint, so predict scales the same way",
     )
     loader_workers: int = Field(
         0,

@@ -60,7 +60,7 @@ def evaluate_checkpoint(
     predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, tta=tta)
     stride = predictor.metadata.total_stride
     window_px = max(stride, window_px - window_px % stride)
-    scenes = open_datasets(datasets, predictor.metadata.classes)
+    scenes = open_datasets(datasets, predictor.metadata.classes, predictor.metadata.radiometry)
     reader = ChipReader(scenes)
     chips = tiled_chips(reader, window_px)
     return evaluate_chips(predictor, reader, chips, tolerance_px, batch_size), len(scenes)

@@ -1,10 +1,15 @@
-"""Re-describe a trained checkpoint: record its training domain, make its provenance portable.
+"""Re-describe a trained checkpoint: record its training domain, make its provenance portable,
+record its radiometry.
 
 For checkpoints trained before ``ModelMetadata.domain`` existed (the shipped model among them),
 without retraining. The training config stored in the checkpoint is loaded again and its data
 prepared exactly as ``train`` prepares it; the normalisation recomputed from that data must equal
 the stored one (the proof that the same chips were read), otherwise nothing is written. The
 weights are copied unchanged; only the metadata in the header differs.
+
+``record_radiometry`` adds the ``Radiometry`` that ``train`` records now to a checkpoint trained
+before it existed, when every training scene named in its provenance is of a type the rule
+keeps as it is: the model then saw exactly the pixels the rule gives, so the rule describes it.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import os
 from pathlib import Path
 
 from geoseg.errors import CheckpointError
-from geoseg.model.checkpoint import load_generator, save_checkpoint
-from geoseg.model.metadata import ModelMetadata
+from geoseg.model.checkpoint import load_generator, rewrite_metadata, save_checkpoint
+from geoseg.model.metadata import ModelMetadata, read_metadata
+from geoseg.sampledata import expand_variables
+from geoseg.scenes import open_pixels
 from geoseg.training.config import parse_config
 from geoseg.training.provenance import CHECKOUT, portable_config, portable_path
 from geoseg.training.trainer import prepare_data
@@ -54,4 +61,31 @@ def restamp_checkpoint(
         }
     )
     save_checkpoint(Path(out or path), model, updated)
+    return updated
+
+
+def record_radiometry(
+    path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> ModelMetadata:
+    """Write ``path`` (or ``out``) with the radiometry its training config gives; same weights.
+
+    Refused when a training scene is missing or of a pixel type the rule would have scaled.
+    """
+    metadata = read_metadata(path)
+    stored = metadata.training.get("config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: no training config stored, so its training data is unknown")
+    radiometry = parse_config(stored, CHECKOUT, source=f"{path}: training.config").data.radiometry
+    scenes = metadata.provenance.get("train_scenes") or []
+    if not scenes:
+        raise CheckpointError(f"{path}: no training scenes named in its provenance")
+    for scene in scenes:
+        with open_pixels(str(CHECKOUT / expand_variables(scene))) as dataset:  # absolute stays absolute
+            if not set(dataset.dtypes) <= set(radiometry.kept_dtypes):
+                raise CheckpointError(
+                    f"{path}: training scene {scene} has pixels of type {dataset.dtypes[0]}, which "
+                    "the rule would scale: retrain instead"
+                )
+    updated = metadata.model_copy(update={"radiometry": radiometry})
+    rewrite_metadata(path, updated, out)
     return updated

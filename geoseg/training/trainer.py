@@ -106,8 +106,8 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     data = config.data
     seed = config.training.seed
     stride = data.chip_stride_px or max(1, data.chip_size_px // 2)
-    train_scenes = open_datasets(data.train, data.classes)
-    val_scenes = open_datasets(data.val, data.classes) if data.val else []
+    train_scenes = open_datasets(data.train, data.classes, data.radiometry)
+    val_scenes = open_datasets(data.val, data.classes, data.radiometry) if data.val else []
     scenes = train_scenes + val_scenes
     n_train = len(train_scenes)
 
@@ -270,6 +270,7 @@ class Trainer:
             classes=list(self.config.data.classes),
             mean=self.mean.flatten().tolist(),
             std=self.std.flatten().tolist(),
+            radiometry=self.config.data.radiometry,
             metrics=metrics or {},
             **extra,
         )

@@ -241,6 +241,22 @@ HOSTILE_METADATA = {
     "domain-mean-4-values-3-bands": (_linear_metadata(domain=_domain(mean=[1.0] * 4)), "domain.mean"),
     "domain-std-1-value-3-bands": (_linear_metadata(domain=_domain(std=[1.0])), "domain.std"),
     "domain-p1-empty": (_linear_metadata(domain=_domain(p1=[])), "domain.p1"),
+    "radiometry-percentiles-decreasing": (
+        _linear_metadata(radiometry={"percentiles": [99, 1]}),
+        "radiometry.percentiles",
+    ),
+    "radiometry-percentile-above-100": (
+        _linear_metadata(radiometry={"percentiles": [1, 101]}),
+        "radiometry.percentiles.1",
+    ),
+    "radiometry-target-nan": (
+        _linear_metadata(radiometry={"target": [0, float("nan")]}),
+        "radiometry.target.1",
+    ),
+    "radiometry-unknown-dtype": (
+        _linear_metadata(radiometry={"kept_dtypes": ["uint9"]}),
+        "radiometry.kept_dtypes",
+    ),
     "bands-2-for-3": (_linear_metadata(bands=[1, 2]), "bands"),
     "band-0": (_linear_metadata(bands=[0, 1, 2]), "bands.0"),
     "unknown-format": (_linear_metadata(format="geoseg-checkpoint/9"), "format"),

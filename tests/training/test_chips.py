@@ -26,7 +26,7 @@ def _ramp_scenes(sample_data, pattern="OAM-1238450-*.tif"):
     entry = DatasetConfig.model_validate(
         {"images": str(ramp / "chips" / pattern), "masks": str(ramp / "binarymasks" / "{stem}.mask.tif")}
     )
-    return open_datasets([entry], CLASSES)
+    return open_datasets([entry], CLASSES, None)
 
 
 def _overlap(a, b):
@@ -59,7 +59,7 @@ def test_block_split_never_puts_a_pixel_in_both_splits(sample_data):
     entry = DatasetConfig.model_validate(
         {"images": str(folder / "image.tif"), "labels": str(folder / "buildings.geojson")}
     )
-    scenes = open_datasets([entry], CLASSES)
+    scenes = open_datasets([entry], CLASSES, None)
     train, val = split_by_block(
         scenes, block_size_px=256, chip_size_px=64, stride_px=32, val_fraction=0.3, seed=1
     )

@@ -124,7 +124,7 @@ def test_web_map_tiles_get_their_labels_from_the_areas_polygons(sample_data):
         labels=str(area / "labels.geojson"),
         georeference="xyz",
     )
-    scenes = open_datasets([entry], CLASSES)
+    scenes = open_datasets([entry], CLASSES, None)
     assert len(scenes) == 4 and all(s.scene.crs.to_epsg() == 3857 for s in scenes)
     buildings = 0
     for item in scenes:

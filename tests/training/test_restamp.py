@@ -1,4 +1,4 @@
-"""Restamping: a checkpoint trained before domains were recorded gains one, with the same weights."""
+"""Restamping: a checkpoint trained before domains or radiometry were recorded gains them, with the same weights."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from safetensors.torch import load_file
 
 from geoseg.errors import CheckpointError
 from geoseg.model.checkpoint import load_generator, save_checkpoint
-from geoseg.model.metadata import read_metadata
-from geoseg.training.restamp import restamp_checkpoint
+from geoseg.model.metadata import Radiometry, read_metadata
+from geoseg.training.restamp import record_radiometry, restamp_checkpoint
 from geoseg.training.trainer import train
 
 
@@ -56,4 +56,42 @@ def test_restamping_refuses_when_the_training_data_no_longer_gives_the_stored_no
     )
     with pytest.raises(CheckpointError, match="training data has changed"):
         restamp_checkpoint(tampered, tmp_path / "never.safetensors")
+    assert not (tmp_path / "never.safetensors").exists()
+
+
+@pytest.fixture
+def no_radiometry_checkpoint(tiny_config, tmp_path):
+    """A tiny trained checkpoint as geoseg wrote them before radiometry was recorded."""
+    config = tiny_config.model_copy(update={"training": tiny_config.training.model_copy(update={"steps": 1})})
+    model, metadata = load_generator(train(config, device="cpu").checkpoint)
+    return save_checkpoint(
+        tmp_path / "old.safetensors", model, metadata.model_copy(update={"radiometry": None})
+    )
+
+
+def test_recorded_radiometry_is_the_configs_and_the_weights_stay_identical(
+    no_radiometry_checkpoint, tmp_path
+):
+    out = tmp_path / "new.safetensors"
+    record_radiometry(no_radiometry_checkpoint, out)
+    assert read_metadata(out).radiometry == Radiometry()
+    assert _tensor_bytes(out) == _tensor_bytes(no_radiometry_checkpoint)
+    assert read_metadata(out).model_dump(exclude={"radiometry"}) == read_metadata(
+        no_radiometry_checkpoint
+    ).model_dump(exclude={"radiometry"})
+
+
+def test_radiometry_is_not_recorded_for_a_model_trained_on_pixels_the_rule_would_scale(
+    no_radiometry_checkpoint, tmp_path
+):
+    model, metadata = load_generator(no_radiometry_checkpoint)
+    sixteen_bit = {
+        **metadata.provenance,
+        "train_scenes": ["$GEOSEG_SAMPLE_DATA/scenes/landsat8-224078-rgb.tif"],
+    }
+    old = save_checkpoint(
+        tmp_path / "o.safetensors", model, metadata.model_copy(update={"provenance": sixteen_bit})
+    )
+    with pytest.raises(CheckpointError, match="pixels of type uint16, which the rule would scale: retrain"):
+        record_radiometry(old, tmp_path / "never.safetensors")
     assert not (tmp_path / "never.safetensors").exists()

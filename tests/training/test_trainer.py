@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,3 +256,32 @@ def test_linear_generator_trains_adversarially_and_separates_bright_pixels(tmp_p
     iou = _iou(predicted_ids == 1, truth_ids == 1)
     assert iou > 0.9 and result.metrics.iou > 0.9  # 1.0 here; untrained 0.06
     assert _iou(np.ones_like(truth_ids), truth_ids == 1) < 0.2  # "everything is class 1": 0.08
+
+
+def test_sixteen_bit_and_eight_bit_scenes_train_together_on_one_scale(
+    tiny_config_factory, sample_data, tmp_path
+):
+    """11-bit copies of the chips are stretched per scene into the 8-bit range (the config's
+    radiometry, recorded in the checkpoint), so both kinds feed the model the same kind of values."""
+    raw = tiny_config_factory()
+    eight_bit = raw["data"]["train"][0]
+    copies = tmp_path / "11bit"
+    copies.mkdir()
+    for chip in sorted(Path(eight_bit["images"]).parent.glob(Path(eight_bit["images"]).name)):
+        with rasterio.open(chip) as src:
+            profile, pixels = src.profile, src.read()
+        with rasterio.open(copies / chip.name, "w", **(profile | {"dtype": "uint16", "nodata": None})) as dst:
+            dst.write(pixels.astype(np.uint16) * 8 + 100)
+    raw["data"]["train"].append({"images": str(copies / "*.tif"), "masks": eight_bit["masks"]})
+    raw["training"]["steps"] = 1
+    config = parse_config(raw, tmp_path)
+    data = prepare_data(config)
+    scaled = [s for s in data.scenes if s.scene.scaling is not None]
+    assert len(scaled) == 8 and {s.scene.dtype for s in scaled} == {"uint16"}
+    chip = next(c for c in data.train_chips if data.scenes[c.scene_index].scene.scaling is not None)
+    image = data.reader.read(chip).image
+    assert image.dtype == np.float32 and image.min() >= 0 and image.max() <= 255
+    assert all(0 < m < 255 for m in data.mean)  # not the 16-bit values: one scale for both kinds
+    _, metadata = load_generator(train(config, device="cpu").checkpoint)
+    assert metadata.radiometry == config.data.radiometry
+    assert metadata.training["config"]["data"]["radiometry"]["percentiles"] == [0.5, 99.5]
