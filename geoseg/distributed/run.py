@@ -352,6 +352,7 @@ def _process(
                     scene,
                     len(grid),
                     *outputs.values(),
+                    warnings=warned[job.input.id],
                     key=key("finish", job),
                     **last,
                 )
@@ -368,8 +369,7 @@ def _process(
             else:
                 record: SceneRecord = future.result()
                 record.seconds = time.perf_counter() - opened[job.input.id]
-                record.warnings = warned[job.input.id]
-                write_record(record, job.record_path)
+                write_record(record, job.record_path)  # again, with the seconds the driver measured
                 records[job.input.id] = record
                 layer.finished(job.input.id, vector_files.pop(job.input.id).result().run_layer_part)
                 progress.advance(scenes_bar)

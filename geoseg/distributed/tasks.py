@@ -195,9 +195,13 @@ def write_vectors_task(
 
 @_worker_task
 def finish_scene_task(
-    job: SceneJob, scene: Scene, blocks: int, mask: MaskFiles, vectors: VectorFiles
+    job: SceneJob, scene: Scene, blocks: int, mask: MaskFiles, vectors: VectorFiles, warnings: list[str]
 ) -> SceneRecord:
-    """Write the scene's completion record, once every output is in place; clean the parts."""
+    """Write the scene's completion record, once every output is in place; clean the parts.
+
+    The record is complete but for the scene's seconds, which the driver adds, so a driver
+    killed before it does still leaves the warnings for a resumed run to report.
+    """
     record = SceneRecord(
         id=job.input.id,
         input=job.input.href,
@@ -208,6 +212,7 @@ def finish_scene_task(
         building_area_m2=vectors.building_area_m2,
         area_km2=scene.area_m2 / 1e6,
         blocks=blocks,
+        warnings=warnings,
     )
     write_record(record, job.record_path)
     shutil.rmtree(job.parts_dir, ignore_errors=True)

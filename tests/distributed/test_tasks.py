@@ -1,12 +1,14 @@
 """Worker tasks without a cluster: block parts are reused only under the same settings."""
 
+import json
 import os
 
 import numpy as np
 
 from geoseg.catalog import SceneInput
+from geoseg.distributed.handoff import MaskFiles, VectorFiles
 from geoseg.distributed.records import SceneJob, remove_stale_parts
-from geoseg.distributed.tasks import polygonise_block_task, predict_block_task
+from geoseg.distributed.tasks import finish_scene_task, polygonise_block_task, predict_block_task
 from geoseg.gdal_settings import HTTP_TIMEOUTS
 from geoseg.model.metadata import read_metadata
 from geoseg.scenes import open_scene
@@ -71,3 +73,16 @@ def test_every_task_gives_gdal_http_timeouts_unless_the_user_set_them(
     )
     assert os.environ["GDAL_HTTP_CONNECTTIMEOUT"] == HTTP_TIMEOUTS["GDAL_HTTP_CONNECTTIMEOUT"]
     assert os.environ["GDAL_HTTP_TIMEOUT"] == "600"
+
+
+def test_the_workers_record_holds_the_warnings_before_the_driver_adds_the_seconds(
+    sample_data, rgb_checkpoint, tmp_path
+):
+    """A driver killed between the worker's record and its own rewrite leaves the warnings for a resume."""
+    scene = open_scene(sample_data / "edge/RGB.byte.tif")
+    job = job_for(scene.path, rgb_checkpoint, tmp_path, "aaaa")
+    mask, vectors = MaskFiles("m.tif", "q.png"), VectorFiles(["v.gpkg"], 3, 12.5, None)
+    finish_scene_task(job, scene, 4, mask, vectors, warnings=["GSD 300 m is outside the model's range"])
+    record = json.loads(job.record_path.read_text())
+    assert record["warnings"] == ["GSD 300 m is outside the model's range"] and record["seconds"] is None
+    assert record["status"] == "ok" and record["polygons"] == 3
