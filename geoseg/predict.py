@@ -129,7 +129,7 @@ def read_block(
     with stage("read"):
         pixels, valid = read_window(scene, extent, dataset, nodata_fill=nodata_fill)
         if pixels.dtype != np.uint8:
-            pixels = pixels.astype(np.float32)
+            pixels = pixels.astype(np.float32, copy=False)
     return BlockPixels(block, tiles, extent, pixels, valid)
 
 
