@@ -13,9 +13,9 @@ New Brunswick clips (complete building labels, 0.15–0.5 m) give in-domain nega
 * the whole scene's building share and the 2×2 grid-phase spread of its mask, for context;
 * where buildings are labelled, how many of them the model finds (notes under the table).
 
-Scenes whose pixel statistics the applicability check flags (16-bit, dark) are also predicted
-from a copy stretched to uint8 (per band, 2nd–98th percentile → 1..255), which separates the
-bit-depth/radiometry mismatch from the resolution mismatch. Band orders were checked by eye:
+Scenes are read as the checkpoint's radiometry says (``geoseg.radiometry``: 16-bit pixels
+stretched per band into the 8-bit range); scenes it scales are also predicted unscaled, which
+shows what the scaling does beside the resolution mismatch. Band orders were checked by eye:
 the Sentinel-2 Denmark and both Landsat files are stored blue, green, red.
 
     python benchmarks/bench_false_positives.py [--model PATH] [--threads 2] [--tta none|flips|dihedral]
@@ -40,9 +40,9 @@ import torch
 from rasterio.features import rasterize
 from scipy import ndimage
 
-from geoseg.applicability import scene_warnings
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
+from geoseg.model_input import prepare_scene
 from geoseg.predict import predict_scene
 from geoseg.sampledata import sample_data_dir
 from geoseg.scenes import open_scene
@@ -54,6 +54,8 @@ from geoseg.workflow import TTA
 DATA = sample_data_dir()
 SHIPPED_MODEL = Path(__file__).parents[1] / "geoseg" / "models" / "buildings-unet.safetensors"
 BUILDING = 1
+SCALED = "pixel values scaled"
+"""How the note of a scene scaled by the checkpoint's radiometry begins (``geoseg.radiometry``)."""
 
 Region = Callable[[rasterio.DatasetReader], np.ndarray]
 """The building-free part of a scene as a boolean array on its grid."""
@@ -225,28 +227,11 @@ class Measurement:
     predictions within 2 m of one, and of pixels farther than 2 m from all predicted building."""
 
 
-def stretched_copy(path: Path, bands: list[int], out: Path) -> Path:
-    """``bands`` of ``path`` stretched per band from their 2nd–98th percentile to 1..255 (0 = nodata)."""
-    with rasterio.open(path) as src:
-        raw = src.read(bands).astype(np.float64)
-        valid = src.read_masks(bands).all(axis=0) & (raw != 0).any(axis=0)
-        profile = {"driver": "GTiff", "crs": src.crs, "transform": src.transform}
-    low, high = np.percentile(raw[:, valid], [2, 98], axis=1)
-    scaled = (raw - low[:, None, None]) / (high - low)[:, None, None] * 254 + 1
-    pixels = np.clip(scaled, 1, 255).astype(np.uint8)
-    pixels[:, ~valid] = 0
-    height, width = valid.shape
-    with rasterio.open(
-        out, "w", **profile, width=width, height=height, count=len(bands), dtype="uint8", nodata=0
-    ) as dst:
-        dst.write(pixels)
-    return out
-
-
 def measure(case: Case, image: Path, bands: list[int], predictor: Predictor, folder: Path) -> Measurement:
     """Predict ``image`` whole and measure false buildings inside the case's building-free part."""
     scene = open_scene(image, bands=bands, expected_bands=3)
-    warnings = scene_warnings(scene, predictor.metadata.domain)
+    metadata = predictor.metadata
+    warnings = prepare_scene(scene, metadata.domain, metadata.radiometry).notes
     gsd_m = ground_sampling_distance_m(scene.crs, scene.transform, scene.width, scene.height)
     started = time.perf_counter()
     mask_path = predict_scene(image, predictor, folder / "mask.tif", bands=bands)
@@ -289,14 +274,15 @@ def measure(case: Case, image: Path, bands: list[int], predictor: Predictor, fol
 
 
 def measure_case(case: Case, predictor: Predictor) -> list[tuple[str, Measurement]]:
-    """The scene as stored and, when its pixel statistics are flagged, a copy stretched to uint8."""
+    """The scene read as the checkpoint says (its radiometry) and, when that scales it, as stored."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        stored = measure(case, case.path, case.bands, predictor, folder)
-        results = [("as stored", stored)]
-        if any(not w.startswith("GSD") for w in stored.warnings):
-            copy = stretched_copy(case.path, case.bands, folder / "stretched.tif")
-            results.append(("stretched to uint8", measure(case, copy, [1, 2, 3], predictor, folder)))
+        scaled = measure(case, case.path, case.bands, predictor, folder)
+        results = [("as the checkpoint reads it", scaled)]
+        if any(w.startswith(SCALED) for w in scaled.warnings):
+            metadata = predictor.metadata.model_copy(update={"radiometry": None})
+            as_is = Predictor(predictor.model, metadata, predictor.device, tta=predictor.tta)
+            results.append(("unscaled", measure(case, case.path, case.bands, as_is, folder)))
     return results
 
 
@@ -305,7 +291,10 @@ def _number(value: float) -> str:
 
 
 def warning_kinds(warnings: list[str]) -> str:
-    kinds = ["GSD" if w.startswith("GSD") else "pixel stats" for w in warnings]
+    kinds = [
+        "GSD" if w.startswith("GSD") else "scaled" if w.startswith(SCALED) else "pixel stats"
+        for w in warnings
+    ]
     return "yes (" + ", ".join(kinds) + ")" if kinds else "no"
 
 
