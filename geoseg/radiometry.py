@@ -42,9 +42,10 @@ class BandScaling:
         shape = (-1,) + (1,) * (pixels.ndim - 1)
         scale = np.asarray(self.scale, dtype=np.float32).reshape(shape)
         offset = np.asarray(self.offset, dtype=np.float32).reshape(shape)
-        out = np.multiply(pixels, scale, dtype=np.float32)  # converts and scales in one pass
+        out: np.ndarray = np.multiply(pixels, scale, dtype=np.float32)  # converts and scales in one pass
         out += offset
-        return np.clip(out, self.low, self.high, out=out)
+        np.clip(out, self.low, self.high, out=out)
+        return out
 
     @property
     def note(self) -> str:
