@@ -62,6 +62,26 @@ def make_checkpoint(
     return save_checkpoint(path, model, meta)
 
 
+def eleven_bit_copy(source: Path, out: Path) -> Path:
+    """A real 8-bit scene re-encoded as an 11-bit sensor would store it (× 8 + 100, uint16)."""
+    import rasterio
+
+    with rasterio.open(source) as src:
+        profile, pixels = src.profile, src.read()
+    profile.update(dtype="uint16", nodata=None)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(pixels.astype(np.uint16) * 8 + 100)
+    return out
+
+
+def read_as_is(predictor):
+    """``predictor`` without its checkpoint's radiometry: other pixel types reach it unscaled."""
+    from geoseg.inference import Predictor
+
+    metadata = predictor.metadata.model_copy(update={"radiometry": None})
+    return Predictor(predictor.model, metadata, predictor.device, tta=predictor.tta)
+
+
 def tiled_and_whole_masks(scene_path: str, predictor, folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """Class masks of a scene predicted in 128-px tiles with the receptive radius as halo, and whole."""
     import rasterio

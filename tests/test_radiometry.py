@@ -18,7 +18,7 @@ from geoseg.model_input import prepare_scene, scaled_scene
 from geoseg.predict import predict_scene
 from geoseg.radiometry import band_scaling, needs_scaling
 from geoseg.scenes import open_scene, read_window
-from tests.conftest import SHIPPED_MODEL, tiled_and_whole_masks
+from tests.conftest import SHIPPED_MODEL, eleven_bit_copy, read_as_is, tiled_and_whole_masks
 from tests.distributed.conftest import geoseg, write_workflow
 
 KAMPALA_CHIP = "labeled/hotosm-ramp/val-chips/OAM-1238425-1046544-21.tif"
@@ -78,22 +78,10 @@ def test_an_eight_bit_scene_is_read_as_it_is(sample_data):
     assert prepared.scene.scaling is None and prepared.notes == []
 
 
-def _eleven_bit_copy(source, out):
-    """The chip's real pixels re-encoded as an 11-bit sensor would store them (× 8 + 100, uint16)."""
-    with rasterio.open(source) as src:
-        profile, pixels = src.profile, src.read()
-    profile.update(dtype="uint16", nodata=None)
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(pixels.astype(np.uint16) * 8 + 100)
-    return out
-
-
 def test_an_eleven_bit_copy_of_a_real_chip_is_segmented_like_the_chip(sample_data, tmp_path):
     predictor = Predictor.from_checkpoint(SHIPPED_MODEL, device="cpu")
-    as_is = Predictor(
-        predictor.model, predictor.metadata.model_copy(update={"radiometry": None}), predictor.device
-    )
-    copy = _eleven_bit_copy(sample_data / KAMPALA_CHIP, tmp_path / "11bit.tif")
+    as_is = read_as_is(predictor)
+    copy = eleven_bit_copy(sample_data / KAMPALA_CHIP, tmp_path / "11bit.tif")
     masks = {}
     for name, image, model in [
         ("8-bit", sample_data / KAMPALA_CHIP, predictor),
@@ -150,7 +138,7 @@ def test_a_scene_without_a_valid_pixel_to_scale_by_is_refused_naming_it(tmp_path
 
 
 def test_a_run_scales_an_eleven_bit_scene_like_predict_and_reports_it(sample_data, tmp_path):
-    copy = _eleven_bit_copy(sample_data / KAMPALA_CHIP, tmp_path / "copy-11bit.tif")
+    copy = eleven_bit_copy(sample_data / KAMPALA_CHIP, tmp_path / "copy-11bit.tif")
     workflow = write_workflow(tmp_path, [copy, sample_data / KAMPALA_CHIP], SHIPPED_MODEL)
     result = geoseg("run", str(workflow))
     assert result.returncode == 0, result.stderr

@@ -20,7 +20,7 @@ from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
 from geoseg.predict import predict_scene
 from geoseg.training.metrics import grid_phase_shares, grid_phase_spread
-from tests.conftest import SHIPPED_MODEL, make_checkpoint
+from tests.conftest import SHIPPED_MODEL, make_checkpoint, read_as_is
 
 MAX_SPREAD = 0.01
 GPU_MODEL = SHIPPED_MODEL.parent / "buildings-unet-gpu.safetensors"
@@ -48,12 +48,6 @@ SENTINEL2 = "labeled/sen1floods11-water/sample/S2/Spain_7370579_S2Hand.tif"  # i
 @pytest.fixture(scope="module")
 def shipped() -> Predictor:
     return Predictor.from_checkpoint(SHIPPED_MODEL, device="cpu")
-
-
-def read_as_is(predictor: Predictor) -> Predictor:
-    """``predictor`` without its checkpoint's radiometry: other pixel types reach it unscaled."""
-    metadata = predictor.metadata.model_copy(update={"radiometry": None})
-    return Predictor(predictor.model, metadata, predictor.device, tta=predictor.tta)
 
 
 @pytest.mark.parametrize("scene", SCENES, ids=lambda s: Path(s).stem)

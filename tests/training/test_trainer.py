@@ -20,6 +20,7 @@ from geoseg.training.chips import ChipSampler
 from geoseg.training.config import parse_config
 from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.trainer import Trainer, prepare_data, train
+from tests.conftest import eleven_bit_copy
 
 
 def _trainer_and_batches(config, steps=12):
@@ -268,10 +269,7 @@ def test_sixteen_bit_and_eight_bit_scenes_train_together_on_one_scale(
     copies = tmp_path / "11bit"
     copies.mkdir()
     for chip in sorted(Path(eight_bit["images"]).parent.glob(Path(eight_bit["images"]).name)):
-        with rasterio.open(chip) as src:
-            profile, pixels = src.profile, src.read()
-        with rasterio.open(copies / chip.name, "w", **(profile | {"dtype": "uint16", "nodata": None})) as dst:
-            dst.write(pixels.astype(np.uint16) * 8 + 100)
+        eleven_bit_copy(chip, copies / chip.name)
     raw["data"]["train"].append({"images": str(copies / "*.tif"), "masks": eight_bit["masks"]})
     raw["training"]["steps"] = 1
     config = parse_config(raw, tmp_path)
