@@ -237,18 +237,44 @@ def normalization_stats(reader: ChipReader, chips: Sequence[Chip]) -> tuple[list
     return [float(m) for m in mean], [float(max(s, 1e-6)) for s in std]
 
 
-def augmented(pixels: ChipPixels, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A chip's dihedral view ``k``: pixels as float32, class ids, validity."""
-    image, target, valid = dihedral(pixels.image, pixels.target, pixels.valid, k=k)
-    return image.astype(np.float32), target, valid
+def augmented(pixels: ChipPixels, draw: Draw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chip as ``draw`` shows it: float32 pixels (its view and colours), class ids, validity."""
+    image, target, valid = dihedral(pixels.image, pixels.target, pixels.valid, k=draw.k)
+    values = image.astype(np.float32)
+    if draw.jitter > 0:
+        values = color_jittered(values, valid, draw.jitter, np.random.default_rng(draw.jitter_seed))
+        if np.issubdtype(pixels.image.dtype, np.integer):
+            limits = np.iinfo(pixels.image.dtype)
+            np.clip(values, limits.min, limits.max, out=values)
+    return values, target, valid
+
+
+def color_jittered(
+    image: np.ndarray, valid: np.ndarray, strength: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Photometric augmentation of a float (C, H, W) chip, as if taken by another sensor or light.
+
+    Contrast ``c`` about each band's mean over valid pixels, then a brightness gain ``g`` for all
+    bands and a gain ``h_b`` per band (colour balance): ``(m_b + c (x - m_b)) g h_b``, with ``c``
+    and ``g`` uniform in ``1 ± strength`` and ``h_b`` in ``1 ± strength / 4``.
+    """
+    contrast, gain = rng.uniform(1 - strength, 1 + strength, size=2)
+    band_gains = rng.uniform(1 - strength / 4, 1 + strength / 4, size=image.shape[0])
+    means = image[:, valid].mean(axis=1) if valid.any() else image.reshape(image.shape[0], -1).mean(axis=1)
+    centre = means[:, None, None].astype(np.float32)
+    scale = (gain * band_gains)[:, None, None].astype(np.float32)
+    jittered: np.ndarray = ((centre + np.float32(contrast) * (image - centre)) * scale).astype(np.float32)
+    return jittered
 
 
 @dataclass(frozen=True)
 class Draw:
-    """One sampled chip and the dihedral view (0..7) to show of it."""
+    """One sampled chip, the dihedral view (0..7) to show of it and its colour jitter (0: none)."""
 
     chip: Chip
     k: int
+    jitter: float = 0.0
+    jitter_seed: int = 0
 
 
 class ChipSampler:
@@ -262,6 +288,7 @@ class ChipSampler:
         min_positive_fraction: float = 0.01,
         positive_share: float = 0.75,
         augment: bool = True,
+        color_jitter: float = 0.0,
     ) -> None:
         if not chips:
             raise ConfigError("no training chips (check the images, chip_size_px and split)")
@@ -270,6 +297,7 @@ class ChipSampler:
         self.rng = rng
         self.positive_share = positive_share if self.positive else 0.0
         self.augment = augment
+        self.color_jitter = color_jitter if augment else 0.0
 
     def draw(self) -> Chip:
         """One chip: positive with probability ``positive_share``, otherwise any chip."""
@@ -277,9 +305,16 @@ class ChipSampler:
         return pool[int(self.rng.integers(len(pool)))]
 
     def plan(self, n: int) -> list[Draw]:
-        """The next ``n`` draws, each with a random view when augmenting (no pixels are read)."""
+        """The next ``n`` draws, each with a random view (and colours) when augmenting; no pixels are read.
+
+        Without colour jitter the generator's stream is that of earlier versions: same seed, same batches.
+        """
         draws = []
         for _ in range(n):
             chip = self.draw()
-            draws.append(Draw(chip, int(self.rng.integers(8)) if self.augment else 0))
+            k = int(self.rng.integers(8)) if self.augment else 0
+            if self.color_jitter > 0:
+                draws.append(Draw(chip, k, self.color_jitter, int(self.rng.integers(2**31))))
+            else:
+                draws.append(Draw(chip, k))
         return draws

@@ -77,6 +77,13 @@ class DataConfig(_Frozen):
     positive_chip_share: float = Field(
         0.75, ge=0, le=1, description="share of sampled chips drawn from positive chips"
     )
+    color_jitter: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="photometric augmentation strength j: per chip, contrast and brightness "
+        "gains in 1 ± j and per-band gains in 1 ± j/4 (0: off, the batches of earlier versions)",
+    )
     cache_max_mb: int = Field(
         1024, ge=0, description="keep read chips in memory up to this size (per loader worker)"
     )

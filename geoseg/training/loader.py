@@ -48,7 +48,7 @@ class ChipDataset(Dataset[ChipArrays]):
 
     def __getitem__(self, index: int) -> ChipArrays:
         draw = self.draws[index]
-        return augmented(self.reader.read(draw.chip), draw.k)
+        return augmented(self.reader.read(draw.chip), draw)
 
 
 def collate(items: Sequence[ChipArrays]) -> Batch:

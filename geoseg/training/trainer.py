@@ -322,6 +322,7 @@ def train(
         np.random.default_rng(opt.seed),
         min_positive_fraction=config.data.min_positive_fraction,
         positive_share=config.data.positive_chip_share,
+        color_jitter=config.data.color_jitter,
     )
     batches = chip_batches(
         data.reader,

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from geoseg.training.chips import (
+    Chip,
     ChipReader,
     ChipSampler,
+    Draw,
     augmented,
     chip_windows,
     dihedral,
@@ -103,6 +105,34 @@ def test_sampler_favours_positive_chips_and_repeats_with_the_seed(sample_data):
     first = plan(7)
     assert plan(7) == first and plan(8) != first
     assert all(draw.chip in positives and 0 <= draw.k < 8 for draw in first)
-    image, target, valid = augmented(reader.read(first[0].chip), first[0].k)
+    image, target, valid = augmented(reader.read(first[0].chip), first[0])
     assert image.shape == (3, 64, 64) and image.dtype == np.float32
     assert target.shape == valid.shape == (64, 64) and target.sum() / target.size >= 0.05
+
+
+def test_colour_jitter_is_off_by_default_and_keeps_the_sampling_stream():
+    chips = [Chip(0, 0, 0, 64, 0.5), Chip(0, 64, 0, 64, 0.0)]
+    plain = ChipSampler(chips, np.random.default_rng(3)).plan(20)
+    assert ChipSampler(chips, np.random.default_rng(3), color_jitter=0.0).plan(20) == plain
+    jittered = ChipSampler(chips, np.random.default_rng(3), color_jitter=0.2).plan(20)
+    assert [d.chip for d in jittered[:1]] == [plain[0].chip] and all(d.jitter == 0.2 for d in jittered)
+    assert len({d.jitter_seed for d in jittered}) == 20
+
+
+def test_colour_jitter_changes_colours_not_geometry_and_repeats(sample_data):
+    scenes = _ramp_scenes(sample_data)
+    reader = ChipReader(scenes)
+    chip = chip_windows(0, scenes[0].scene.width, scenes[0].scene.height, 128, 128)[0]
+    pixels = reader.read(chip)
+    plain_image, plain_target, plain_valid = augmented(pixels, Draw(chip, 5))
+    image, target, valid = augmented(pixels, Draw(chip, 5, 0.3, 11))
+    assert np.array_equal(target, plain_target) and np.array_equal(valid, plain_valid)
+    assert np.array_equal(image, augmented(pixels, Draw(chip, 5, 0.3, 11))[0])
+    assert not np.array_equal(image, augmented(pixels, Draw(chip, 5, 0.3, 12))[0])
+    assert image.min() >= 0 and image.max() <= 255  # uint8 source: clipped to its range
+    for band in range(3):  # each band an increasing affine map of the plain band where not clipped
+        x, y = plain_image[band][valid], image[band][valid]
+        inside = (y > 0) & (y < 255)
+        slope, offset = np.polyfit(x[inside], y[inside], 1)
+        assert slope > 0 and np.allclose(slope * x[inside] + offset, y[inside], atol=0.01)
+        assert abs(slope - 1) > 1e-3 or abs(offset) > 0.5

@@ -161,12 +161,13 @@ def test_multiclass_adversarial_step_conditions_the_critic_on_class_probabilitie
 
 
 def test_dataloader_training_is_repeatable_on_cpu_with_a_fixed_seed(tiny_config_factory, tmp_path):
-    """Chips read by 2 DataLoader worker processes: two runs give identical weights, and the same
-    weights as reading in the training process (each chip is a pure function of its planned draw)."""
+    """Chips read (and colour-jittered) by 2 DataLoader worker processes: two runs give identical
+    weights, and the same weights as reading in the training process (each chip is a pure function
+    of its planned draw)."""
 
     def weights(workers, name):
         raw = tiny_config_factory(out=tmp_path / f"{name}.safetensors")
-        raw["data"]["loader_workers"] = workers
+        raw["data"].update(loader_workers=workers, color_jitter=0.2)
         return load_file(str(train(parse_config(raw, tmp_path), device="cpu").checkpoint))
 
     first, again, in_process = weights(2, "first"), weights(2, "again"), weights(0, "in-process")
