@@ -225,9 +225,17 @@ def run_layout(
     gpu_s = sum(w["seconds"] for w in workers if w["resources"])
     cpu_s = sum(w["seconds"] for w in workers if not w["resources"])
     mpx = sum(scene_megapixels(s) for s in scenes)
+    timeline = report["timeline"]
+    stages = "; ".join(
+        f"{name} {t['first_start_s']:.1f}-{t['last_stop_s']:.1f} s "
+        f"({t['tasks']:.0f} tasks, {t['seconds']:.1f} s)"
+        for name, t in timeline["stages"].items()
+    )
     return (
         f"{len(workers)} workers: {wall:.1f} s wall = {mpx / wall:.1f} Mpx/s ({report['summary']['ok']} ok); "
-        f"worker-s GPU worker {gpu_s:.0f}, CPU workers {cpu_s:.0f}; {busy.summary(wall)}"
+        f"worker-s GPU worker {gpu_s:.0f}, CPU workers {cpu_s:.0f}; {busy.summary(wall)}\n"
+        f"    timeline from the driver's start ({report['seconds']:.1f} s in all): cluster up "
+        f"{timeline['cluster_ready_s']:.1f} s; {stages}"
     )
 
 

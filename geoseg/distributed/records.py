@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dask.utils import key_split
 
 from geoseg.atomic import atomic_output
 from geoseg.catalog import SceneInput
@@ -123,6 +126,8 @@ class RunReport:
     report_html: str | None = None
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per worker name: address, device, threads, resources, tasks run and seconds computing."""
+    timeline: dict[str, Any] = field(default_factory=dict)
+    """Where the run's seconds went: ``cluster_ready_s`` and per stage (``stage_timeline``)."""
 
     def count(self, status: str) -> int:
         """Scenes with ``status``."""
@@ -132,6 +137,27 @@ class RunReport:
     def ok(self) -> bool:
         """True when no scene failed."""
         return self.count("failed") == 0
+
+
+def stage_timeline(tasks: list[dict[str, Any]], origin: float) -> dict[str, dict[str, float]]:
+    """Per stage of a run (a task key's first part: open, load-model, predict, polygonise, mask,
+    vectors, finish): tasks, seconds computing, and the first start and last stop in seconds
+    after ``origin`` (a ``time.time()``), from Dask's task stream records."""
+    stages: dict[str, dict[str, float]] = {}
+    for task in tasks:
+        computes = [s for s in task.get("startstops", ()) if s["action"] == "compute"]
+        if not computes:
+            continue
+        entry = stages.setdefault(
+            key_split(task["key"]),
+            {"tasks": 0, "seconds": 0.0, "first_start_s": math.inf, "last_stop_s": -math.inf},
+        )
+        entry["tasks"] += 1
+        entry["seconds"] += sum(s["stop"] - s["start"] for s in computes)
+        entry["first_start_s"] = min(entry["first_start_s"], min(s["start"] for s in computes) - origin)
+        entry["last_stop_s"] = max(entry["last_stop_s"], max(s["stop"] for s in computes) - origin)
+    ordered = sorted(stages.items(), key=lambda item: item[1]["first_start_s"])
+    return {name: {k: round(v, 3) for k, v in entry.items()} for name, entry in ordered}
 
 
 def parts_root(output_dir: str | Path) -> Path:

@@ -34,6 +34,7 @@ from geoseg.distributed.records import (
     remove_stale_parts,
     run_level_outputs,
     scene_fingerprint,
+    stage_timeline,
     summary,
     write_record,
 )
@@ -67,7 +68,7 @@ def run_workflow(
 ) -> RunReport:
     """Run ``workflow`` on a local cluster (or the scheduler at ``scheduler_address``)."""
     console = console or Console(stderr=True)
-    started = time.perf_counter()
+    started, origin = time.perf_counter(), time.time()
     output = workflow.resolve(workflow.output)
     check_output_folder(output)
     model = workflow.resolve(workflow.model)
@@ -84,6 +85,7 @@ def run_workflow(
             link = dashboard_link(client)
             console.print(f"Dask dashboard: {link or 'not available'}")
             client.wait_for_workers(1)
+            ready = time.time() - origin
             where = placement(client)
             console.print(
                 f"{len(jobs)} scenes ({len(jobs) - len(todo)} already done or refused), model {model.name}, "
@@ -94,6 +96,7 @@ def run_workflow(
                 layer = _LayerFeed(workflow, output, jobs, records, layer_files)
                 blocks, tiles = _process(client, todo, metadata, where, records, console, layer)
             workers = _worker_facts(client, stream.data, workflow.cluster.device)
+            timeline = {"cluster_ready_s": round(ready, 3), "stages": stage_timeline(stream.data, origin)}
 
         remove_stale_temporaries(output)
         report = RunReport(
@@ -105,6 +108,7 @@ def run_workflow(
             tiles=tiles,
             dashboard=link,
             workers=workers,
+            timeline=timeline,
             run_layer=layer.written,
         )
         _finish(report, workflow, output, metadata)

@@ -79,6 +79,20 @@ def test_good_scenes_give_masks_and_vectors_and_the_corrupt_one_is_reported(undi
     assert list(dict.fromkeys(layer["scene_id"])) == [s["id"] for s in ok], "scenes in the inputs' order"
 
 
+def test_the_report_says_where_the_run_time_went(undisturbed):
+    report = report_of(undisturbed)
+    timeline, stages = report["timeline"], report["timeline"]["stages"]
+    assert 0 < timeline["cluster_ready_s"] < report["seconds"]
+    assert {"open", "predict", "polygonise", "mask", "vectors", "finish"} <= set(stages)
+    assert stages["open"]["tasks"] == 4 and stages["finish"]["tasks"] == 3  # the corrupt scene fails
+    for entry in stages.values():
+        assert (
+            timeline["cluster_ready_s"] <= entry["first_start_s"] <= entry["last_stop_s"] <= report["seconds"]
+        )
+    assert stages["open"]["first_start_s"] < stages["predict"]["first_start_s"]
+    assert stages["predict"]["first_start_s"] < stages["finish"]["last_stop_s"]
+
+
 def test_results_catalog_links_each_scene_mask_and_vectors(undisturbed):
     import pystac
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from geoseg.catalog import SceneInput
 from geoseg.distributed.handoff import MaskFiles, VectorFiles
-from geoseg.distributed.records import SceneJob, remove_stale_parts
+from geoseg.distributed.records import SceneJob, remove_stale_parts, stage_timeline
 from geoseg.distributed.tasks import finish_scene_task, polygonise_block_task, predict_block_task
 from geoseg.gdal_settings import HTTP_TIMEOUTS
 from geoseg.model.metadata import read_metadata
@@ -86,3 +86,23 @@ def test_the_workers_record_holds_the_warnings_before_the_driver_adds_the_second
     record = json.loads(job.record_path.read_text())
     assert record["warnings"] == ["GSD 300 m is outside the model's range"] and record["seconds"] is None
     assert record["status"] == "ok" and record["polygons"] == 3
+
+
+def test_stage_timeline_sums_compute_time_per_stage_from_the_task_stream():
+    origin = 1000.0
+
+    def task(key, start, stop, action="compute"):
+        transfer = {"action": "transfer", "start": start - 1, "stop": start}
+        return {"key": key, "startstops": [transfer, {"action": action, "start": start, "stop": stop}]}
+
+    stream = [
+        task(("predict", "a@r1", 0, 1), 1003.0, 1004.5),
+        task(("open", "a@r1"), 1001.0, 1002.0),
+        task(("predict", "a@r1", 0, 0), 1002.5, 1003.0),
+        task(("open", "b@r1"), 1001.5, 1001.75),
+        task(("mask", "a@r1"), 1005.0, 1005.0, action="disk-read"),  # never computed: left out
+    ]
+    assert stage_timeline(stream, origin) == {
+        "open": {"tasks": 2, "seconds": 1.25, "first_start_s": 1.0, "last_stop_s": 2.0},
+        "predict": {"tasks": 2, "seconds": 2.0, "first_start_s": 2.5, "last_stop_s": 4.5},
+    }
