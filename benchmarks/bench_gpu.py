@@ -197,7 +197,12 @@ def library_shapes(mask_path: Path, block: int = 2048) -> float:
 
 
 def run_layout(
-    folder: Path, scenes: list[Path], model: Path, args: argparse.Namespace, cpu_workers: int | None
+    folder: Path,
+    scenes: list[Path],
+    model: Path,
+    args: argparse.Namespace,
+    cpu_workers: int | None,
+    gpu_threads: int = 4,
 ) -> str:
     """One ``geoseg run`` of ``scenes`` in a subprocess with this many CPU workers: a table row."""
     workflow = write_workflow(
@@ -205,7 +210,7 @@ def run_layout(
         scenes,
         model,
         n_workers=1,
-        threads_per_worker=4,
+        threads_per_worker=gpu_threads,
         cpu_workers=cpu_workers,
         device=args.device,
         batch_size=args.run_batch_size,
@@ -250,7 +255,9 @@ def main() -> None:
     parser.add_argument("--arch", default=None, help="WIDTH,DEPTH,UPSAMPLE of an extra untrained U-Net")
     parser.add_argument("--precision", default="bf16", help="fp32 or bf16 (bf16: as measured so far)")
     parser.add_argument("--sections", default="1,3,4,5,6", help="sections to run (1 = 1-2)")
-    parser.add_argument("--layouts", default="alone,node", help="section 4's layouts: alone, node")
+    parser.add_argument(
+        "--layouts", default="alone,node", help="section 4: alone, node, node:T (T GPU worker threads)"
+    )
     args = parser.parse_args()
     model, what = benchmark_model(args.model)
     with ProcessPoolExecutor(min(args.scenes, os.cpu_count() or 1)) as pool:
@@ -303,8 +310,11 @@ def main() -> None:
                 f"\n4. geoseg run, {args.scenes} × {args.size}² ({mpx:.0f} Mpx), batch {args.run_batch_size}:"
             )
         for layout in args.layouts.split(",") if "4" in sections else []:
-            name, cpu_workers = layouts[layout]
-            print(f"  {name}: {run_layout(folder / layout, scenes, model, args, cpu_workers)}", flush=True)
+            kind, _, threads = layout.partition(":")
+            name, cpu_workers = layouts[kind]
+            gpu_threads = int(threads or 4)
+            row = run_layout(folder / layout.replace(":", "-"), scenes, model, args, cpu_workers, gpu_threads)
+            print(f"  {name}, GPU worker of {gpu_threads} threads: {row}", flush=True)
 
         if "5" in sections:
             cores = os.cpu_count() or 1

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import rasterio
@@ -26,7 +26,6 @@ from rasterio.windows import Window
 
 from geoseg.errors import GeosegWarning, SceneError
 from geoseg.gdal_settings import bounded_cache
-from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
 from geoseg.model_input import prepare_scene
 from geoseg.resample import (
@@ -43,6 +42,9 @@ from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block, Tile, TilingSpec, read_extent
 from geoseg.timing import stage
 from geoseg.workflow import Resample
+
+if TYPE_CHECKING:  # torch: imported by whoever builds the predictor, not by the pixel logic
+    from geoseg.inference import Predictor
 
 T = TypeVar("T")
 READER_THREADS = 4

@@ -22,6 +22,7 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
+from geoseg.distributed.worker_setup import CPU_WORKER_ENV
 from geoseg.errors import ConfigError
 from geoseg.workflow import ClusterConfig
 
@@ -126,7 +127,7 @@ def gpu_node_workers(
     A GPU worker's integer name picks its GPU (``worker_state.worker_device``); it declares
     one ``GPU`` unit per thread, so that as many prediction tasks run at once (each reads its
     block, then shares the one GPU). CPU workers default to one per core the GPU workers'
-    threads leave, at least one.
+    threads leave, at least one; they see no GPU and never import torch (``CPU_WORKER_ENV``).
     """
     threads = max(GPU_WORKER_THREADS, threads_per_worker)
     if cpu_workers is None:
@@ -134,7 +135,7 @@ def gpu_node_workers(
     workers: dict[int | str, dict[str, Any]] = {
         i: {"nthreads": threads, "resources": {GPU: threads}} for i in range(gpu_workers)
     }
-    workers.update({f"cpu-{i}": {"nthreads": 1} for i in range(cpu_workers)})
+    workers.update({f"cpu-{i}": {"nthreads": 1, "env": dict(CPU_WORKER_ENV)} for i in range(cpu_workers)})
     return workers
 
 

@@ -95,7 +95,7 @@ def run_workflow(
             with get_task_stream(client) as stream, contextlib.ExitStack() as layer_files:
                 layer = _LayerFeed(workflow, output, jobs, records, layer_files)
                 blocks, tiles = _process(client, todo, metadata, where, records, console, layer)
-            workers = _worker_facts(client, stream.data, workflow.cluster.device)
+            workers = _worker_facts(client, stream.data, workflow.cluster.device, where)
             timeline = {"cluster_ready_s": round(ready, 3), "stages": stage_timeline(stream.data, origin)}
 
         remove_stale_temporaries(output)
@@ -402,9 +402,16 @@ def _cancel_scene(by_future: dict[Future[Any], tuple[str, SceneJob]], job: Scene
         client.cancel(doomed)
 
 
-def _worker_facts(client: Client, tasks: list[dict[str, Any]], device: str) -> dict[str, dict[str, Any]]:
-    """Per worker: address, device, threads, resources, and the tasks it ran with their seconds."""
-    devices = client.run(WORKER_DEVICE, device)
+def _worker_facts(
+    client: Client, tasks: list[dict[str, Any]], device: str, where: Placement
+) -> dict[str, dict[str, Any]]:
+    """Per worker: address, device, threads, resources, and the tasks it ran with their seconds.
+
+    Only workers that run the model are asked for their device (it imports torch); the CPU
+    workers beside GPU workers compute on the CPU.
+    """
+    model_workers = list(where.gpu_workers) or None  # None: every worker runs the model
+    devices = client.run(WORKER_DEVICE, device, workers=model_workers)
     facts: dict[str, dict[str, Any]] = {}
     for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
         ran = [t for t in tasks if t.get("worker") == address]
@@ -413,7 +420,7 @@ def _worker_facts(client: Client, tasks: list[dict[str, Any]], device: str) -> d
         )
         facts[str(info.get("name", address))] = {
             "address": address,
-            "device": devices.get(address),
+            "device": devices.get(address, "cpu"),
             "threads": info.get("nthreads"),
             "resources": info.get("resources", {}),
             "tasks": len(ran),

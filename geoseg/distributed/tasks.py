@@ -14,7 +14,8 @@
   beside the mask on another worker: a scene's tail is the longer of the two, not their sum;
 * ``finish_scene_task``: the completion record, written last, and the parts cleaned up.
 
-Which files a scene writes and when it may be skipped is ``records.py``.
+Which files a scene writes and when it may be skipped is ``records.py``. Only the model's tasks
+import torch (``worker_state``), so the CPU workers of a GPU node start without it.
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ import contextlib
 import functools
 import shutil
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import numpy as np
 
 from geoseg.atomic import atomic_output
 from geoseg.distributed.handoff import BlockPart, BlockPolygons, MaskFiles, VectorFiles
 from geoseg.distributed.records import SceneJob, SceneRecord, write_record
-from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache, http_timeouts
-from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
 from geoseg.model.metadata import Domain, Radiometry
 from geoseg.model_input import PreparedScene, prepare_scene
@@ -51,6 +50,9 @@ from geoseg.vectorize import (
     to_features,
     write_features,
 )
+
+if TYPE_CHECKING:
+    from geoseg.inference import Predictor
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -144,6 +146,8 @@ def polygonise_block_task(job: SceneJob, part: BlockPart) -> BlockPolygons:
 
 
 def _predictor(job: SceneJob) -> Predictor:
+    from geoseg.distributed.worker_state import predictor_for  # torch: model workers only
+
     return predictor_for(job.model, job.device, job.batch_size, job.compile_model, job.tta, job.precision)
 
 

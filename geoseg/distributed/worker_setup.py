@@ -4,29 +4,41 @@ Ctrl-C in a terminal sends SIGINT to the whole process group, worker processes i
 would print a KeyboardInterrupt traceback while the driver is already stopping the cluster.
 Workers therefore ignore SIGINT; the driver alone handles it and closes them cleanly.
 
-A worker also imports the task module (torch, GDAL, GeoPandas: about 2 s) on a background
-thread as soon as it starts, while the driver plans the run, instead of when its first task
-arrives; a task that arrives earlier waits on Python's import lock for the same import.
-The driver names the task functions (``WorkerFunction``) instead of importing them, so it
-never imports torch.
+A worker also imports the task module (GDAL, GeoPandas, SciPy) and, unless it is a CPU worker
+of a GPU node (``CPU_WORKER_ENV``), the model's module (torch: about 2 s of a core) on a
+background thread as soon as it starts, while the driver plans the run, instead of when its
+first task arrives; a task that arrives earlier waits on Python's import lock for the same
+import. The driver names the task functions (``WorkerFunction``) instead of importing them, so
+it never imports torch; nor do the CPU workers of a GPU node, which never run the model.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 TASK_MODULE = "geoseg.distributed.tasks"
+MODEL_MODULE = "geoseg.distributed.worker_state"
+ROLE_VARIABLE = "GEOSEG_WORKER_ROLE"
+CPU_WORKER_ENV = {ROLE_VARIABLE: "cpu", "CUDA_VISIBLE_DEVICES": ""}
+"""Environment of a GPU node's CPU workers: no model import, and no GPU to open a context on."""
 
 
 def dask_setup(worker: Any) -> None:
     """Called by Dask in the worker process before it takes tasks."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=importlib.import_module, args=(TASK_MODULE,), daemon=True).start()
+    modules = [TASK_MODULE] if os.environ.get(ROLE_VARIABLE) == "cpu" else [TASK_MODULE, MODEL_MODULE]
+    threading.Thread(target=_import_all, args=(modules,), daemon=True).start()
+
+
+def _import_all(modules: list[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from distributed import Client, get_task_stream
 
 from geoseg.distributed.cluster import GPU, MMAP_THRESHOLD_BYTES, cluster_client, gpu_node, gpu_node_workers
 from geoseg.distributed.run import run_workflow
+from geoseg.distributed.worker_setup import CPU_WORKER_ENV
 from geoseg.workflow import ClusterConfig, load_workflow
 from tests.distributed.conftest import GOOD_SCENES, write_workflow
 
@@ -19,7 +20,8 @@ def test_a_gpu_node_has_one_gpu_worker_per_gpu_and_a_cpu_worker_per_core_left():
     workers = gpu_node_workers(gpu_workers=1, threads_per_worker=1, cpu_workers=None, cores=16)
     assert workers[0] == {"nthreads": 4, "resources": {GPU: 4}}, "one prediction per thread at once"
     assert [name for name in workers if name != 0] == [f"cpu-{i}" for i in range(12)]
-    assert all(w == {"nthreads": 1} for name, w in workers.items() if name != 0)
+    assert all(w == {"nthreads": 1, "env": CPU_WORKER_ENV} for name, w in workers.items() if name != 0)
+    assert CPU_WORKER_ENV["CUDA_VISIBLE_DEVICES"] == "", "CPU workers cannot open a CUDA context"
 
 
 def test_gpu_workers_are_named_by_gpu_index_and_small_machines_keep_one_cpu_worker():
@@ -40,7 +42,11 @@ def test_on_a_gpu_node_the_model_runs_on_the_gpu_worker_and_cpu_workers_take_the
         with get_task_stream(client) as stream:
             report = run_workflow(workflow, scheduler_address=cluster.scheduler_address)
         names = {address: w["name"] for address, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+        imported = client.run(lambda: "torch" in sys.modules)  # a lambda travels by value: no test import
+        torch_loaded = {names[a]: loaded for a, loaded in imported.items()}
     assert report.ok and report.blocks > 3
+    assert torch_loaded == {0: True, "cpu-0": False, "cpu-1": False}, "only the model's worker imports torch"
+    assert {w["device"] for name, w in report.workers.items() if name != "0"} == {"cpu"}
     ran_on = {stage: set() for stage in ("load-model", "predict", "polygonise", "mask", "vectors")}
     for task in stream.data:
         for stage, workers in ran_on.items():
