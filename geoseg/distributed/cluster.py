@@ -11,6 +11,7 @@ workers never load the model; every other task may run anywhere.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import sys
@@ -145,13 +146,59 @@ machine has no CUDA GPU."""
 
 
 def visible_gpus() -> int:
-    """The CUDA GPUs torch sees; on a Linux machine without an NVIDIA driver, 0 without
-    importing torch (1.2 s of ``geoseg run``'s start on a 2-core machine)."""
+    """The CUDA GPUs this process may use, counted without importing torch where possible.
+
+    On a Linux machine without the NVIDIA driver: 0. Elsewhere the driver's NVML library counts
+    the GPUs and ``CUDA_VISIBLE_DEVICES`` narrows them (``cuda_visible_count``); only without
+    NVML does torch count them. Importing torch took 3.0 s of ``geoseg run``'s start on an H200
+    machine, before a worker could start (BENCHMARKS.md, "GPU node").
+    """
     if sys.platform.startswith("linux") and not any(mark.exists() for mark in NVIDIA_DRIVER_MARKS):
         return 0
+    gpus = nvml_gpu_count()
+    if gpus is not None:
+        return cuda_visible_count(os.environ.get("CUDA_VISIBLE_DEVICES"), gpus)
     import torch
 
     return torch.cuda.device_count()
+
+
+NVML_LIBRARY = "libnvidia-ml.so.1"
+
+
+def nvml_gpu_count() -> int | None:
+    """The GPUs NVIDIA's management library (shipped with the driver) sees; None without it."""
+    try:
+        nvml = ctypes.CDLL(NVML_LIBRARY)
+    except OSError:
+        return None
+    count = ctypes.c_uint(0)
+    try:
+        if nvml.nvmlInit_v2() != 0:
+            return None
+        try:
+            return None if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0 else int(count.value)
+        finally:
+            nvml.nvmlShutdown()
+    except AttributeError:  # a library without these entry points
+        return None
+
+
+def cuda_visible_count(variable: str | None, gpus: int) -> int:
+    """How many of ``gpus`` CUDA shows under ``CUDA_VISIBLE_DEVICES=variable``.
+
+    Unset: all. Otherwise its comma-separated entries up to the first that names no device, as
+    CUDA reads them: an index outside ``0..gpus-1`` or an empty entry ends the list; UUIDs
+    (``GPU-…``, ``MIG-…``) count as given.
+    """
+    if variable is None:
+        return gpus
+    count = 0
+    for entry in (e.strip() for e in variable.split(",")):
+        if not entry or (entry.lstrip("-").isdigit() and not 0 <= int(entry) < gpus):
+            break
+        count += 1
+    return count
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,15 @@ import pytest
 import torch
 from distributed import Client, get_task_stream
 
-from geoseg.distributed.cluster import GPU, MMAP_THRESHOLD_BYTES, cluster_client, gpu_node, gpu_node_workers
+from geoseg.distributed.cluster import (
+    GPU,
+    MMAP_THRESHOLD_BYTES,
+    cluster_client,
+    cuda_visible_count,
+    gpu_node,
+    gpu_node_workers,
+    nvml_gpu_count,
+)
 from geoseg.distributed.run import run_workflow
 from geoseg.distributed.worker_setup import CPU_WORKER_ENV
 from geoseg.workflow import ClusterConfig, load_workflow
@@ -91,7 +99,8 @@ def test_local_workers_keep_arrays_under_32_mib_on_the_heap():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the driver check is Linux's")
 @pytest.mark.parametrize("driver_present", [False, True])
 def test_gpus_are_counted_by_torch_only_where_an_nvidia_driver_is_loaded(tmp_path, driver_present):
-    """A local run on a Linux machine without the NVIDIA driver does not import torch to count 0 GPUs."""
+    """A local run on a Linux machine without the NVIDIA driver does not import torch to count 0
+    GPUs; with the driver but without NVML (this machine) torch counts them."""
     mark = tmp_path if driver_present else tmp_path / "absent"
     script = (
         "import sys; from pathlib import Path; import geoseg.distributed.cluster as c; "
@@ -99,5 +108,70 @@ def test_gpus_are_counted_by_torch_only_where_an_nvidia_driver_is_loaded(tmp_pat
         "print(c.visible_gpus(), 'torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    by_torch = driver_present and nvml_gpu_count() is None  # a machine with the driver has NVML
     expected = torch.cuda.device_count() if driver_present else 0
-    assert result.stdout.split() == [str(expected), str(driver_present)]
+    assert result.stdout.split() == [str(expected), str(by_torch)]
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        (None, 4),
+        ("", 0),
+        ("0", 1),
+        ("2,0", 2),
+        ("1,7,2", 1),
+        ("-1", 0),
+        ("0, 1", 2),
+        ("GPU-3f2a,GPU-99b1", 2),
+    ],
+)
+def test_cuda_visible_devices_narrows_the_gpus_as_cuda_reads_it(variable, expected):
+    assert cuda_visible_count(variable, gpus=4) == expected
+
+
+class _FakeNvml:
+    """The three NVML entry points geoseg calls, for a machine with ``gpus`` GPUs."""
+
+    def __init__(self, gpus: int) -> None:
+        self.gpus, self.open = gpus, False
+
+    def nvmlInit_v2(self) -> int:
+        self.open = True
+        return 0
+
+    def nvmlDeviceGetCount_v2(self, count) -> int:
+        count._obj.value = self.gpus
+        return 0
+
+    def nvmlShutdown(self) -> int:
+        self.open = False
+        return 0
+
+
+def test_the_driver_counts_gpus_through_nvml_and_cuda_visible_devices(monkeypatch, tmp_path):
+    """With the NVIDIA driver's library the run's driver counts GPUs without torch."""
+    import ctypes
+
+    import geoseg.distributed.cluster as cluster
+
+    nvml = _FakeNvml(gpus=2)
+    monkeypatch.setattr(cluster, "NVIDIA_DRIVER_MARKS", (tmp_path,))
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: nvml if name == cluster.NVML_LIBRARY else None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert cluster.nvml_gpu_count() == 2 and not nvml.open, "NVML is shut down again"
+    assert cluster.visible_gpus() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert cluster.visible_gpus() == 1
+
+
+def test_without_nvml_the_gpu_count_is_none(monkeypatch):
+    import ctypes
+
+    import geoseg.distributed.cluster as cluster
+
+    def missing(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    assert cluster.nvml_gpu_count() is None
