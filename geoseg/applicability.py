@@ -32,7 +32,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from geoseg.model.metadata import Domain
-from geoseg.scenes import Scene, open_pixels, valid_mask
+from geoseg.scenes import Scene, open_pixels
 from geoseg.units import ground_sampling_distance_m
 
 GSD_TOLERANCE = 2.0
@@ -79,7 +79,7 @@ def sample_pixels(scene: Scene, side_px: int = SAMPLE_SIDE_PX) -> np.ndarray | N
                 pixels = dataset.read(bands, out_shape=shape, resampling=Resampling.nearest)
                 valid = dataset.read_masks(bands, out_shape=shape, resampling=Resampling.nearest).any(axis=0)
             else:
-                pixels, valid = _decimated_by_strips(dataset, scene, shape[1:])
+                pixels, valid = _decimated_by_strips(dataset, bands, shape[1:])
     except RasterioError:
         return None
     if not valid.any():
@@ -89,16 +89,14 @@ def sample_pixels(scene: Scene, side_px: int = SAMPLE_SIDE_PX) -> np.ndarray | N
 
 
 def _decimated_by_strips(
-    dataset: rasterio.DatasetReader, scene: Scene, shape: tuple[int, int]
+    dataset: rasterio.DatasetReader, bands: list[int], shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every ``scale``-th pixel (nearest) and its validity, read strip by strip at full resolution.
 
     For files without overviews: GDAL's decimated read of a tiled, compressed file decodes
     each block again for every output row it feeds (80 s for an 8192² DEFLATE scene; strips:
-    each block once, about 1 s). Validity comes from the strip's pixels where a nodata value
-    defines it (``valid_mask``), rather than from GDAL's mask band, which decodes them again.
+    each block once, about 1 s).
     """
-    bands = list(scene.bands)
     height, width = shape
     rows = np.minimum(((np.arange(height) + 0.5) * dataset.height / height).astype(int), dataset.height - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * dataset.width / width).astype(int), dataset.width - 1)
@@ -112,9 +110,8 @@ def _decimated_by_strips(
             continue
         window = Window(0, top, dataset.width, min(strip, dataset.height - top))
         local = rows[taken] - top
-        strip_pixels = dataset.read(bands, window=window)
-        pixels[:, taken] = strip_pixels[:, local][:, :, cols]
-        valid[taken] = valid_mask(dataset, scene, window, strip_pixels)[local][:, cols]
+        pixels[:, taken] = dataset.read(bands, window=window)[:, local][:, :, cols]
+        valid[taken] = dataset.read_masks(bands, window=window)[:, local][:, :, cols].any(axis=0)
     return pixels, valid
 
 

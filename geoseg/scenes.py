@@ -205,7 +205,7 @@ def _has_valid_pixels(ds: rasterio.DatasetReader, scene: Scene) -> bool:
     all_valid = all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)
     if all_valid and not _is_float(scene):
         return True
-    return any(valid_mask(ds, scene, window).any() for window in _scan_windows(scene))
+    return any(_valid_mask(ds, scene, window).any() for window in _scan_windows(scene))
 
 
 def _scan_windows(scene: Scene) -> Iterator[Window]:
@@ -222,7 +222,7 @@ def _is_float(scene: Scene) -> bool:
     return np.dtype(scene.dtype).kind == "f"
 
 
-def valid_mask(
+def _valid_mask(
     ds: rasterio.DatasetReader, scene: Scene, window: Window, pixels: np.ndarray | None = None
 ) -> np.ndarray:
     """True where any band is valid (nodata, alpha, internal masks) and no band is NaN or ±Inf.
@@ -277,7 +277,7 @@ def read_window(
         raise SceneError(scene.path, f"window {window} lies outside the scene")
     try:
         pixels = dataset.read(list(scene.bands), window=inside)
-        valid = valid_mask(dataset, scene, inside, pixels)
+        valid = _valid_mask(dataset, scene, inside, pixels)
     except RasterioError as exc:
         raise _decode_error(scene, exc) from None
     if scene.scaling is not None:

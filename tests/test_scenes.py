@@ -107,7 +107,7 @@ def test_nodata_pixels_are_filled_before_reflection(sample_data):
 def test_validity_from_pixels_equals_gdals_mask_bands(sample_data, relative):
     from rasterio.windows import Window
 
-    from geoseg.scenes import open_pixels, valid_mask
+    from geoseg.scenes import _valid_mask, open_pixels
 
     path = sample_data / relative
     path = next(path.glob("*.tif")) if path.is_dir() else path
@@ -115,4 +115,4 @@ def test_validity_from_pixels_equals_gdals_mask_bands(sample_data, relative):
     window = Window(0, 0, min(scene.width, 700), min(scene.height, 700))
     with open_pixels(scene.path) as ds:
         expected = ds.read_masks(list(scene.bands), window=window).any(axis=0)
-        assert (valid_mask(ds, scene, window) == expected).all()
+        assert (_valid_mask(ds, scene, window) == expected).all()
