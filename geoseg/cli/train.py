@@ -59,7 +59,8 @@ def train(
             progress.update(task, completed=event.step, status=status)
 
         result = run_training(settings, device=device, callback=report)
-    table = Table(title=f"validation after {result.steps} steps ({result.seconds:.0f} s)")
+    kept = "" if result.kept_step == result.steps else f", generator of step {result.kept_step} kept"
+    table = Table(title=f"validation after {result.steps} steps ({result.seconds:.0f} s{kept})")
     for name in ("IoU", "F1", "precision", "recall", "boundary F1"):
         table.add_column(name, justify="right")
     m = result.metrics

@@ -192,6 +192,11 @@ class OptimConfig(_Frozen):
     weights_dtype: Literal["float32", "float16"] = Field(
         "float32", description="dtype of the saved generator's floating weights (float16: half the file)"
     )
+    keep_best: bool = Field(
+        False,
+        description="save the generator as it was at the validation with the highest IoU, not "
+        "after the last step (early stopping on the held-out places)",
+    )
 
 
 class TrainConfig(_Frozen):

@@ -99,6 +99,8 @@ class TrainResult:
     seconds: float
     steps: int
     """Steps run (fewer than configured when the time limit stopped the run)."""
+    kept_step: int
+    """The step whose generator was saved: the last, or with ``keep_best`` the best validation's."""
 
 
 def prepare_data(config: TrainConfig) -> TrainingData:
@@ -292,6 +294,20 @@ class Trainer:
             self.generator.train()
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """The generator's weights (a CPU copy) at one validation, and that validation."""
+
+    step: int
+    metrics: SegmentationMetrics
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, generator: nn.Module, step: int, metrics: SegmentationMetrics) -> _Kept:
+        state = {name: value.detach().to("cpu", copy=True) for name, value in generator.state_dict().items()}
+        return cls(step, metrics, state)
+
+
 def train(
     config: TrainConfig,
     *,
@@ -303,7 +319,8 @@ def train(
 
     With ``training.time_limit_s`` the run ends after the step during which the limit passed
     (counted from the start, data preparation included), validated and saved as after the last
-    step; the checkpoint records the steps run.
+    step; the checkpoint records the steps run. With ``training.keep_best`` the saved generator
+    is the one of the validation with the highest IoU (``kept_step``; the metrics are its own).
     """
     opt = config.training
     if opt.num_threads:
@@ -334,6 +351,7 @@ def train(
     history: list[dict[str, Any]] = []
     window: list[StepLosses] = []
     metrics: SegmentationMetrics | None = None
+    best: _Kept | None = None
     step = 0
     for step, batch in enumerate(batches, start=1):
         losses = trainer.train_step(batch)
@@ -353,16 +371,23 @@ def train(
                 }
             )
             window = []
+            if opt.keep_best and (best is None or metrics.iou > best.metrics.iou):
+                best = _Kept.of(trainer.generator, step, metrics)
         if callback is not None:
             callback(TrainEvent(step, opt.steps, losses, metrics))
         if out_of_time:
             break
     assert metrics is not None
+    kept_step = step
+    if best is not None:
+        trainer.generator.load_state_dict(best.state)
+        metrics, kept_step = best.metrics, best.step
     seconds = time.perf_counter() - started
     training = {
         "config": portable_config(config),
         "steps": step,
         "stopped_by_time_limit": step < opt.steps,
+        "kept_step": kept_step,
         "seconds": round(seconds, 1),
         "device": str(target),
         "torch_threads": torch.get_num_threads(),
@@ -378,4 +403,4 @@ def train(
     )
     dtype = torch.float16 if opt.weights_dtype == "float16" else torch.float32
     path = save_checkpoint(os.fspath(config.out), trainer.generator.cpu(), metadata, dtype)
-    return TrainResult(path, metrics, history, seconds, step)
+    return TrainResult(path, metrics, history, seconds, step, kept_step)

@@ -19,6 +19,7 @@ from geoseg.model.linear import LinearSegmenter
 from geoseg.training.chips import ChipSampler
 from geoseg.training.config import parse_config
 from geoseg.training.loader import Batch, chip_batches
+from geoseg.training.metrics import SegmentationMetrics
 from geoseg.training.trainer import Trainer, prepare_data, train
 from tests.conftest import eleven_bit_copy
 
@@ -284,3 +285,34 @@ def test_sixteen_bit_and_eight_bit_scenes_train_together_on_one_scale(
     _, metadata = load_generator(train(config, device="cpu").checkpoint)
     assert metadata.radiometry == config.data.radiometry
     assert metadata.training["config"]["data"]["radiometry"]["percentiles"] == [0.5, 99.5]
+
+
+def test_keep_best_saves_the_generator_of_the_best_validation(tiny_config_factory, tmp_path, monkeypatch):
+    """The kept weights are exactly those of the same run stopped at the best validation (CPU, one
+    seed); validation scores are scripted so that the best is neither the first nor the last."""
+    scripted = [0.2, 0.6, 0.4, 0.5]
+
+    def scores(self, data):
+        iou = scripted[len(self.scored) % len(scripted)]
+        self.scored.append(iou)
+        return SegmentationMetrics(iou, iou, iou, iou, iou, 100)
+
+    monkeypatch.setattr(Trainer, "scored", [], raising=False)
+    monkeypatch.setattr(Trainer, "validate", scores)
+    raw = tiny_config_factory(out=tmp_path / "best.safetensors", steps=4, eval_every_steps=1, keep_best=True)
+    result = train(parse_config(raw, tmp_path), device="cpu")
+    _, metadata = load_generator(result.checkpoint)
+    assert metadata.training["kept_step"] == result.kept_step == 2 and metadata.training["steps"] == 4
+    assert metadata.metrics["validation"]["iou"] == result.metrics.iou == 0.6
+    assert [h["iou"] for h in metadata.metrics["history"]] == scripted
+    Trainer.scored.clear()
+    stopped = tiny_config_factory(out=tmp_path / "stopped.safetensors", steps=2, eval_every_steps=1)
+    at_step_2 = train(parse_config(stopped, tmp_path), device="cpu")
+    best, expected = load_file(str(result.checkpoint)), load_file(str(at_step_2.checkpoint))
+    assert best.keys() == expected.keys()
+    assert all(torch.equal(best[name], expected[name]) for name in best)
+    Trainer.scored.clear()
+    last = train(
+        parse_config(tiny_config_factory(out=tmp_path / "last.safetensors", steps=4), tmp_path), device="cpu"
+    )
+    assert load_generator(last.checkpoint)[1].training["kept_step"] == 4, "without keep_best: the last step"
