@@ -236,11 +236,21 @@ def run_layout(
         f"({t['tasks']:.0f} tasks, {t['seconds']:.1f} s)"
         for name, t in timeline["stages"].items()
     )
+
+    def stage_sums(gpu: bool) -> str:
+        sums: dict[str, float] = {}
+        for w in workers:
+            if bool(w["resources"]) == gpu:
+                for name, seconds in w["stages"].items():
+                    sums[name] = sums.get(name, 0.0) + seconds
+        return ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(sums.items())) or "none"
+
     return (
         f"{len(workers)} workers: {wall:.1f} s wall = {mpx / wall:.1f} Mpx/s ({report['summary']['ok']} ok); "
         f"worker-s GPU worker {gpu_s:.0f}, CPU workers {cpu_s:.0f}; {busy.summary(wall)}\n"
         f"    timeline from the driver's start ({report['seconds']:.1f} s in all): cluster up "
-        f"{timeline['cluster_ready_s']:.1f} s; {stages}"
+        f"{timeline['cluster_ready_s']:.1f} s; {stages}\n"
+        f"    stage seconds: GPU worker {stage_sums(True)}; CPU workers {stage_sums(False)}"
     )
 
 

@@ -125,7 +125,8 @@ class RunReport:
     catalog: str | None = None
     report_html: str | None = None
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per worker name: address, device, threads, resources, tasks run and seconds computing."""
+    """Per worker name: address, device, threads, resources, tasks run, seconds computing, and
+    seconds per pipeline stage."""
     timeline: dict[str, Any] = field(default_factory=dict)
     """Where the run's seconds went: ``cluster_ready_s`` and per stage (``stage_timeline``)."""
 

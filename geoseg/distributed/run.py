@@ -60,7 +60,9 @@ WRITE_MASK = WorkerFunction("write_mask_task")
 WRITE_VECTORS = WorkerFunction("write_vectors_task")
 FINISH_SCENE = WorkerFunction("finish_scene_task")
 WORKER_DEVICE = WorkerFunction("worker_device", "geoseg.distributed.worker_state")
-"""The functions of ``tasks.py`` (and the workers' device) the driver submits, by name."""
+STAGE_SECONDS = WorkerFunction("stage_seconds", "geoseg.timing")
+RESET_STAGES = WorkerFunction("reset_stages", "geoseg.timing")
+"""The functions of ``tasks.py`` (and the workers' device and stage timings) the driver calls, by name."""
 
 
 def run_workflow(
@@ -87,6 +89,7 @@ def run_workflow(
             client.wait_for_workers(1)
             ready = time.time() - origin
             where = placement(client)
+            client.run(RESET_STAGES)  # each worker's stage seconds count from here
             console.print(
                 f"{len(jobs)} scenes ({len(jobs) - len(todo)} already done or refused), model {model.name}, "
                 f"{len(client.scheduler_info()['workers'])} workers"
@@ -405,13 +408,17 @@ def _cancel_scene(by_future: dict[Future[Any], tuple[str, SceneJob]], job: Scene
 def _worker_facts(
     client: Client, tasks: list[dict[str, Any]], device: str, where: Placement
 ) -> dict[str, dict[str, Any]]:
-    """Per worker: address, device, threads, resources, and the tasks it ran with their seconds.
+    """Per worker: address, device, threads, resources, the tasks it ran with their seconds, and
+    the seconds of each pipeline stage (``geoseg.timing``: read, to_device, forward, stitch,
+    quicklook, polygonise, vectorise, assemble) since the run started (on a shared cluster, of
+    every run that overlapped).
 
     Only workers that run the model are asked for their device (it imports torch); the CPU
     workers beside GPU workers compute on the CPU.
     """
     model_workers = list(where.gpu_workers) or None  # None: every worker runs the model
     devices = client.run(WORKER_DEVICE, device, workers=model_workers)
+    stages = client.run(STAGE_SECONDS)
     facts: dict[str, dict[str, Any]] = {}
     for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
         ran = [t for t in tasks if t.get("worker") == address]
@@ -425,6 +432,7 @@ def _worker_facts(
             "resources": info.get("resources", {}),
             "tasks": len(ran),
             "seconds": round(computing, 3),
+            "stages": {name: round(seconds, 3) for name, seconds in stages.get(address, {}).items()},
         }
     return facts
 

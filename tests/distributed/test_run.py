@@ -91,6 +91,9 @@ def test_the_report_says_where_the_run_time_went(undisturbed):
         )
     assert stages["open"]["first_start_s"] < stages["predict"]["first_start_s"]
     assert stages["predict"]["first_start_s"] < stages["finish"]["last_stop_s"]
+    per_worker = [w["stages"] for w in report["workers"].values()]  # and per worker, per pipeline stage
+    for name in ("read", "forward", "stitch", "polygonise", "vectorise", "assemble"):
+        assert sum(s.get(name, 0) for s in per_worker) > 0, name
 
 
 def test_results_catalog_links_each_scene_mask_and_vectors(undisturbed):
