@@ -150,8 +150,8 @@ def visible_gpus() -> int:
 
     On a Linux machine without the NVIDIA driver: 0. Elsewhere the driver's NVML library counts
     the GPUs and ``CUDA_VISIBLE_DEVICES`` narrows them (``cuda_visible_count``); only without
-    NVML does torch count them. Importing torch took 3.0 s of ``geoseg run``'s start on an H200
-    machine, before a worker could start (BENCHMARKS.md, "GPU node").
+    NVML does torch count them. Importing torch takes seconds (3.0 s in a fresh process on an
+    H200 machine), and the workers start only after the count (BENCHMARKS.md, "GPU node").
     """
     if sys.platform.startswith("linux") and not any(mark.exists() for mark in NVIDIA_DRIVER_MARKS):
         return 0
