@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from geoseg.atomic import atomic_output
 from geoseg.errors import CheckpointError
@@ -67,8 +67,15 @@ def save_checkpoint(
             tensor = tensor.to(float_dtype)
         tensors[name] = tensor.detach().cpu().contiguous()
     with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: metadata.model_dump_json()})
+        _write(tensors, metadata, tmp)
     return Path(path)
+
+
+def _write(tensors: dict[str, torch.Tensor], metadata: ModelMetadata, path: Path) -> None:
+    """The safetensors file, written by Python so that it gets the umask's mode like every other
+    output (``safetensors.torch.save_file`` makes it 0600: unreadable to workers running as
+    another user on a shared file system)."""
+    path.write_bytes(save(tensors, metadata={METADATA_KEY: metadata.model_dump_json()}))
 
 
 def rewrite_metadata(
@@ -80,7 +87,7 @@ def rewrite_metadata(
     tensors = load_file(os.fspath(path))
     target = Path(out or path)
     with atomic_output(target) as tmp:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: metadata.model_dump_json()})
+        _write(tensors, metadata, tmp)
     return target
 
 

@@ -56,6 +56,22 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert read_metadata(path).receptive_radius_px == model.receptive_radius_px
 
 
+def test_a_checkpoint_is_readable_like_any_other_output(tmp_path):
+    """The umask decides its mode (0644 under 022), as for masks and vectors: workers running as
+    another user on a shared file system can read it (safetensors' save_file made it 0600)."""
+    from geoseg.model.checkpoint import rewrite_metadata
+
+    model = _trained_looking_generator()
+    previous = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "m.safetensors", model, _metadata(model))
+        rewritten = rewrite_metadata(path, _metadata(model), tmp_path / "again.safetensors")
+    finally:
+        os.umask(previous)
+    assert oct(path.stat().st_mode & 0o777) == oct(rewritten.stat().st_mode & 0o777) == oct(0o644)
+    assert load_generator(rewritten)[1] == _metadata(model)
+
+
 def test_float16_checkpoint_is_half_the_size_and_predicts_like_the_float32_one(tmp_path):
     from safetensors import safe_open
 
