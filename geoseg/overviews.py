@@ -19,6 +19,7 @@ import itertools
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -120,25 +121,99 @@ def _write_level(below: Path, out: Path, nodata: int) -> None:
 
 
 @contextlib.contextmanager
-def with_overviews(mask: Path, block_px: int, nodata: int) -> Iterator[Path]:
+def with_overviews(mask: Path, block_px: int, nodata: int, built: list[Path] | None = None) -> Iterator[Path]:
     """A VRT of ``mask`` (tags, band descriptions, nodata kept) whose overviews are its levels.
 
-    The levels and the VRT are temporary files beside ``mask``, removed on leaving.
+    The levels are ``built`` ones (``LevelBuilder``) or else computed here from the mask; they
+    and the VRT are temporary files beside ``mask``, removed on leaving.
     """
     levels: list[Path] = []
     vrt = temporary_sibling(mask.with_suffix(".vrt"))
     try:
-        with rasterio.open(mask) as src:
-            factors = overview_factors(src.width, src.height, block_px)
-        below = mask
-        for factor in factors:
-            levels.append(temporary_sibling(mask.with_suffix(f".x{factor}.tif")))
-            _write_level(below, levels[-1], nodata)
-            below = levels[-1]
-        vrt.write_text(_vrt(mask, levels))
+        if built is None:
+            with rasterio.open(mask) as src:
+                factors = overview_factors(src.width, src.height, block_px)
+            below = mask
+            for factor in factors:
+                levels.append(temporary_sibling(mask.with_suffix(f".x{factor}.tif")))
+                _write_level(below, levels[-1], nodata)
+                below = levels[-1]
+        vrt.write_text(_vrt(mask, levels if built is None else built))
         yield vrt
     finally:
         for path in [vrt, *levels]:
+            path.unlink(missing_ok=True)
+
+
+class LevelBuilder:
+    """A mask's levels built block by block while the mask is written, instead of re-reading it.
+
+    Each block's levels halve the block itself, with its place in the level for the tie rule, so
+    they equal the levels ``with_overviews`` computes from the whole mask as long as every block
+    starts on a multiple of the coarsest factor and ends on one or at the mask's edge (2048-px
+    blocks do, up to ×2048). A block that does not makes ``levels`` None: the caller then
+    computes them from the whole mask. ``close`` removes the level files.
+    """
+
+    def __init__(self, mask: Path, profile: dict[str, Any], block_px: int, nodata: int) -> None:
+        self.width, self.height = int(profile["width"]), int(profile["height"])
+        self.factors = overview_factors(self.width, self.height, block_px)
+        self.nodata = nodata
+        self.aligned = True
+        self.paths = [temporary_sibling(mask.with_suffix(f".x{factor}.tif")) for factor in self.factors]
+        transform = profile["transform"]
+        assert isinstance(transform, Affine)
+        self._datasets = [
+            rasterio.open(
+                path,
+                "w",
+                **profile
+                | {
+                    "width": -(-self.width // factor),
+                    "height": -(-self.height // factor),
+                    "transform": transform * Affine.scale(factor),
+                },
+            )
+            for path, factor in zip(self.paths, self.factors, strict=True)
+        ]
+
+    def add(self, window: Window, bands: list[UInt8Array]) -> None:
+        """Halve one written block of the mask (class band first) into every level."""
+        if not self.factors or not self.aligned:
+            return
+        col, row, width, height = (
+            int(v) for v in (window.col_off, window.row_off, window.width, window.height)
+        )
+        coarsest = self.factors[-1]
+        if not (
+            col % coarsest == 0
+            and row % coarsest == 0
+            and (width % coarsest == 0 or col + width == self.width)
+            and (height % coarsest == 0 or row + height == self.height)
+        ):
+            self.aligned = False
+            return
+        for factor, dataset in zip(self.factors, self._datasets, strict=True):
+            row_off, col_off = row // factor, col // factor
+            classes, *means = bands
+            bands = [
+                halve_classes(classes, self.nodata, row_off, col_off),
+                *(halve_mean(b, self.nodata) for b in means),
+            ]
+            h, w = bands[0].shape
+            dataset.write(np.stack(bands), window=Window(col_off, row_off, w, h))
+
+    def finish(self) -> list[Path] | None:
+        """Close the level files for writing and return them; None if a block was not aligned."""
+        for dataset in self._datasets:
+            dataset.close()
+        return self.paths if self.aligned else None
+
+    def close(self) -> None:
+        """Close and remove the level files."""
+        for dataset in self._datasets:
+            dataset.close()
+        for path in self.paths:
             path.unlink(missing_ok=True)
 
 

@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from geoseg.atomic import atomic_output, temporary_sibling
 from geoseg.gdal_settings import bounded_cache
 from geoseg.maskformat import CLASSES_TAG, NODATA
-from geoseg.overviews import with_overviews
+from geoseg.overviews import LevelBuilder, with_overviews
 from geoseg.scenes import Scene
 from geoseg.timing import stage
 
@@ -62,23 +62,24 @@ class MaskWriter:
         self.compress = compress
         self._working = temporary_sibling(self.out.with_suffix(".working.tif"))
         self._dataset: rasterio.io.DatasetWriter | None = None
+        self._levels: LevelBuilder | None = None
 
     def __enter__(self) -> MaskWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         bands = 2 if self.with_probability else 1
-        self._dataset = rasterio.open(
-            self._working,
-            "w",
-            driver="GTiff",
-            width=self.scene.width,
-            height=self.scene.height,
-            count=bands,
-            dtype="uint8",
-            crs=self.scene.crs,
-            transform=self.scene.transform,
-            nodata=NODATA,
+        profile = {
+            "driver": "GTiff",
+            "width": self.scene.width,
+            "height": self.scene.height,
+            "count": bands,
+            "dtype": "uint8",
+            "crs": self.scene.crs,
+            "transform": self.scene.transform,
+            "nodata": NODATA,
             **working_options(self.scene.width, self.scene.height, bands),
-        )
+        }
+        self._dataset = rasterio.open(self._working, "w", **profile)
+        self._levels = LevelBuilder(self._working, profile, COG_BLOCK_PX, NODATA)
         self._dataset.update_tags(**{CLASSES_TAG: json.dumps(self.classes)})
         self._dataset.set_band_description(1, "class")
         if self.with_probability:
@@ -92,6 +93,10 @@ class MaskWriter:
             self._dataset.write(classes, 1, window=window)
             if self.with_probability and probability is not None:
                 self._dataset.write(probability, 2, window=window)
+        with stage("overviews"):  # the block's share of every overview level, while it is at hand
+            assert self._levels is not None
+            kept = [classes, probability] if self.with_probability and probability is not None else [classes]
+            self._levels.add(window, kept)
 
     def __exit__(
         self,
@@ -102,22 +107,28 @@ class MaskWriter:
         try:
             if self._dataset is not None:
                 self._dataset.close()
-            if exc_type is None:
+            if exc_type is None and self._levels is not None:
+                levels = self._levels.finish()
                 with stage("assemble"), atomic_output(self.out) as tmp:
-                    write_cog(self._working, tmp, self.compress)
+                    write_cog(self._working, tmp, self.compress, levels)
         finally:
+            if self._levels is not None:
+                self._levels.close()
             self._working.unlink(missing_ok=True)
 
 
-def write_cog(src: Path, dst: str | os.PathLike[str], compress: str = "DEFLATE") -> None:
+def write_cog(
+    src: Path, dst: str | os.PathLike[str], compress: str = "DEFLATE", levels: list[Path] | None = None
+) -> None:
     """Copy a mask GeoTIFF to a COG whose overviews keep each class's share of the pixels
-    (DEFLATE at ``DEFLATE_LEVEL``).
+    (DEFLATE at ``DEFLATE_LEVEL``): the ``levels`` built while it was written, or else computed
+    from it (``geoseg.overviews``).
 
     GDAL's block cache is capped while copying: the COG driver fills it in proportion to the
     scene (975 MiB of peak memory for a 16k² mask, 250 MiB capped).
     """
     level = {"level": DEFLATE_LEVEL} if compress == "DEFLATE" else {}
-    with bounded_cache(), with_overviews(src, COG_BLOCK_PX, NODATA) as mask:
+    with bounded_cache(), with_overviews(src, COG_BLOCK_PX, NODATA, levels) as mask:
         rasterio.shutil.copy(
             mask,
             dst,

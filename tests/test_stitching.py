@@ -96,3 +96,47 @@ def test_working_files_are_raw_up_to_256_mib_and_zstd_beyond():
     """Temporary files stay small on disk for huge scenes; smaller ones skip the codec."""
     assert "compress" not in working_options(8192, 8192, 2)  # 128 MiB
     assert working_options(65_536, 65_536, 1)["compress"] == "ZSTD"
+
+
+@pytest.mark.parametrize(
+    ("block_px", "built"),
+    [(1024, True), (1000, True), (1001, False)],  # 1001: not a multiple of the coarsest factor, 8
+)
+def test_levels_built_block_by_block_give_the_same_cog_as_levels_from_the_whole_mask(
+    tmp_path, block_px, built
+):
+    """Overview levels are built as the blocks are written (no re-read of the mask) where the blocks
+    line up with the coarsest level, else from the whole mask: the COG's bytes are the same."""
+    from geoseg.overviews import LevelBuilder
+    from geoseg.stitching import write_cog
+
+    rng = np.random.default_rng(5)
+    height, width = 2500, 3000  # levels ×2, ×4, ×8
+    scene = synthetic_scene(width, height)
+    classes = rng.choice(
+        np.array([0, 1, 2, NODATA], dtype=np.uint8), (height, width), p=[0.5, 0.3, 0.15, 0.05]
+    )
+    probability = np.where(classes == NODATA, NODATA, rng.integers(0, 101, classes.shape)).astype(np.uint8)
+    out = tmp_path / "blockwise.tif"
+    finished: list[list | None] = []
+    original = LevelBuilder.finish
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LevelBuilder, "finish", lambda self: finished.append(original(self)) or finished[-1])
+        with MaskWriter(out, scene, ["background", "building", "road"], with_probability=True) as writer:
+            for row in range(0, height, block_px):
+                for col in range(0, width, block_px):
+                    h, w = min(block_px, height - row), min(block_px, width - col)
+                    cut = (slice(row, row + h), slice(col, col + w))
+                    writer.write(Window(col, row, w, h), classes[cut], probability[cut])
+    assert (finished[0] is not None) == built
+    whole = tmp_path / "whole.tif"
+    working = tmp_path / "working.tif"
+    with rasterio.open(out) as done:
+        profile = {**done.profile, "driver": "GTiff", **working_options(width, height, 2)}
+        profile.pop("compress", None)
+        with rasterio.open(working, "w", **profile) as dst:
+            dst.update_tags(**done.tags())
+            dst.descriptions = done.descriptions
+            dst.write(done.read())
+    write_cog(working, whole)
+    assert out.read_bytes() == whole.read_bytes()
