@@ -151,7 +151,7 @@ class LevelBuilder:
     Each block's levels halve the block itself, with its place in the level for the tie rule, so
     they equal the levels ``with_overviews`` computes from the whole mask as long as every block
     starts on a multiple of the coarsest factor and ends on one or at the mask's edge (2048-px
-    blocks do, up to ×2048). A block that does not makes ``levels`` None: the caller then
+    blocks do, up to ×2048). A block that does not makes ``finish`` return None: the caller then
     computes them from the whole mask. ``close`` removes the level files.
     """
 
