@@ -101,23 +101,30 @@ def _halve(dataset: rasterio.DatasetReader, window: Window, nodata: int) -> list
     return [halve_classes(bands[0], nodata, row_off, col_off), *(halve_mean(b, nodata) for b in bands[1:])]
 
 
+def _level_path(mask: Path, factor: int) -> Path:
+    """A temporary file beside ``mask`` for its level ``factor``."""
+    return temporary_sibling(mask.with_suffix(f".x{factor}.tif"))
+
+
+def _level_profile(profile: dict[str, Any], factor: int) -> dict[str, Any]:
+    """The profile of the level ``factor`` times coarser than a raster of ``profile`` (sizes
+    rounded up, as halving ``factor``'s power of two times rounds them)."""
+    return profile | {
+        "width": -(-int(profile["width"]) // factor),
+        "height": -(-int(profile["height"]) // factor),
+        "transform": profile["transform"] * Affine.scale(factor),
+    }
+
+
 def _write_level(below: Path, out: Path, nodata: int) -> None:
     """Write ``out``, the level above ``below`` (half its size, rounded up)."""
-    with rasterio.open(below) as src:
-        profile = src.profile | {
-            "width": (src.width + 1) // 2,
-            "height": (src.height + 1) // 2,
-            "transform": src.transform * Affine.scale(2),
-        }
-        with rasterio.open(out, "w", **profile) as dst:
-            for row in range(0, src.height, WINDOW_PX):
-                for col in range(0, src.width, WINDOW_PX):
-                    window = Window(
-                        col, row, min(WINDOW_PX, src.width - col), min(WINDOW_PX, src.height - row)
-                    )
-                    halved = np.stack(_halve(src, window, nodata))
-                    h, w = halved.shape[1:]
-                    dst.write(halved, window=Window(col // 2, row // 2, w, h))
+    with rasterio.open(below) as src, rasterio.open(out, "w", **_level_profile(src.profile, 2)) as dst:
+        for row in range(0, src.height, WINDOW_PX):
+            for col in range(0, src.width, WINDOW_PX):
+                window = Window(col, row, min(WINDOW_PX, src.width - col), min(WINDOW_PX, src.height - row))
+                halved = np.stack(_halve(src, window, nodata))
+                h, w = halved.shape[1:]
+                dst.write(halved, window=Window(col // 2, row // 2, w, h))
 
 
 @contextlib.contextmanager
@@ -135,7 +142,7 @@ def with_overviews(mask: Path, block_px: int, nodata: int, built: list[Path] | N
                 factors = overview_factors(src.width, src.height, block_px)
             below = mask
             for factor in factors:
-                levels.append(temporary_sibling(mask.with_suffix(f".x{factor}.tif")))
+                levels.append(_level_path(mask, factor))
                 _write_level(below, levels[-1], nodata)
                 below = levels[-1]
         vrt.write_text(_vrt(mask, levels if built is None else built))
@@ -160,20 +167,9 @@ class LevelBuilder:
         self.factors = overview_factors(self.width, self.height, block_px)
         self.nodata = nodata
         self.aligned = True
-        self.paths = [temporary_sibling(mask.with_suffix(f".x{factor}.tif")) for factor in self.factors]
-        transform = profile["transform"]
-        assert isinstance(transform, Affine)
+        self.paths = [_level_path(mask, factor) for factor in self.factors]
         self._datasets = [
-            rasterio.open(
-                path,
-                "w",
-                **profile
-                | {
-                    "width": -(-self.width // factor),
-                    "height": -(-self.height // factor),
-                    "transform": transform * Affine.scale(factor),
-                },
-            )
+            rasterio.open(path, "w", **_level_profile(profile, factor))
             for path, factor in zip(self.paths, self.factors, strict=True)
         ]
 
@@ -193,15 +189,16 @@ class LevelBuilder:
         ):
             self.aligned = False
             return
+        level = bands  # each level halves the one below it
         for factor, dataset in zip(self.factors, self._datasets, strict=True):
             row_off, col_off = row // factor, col // factor
-            classes, *means = bands
-            bands = [
+            classes, *means = level
+            level = [
                 halve_classes(classes, self.nodata, row_off, col_off),
                 *(halve_mean(b, self.nodata) for b in means),
             ]
-            h, w = bands[0].shape
-            dataset.write(np.stack(bands), window=Window(col_off, row_off, w, h))
+            h, w = level[0].shape
+            dataset.write(np.stack(level), window=Window(col_off, row_off, w, h))
 
     def finish(self) -> list[Path] | None:
         """Close the level files for writing and return them; None if a block was not aligned."""

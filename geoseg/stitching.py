@@ -89,14 +89,13 @@ class MaskWriter:
     def write(self, window: Window, classes: np.ndarray, probability: np.ndarray | None = None) -> None:
         """Write one block's class ids (and probabilities) at ``window``."""
         assert self._dataset is not None, "MaskWriter used outside its with-block"
+        bands = [classes, probability] if self.with_probability and probability is not None else [classes]
         with stage("stitch"):
-            self._dataset.write(classes, 1, window=window)
-            if self.with_probability and probability is not None:
-                self._dataset.write(probability, 2, window=window)
+            for index, band in enumerate(bands, start=1):
+                self._dataset.write(band, index, window=window)
         with stage("overviews"):  # the block's share of every overview level, while it is at hand
             assert self._levels is not None
-            kept = [classes, probability] if self.with_probability and probability is not None else [classes]
-            self._levels.add(window, kept)
+            self._levels.add(window, bands)
 
     def __exit__(
         self,
