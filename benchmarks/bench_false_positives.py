@@ -42,10 +42,9 @@ from scipy import ndimage
 
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
-from geoseg.model_input import prepare_scene
+from geoseg.model_input import ModelInput, open_for_model
 from geoseg.predict import predict_scene
 from geoseg.sampledata import sample_data_dir
-from geoseg.scenes import open_scene
 from geoseg.training.metrics import grid_phase_spread
 from geoseg.units import ground_sampling_distance_m
 from geoseg.vectorize.polygonize import label_components
@@ -229,9 +228,8 @@ class Measurement:
 
 def measure(case: Case, image: Path, bands: list[int], predictor: Predictor, folder: Path) -> Measurement:
     """Predict ``image`` whole and measure false buildings inside the case's building-free part."""
-    scene = open_scene(image, bands=bands, expected_bands=3)
-    metadata = predictor.metadata
-    warnings = prepare_scene(scene, metadata.domain, metadata.radiometry).notes
+    prepared = open_for_model(image, ModelInput.of(predictor.metadata), bands)
+    scene, warnings = prepared.scene, prepared.notes
     gsd_m = ground_sampling_distance_m(scene.crs, scene.transform, scene.width, scene.height)
     started = time.perf_counter()
     mask_path = predict_scene(image, predictor, folder / "mask.tif", bands=bands)

@@ -1,26 +1,47 @@
-"""How a scene is read for a model: its pixel scaling, the grid it is read on, and the notes.
+"""How a scene is read for a model: its bands, its pixel scaling, the grid it is read on, and the notes.
 
-``prepare_scene`` is the step between opening a scene and tiling it, shared by ``geoseg
-predict`` and ``geoseg run``'s open task. One decimated sample of the scene's pixels gives both
-its scaling (``geoseg.radiometry``, when the checkpoint asks for one) and its applicability
-warnings (``geoseg.applicability``, compared as the model sees the pixels); with ``resample:
-model`` a scene outside the model's GSD range is placed on its model grid (``geoseg.resample``).
+``open_for_model`` is the step between a scene's path and tiling it, shared by ``geoseg
+predict`` and ``geoseg run``'s open task: the scene is opened with the bands the model reads
+(by their colours where the checkpoint records them and the file names them), then
+``prepare_scene`` takes one decimated sample of its pixels for both its scaling
+(``geoseg.radiometry``, when the checkpoint asks for one) and its applicability warnings
+(``geoseg.applicability``, compared as the model sees the pixels); with ``resample: model`` a
+scene outside the model's GSD range is placed on its model grid (``geoseg.resample``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from geoseg.applicability import sample_pixels
 from geoseg.errors import SceneError
-from geoseg.model.metadata import Domain, Radiometry
+from geoseg.model.metadata import NAMELESS_COLOURS, Domain, ModelMetadata, Radiometry
 from geoseg.radiometry import band_scaling, needs_scaling
 from geoseg.resample import ModelGrid, model_grid, scene_notes
-from geoseg.scenes import Scene
+from geoseg.scenes import Scene, open_scene
 from geoseg.workflow import Resample
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What reading a scene for a model needs of its checkpoint (a small part of its metadata,
+    which travels to the workers instead of the whole of it)."""
+
+    bands: int
+    colours: tuple[str, ...] | None
+    domain: Domain | None
+    radiometry: Radiometry | None
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata) -> ModelInput:
+        """The model input ``metadata`` describes."""
+        colours = tuple(metadata.band_colours) if metadata.band_colours else None
+        return cls(metadata.architecture.in_bands, colours, metadata.domain, metadata.radiometry)
 
 
 @dataclass(frozen=True)
@@ -33,19 +54,41 @@ class PreparedScene:
     grid: ModelGrid | None
 
 
-def prepare_scene(
-    scene: Scene, domain: Domain | None, radiometry: Radiometry | None, resample: Resample = "none"
+def open_for_model(
+    path: str | os.PathLike[str],
+    model: ModelInput,
+    bands: Sequence[int] | None = None,
+    resample: Resample = "none",
 ) -> PreparedScene:
-    """Scale, place and describe ``scene`` for a model trained on ``domain`` with ``radiometry``.
+    """Open the scene at ``path`` with ``bands`` (None: the model's, by colour where it can) and
+    prepare it for ``model``; raises ``SceneError`` naming the file and the problem."""
+    scene = open_scene(path, bands=bands, expected_bands=model.bands, colours=model.colours)
+    return prepare_scene(scene, model, resample)
+
+
+def prepare_scene(scene: Scene, model: ModelInput, resample: Resample = "none") -> PreparedScene:
+    """Scale, place and describe ``scene`` for ``model``.
 
     Raises ``SceneError`` when a scene that must be scaled has no readable valid pixel to scale
     by, or when its model grid is over the scene limit.
     """
+    domain, radiometry = model.domain, model.radiometry
     sample = sample_pixels(scene) if domain is not None or needs_scaling(scene.dtype, radiometry) else None
     scene = scaled_scene(scene, radiometry, sample)
     grid = model_grid(scene, domain) if resample == "model" else None
-    notes = scene_notes(scene, domain, grid, sample)
+    notes = [*band_notes(scene, model.colours), *scene_notes(scene, domain, grid, sample)]
     return PreparedScene(scene, notes if scene.scaling is None else [*notes, scene.scaling.note], grid)
+
+
+def band_notes(scene: Scene, colours: Sequence[str] | None) -> list[str]:
+    """How the scene's bands were chosen by colour; or that the colours it names are not the
+    model's (bands chosen by hand, or a file that names only some of them)."""
+    if scene.band_choice is not None:
+        return [scene.band_choice]
+    named = all(colour not in NAMELESS_COLOURS for colour in scene.colours)
+    if colours is None or not named or tuple(scene.colours) == tuple(colours):
+        return []
+    return [f"bands read as {', '.join(scene.colours)}; the model's are {', '.join(colours)}"]
 
 
 def scaled_scene(scene: Scene, radiometry: Radiometry | None, sample: np.ndarray | None = None) -> Scene:

@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from geoseg.errors import GeosegWarning, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.maskformat import NODATA
-from geoseg.model_input import prepare_scene
+from geoseg.model_input import ModelInput, open_for_model
 from geoseg.resample import (
     ChunkedReads,
     ResampledBlock,
@@ -37,7 +37,7 @@ from geoseg.resample import (
     to_scene_grid,
 )
 from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
-from geoseg.scenes import Scene, open_pixels, open_scene, read_window
+from geoseg.scenes import Scene, open_pixels, read_window
 from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block, Tile, TilingSpec, read_extent
 from geoseg.timing import stage
@@ -234,8 +234,7 @@ def predict_scene(
     check_replaceable(out)
     refuse_overwriting_inputs([out], [image, *protected])
     metadata = predictor.metadata
-    opened = open_scene(image, bands=bands or None, expected_bands=metadata.architecture.in_bands)
-    prepared = prepare_scene(opened, metadata.domain, metadata.radiometry, resample)
+    prepared = open_for_model(image, ModelInput.of(metadata), bands or None, resample)
     scene, resampled = prepared.scene, prepared.grid
     if warn is not None:
         for warning in prepared.notes:

@@ -25,6 +25,7 @@ from rasterio.transform import from_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import SceneError
+from geoseg.model.metadata import NAMELESS_COLOURS
 from geoseg.safepaths import is_special_file
 from geoseg.units import footprint_area_m2
 
@@ -53,6 +54,10 @@ class Scene:
     """1-based band indexes that are read (alpha bands excluded by default)."""
     nodata: float | None
     block_shape: tuple[int, int]
+    colours: tuple[str, ...] = ()
+    """GDAL's colour interpretation of each band read (``red``, ``nir``, ``gray``, ``undefined`` …)."""
+    band_choice: str | None = None
+    """How the bands were chosen by their colours, when not all the file's bands in its order."""
     scaling: BandScaling | None = None
     """How its raw pixels are scaled as they are read, for a model (``geoseg.radiometry``)."""
 
@@ -93,12 +98,16 @@ def open_scene(
     *,
     bands: Sequence[int] | None = None,
     expected_bands: int | None = None,
+    colours: Sequence[str] | None = None,
     require_valid_pixels: bool = True,
     georeference: tuple[CRS, tuple[float, float, float, float]] | None = None,
 ) -> Scene:
     """Open ``path`` and check it can be segmented; raise ``SceneError`` naming the problem.
 
-    Without ``bands``, all non-alpha bands are read. ``expected_bands`` is the model's band count.
+    Without ``bands``, the bands whose colour interpretations are the model's ``colours`` are read
+    in that order, when the file names each of them once (``bands_by_colour``: a BGR file, red,
+    green and blue of an RGB + near-infrared one); otherwise all non-alpha bands.
+    ``expected_bands`` is the model's band count.
     ``georeference`` (CRS, bounds) places a file whose position is known from elsewhere (an XYZ
     tile name: ``geoseg.xyz``); the file's own georeferencing, if any, is then ignored.
     """
@@ -110,7 +119,7 @@ def open_scene(
             raise SceneError(path, "is not a regular file (a pipe, socket or device)")
     try:
         with open_pixels(path) as ds:
-            scene = _describe(ds, path, bands, expected_bands, georeference)
+            scene = _describe(ds, path, bands, expected_bands, colours, georeference)
             _check_readable(ds, scene)
             if require_valid_pixels and not _has_valid_pixels(ds, scene):
                 raise SceneError(path, "every pixel is nodata (nothing to segment)")
@@ -128,6 +137,7 @@ def _describe(
     path: str,
     bands: Sequence[int] | None,
     expected_bands: int | None,
+    colours: Sequence[str] | None,
     georeference: tuple[CRS, tuple[float, float, float, float]] | None,
 ) -> Scene:
     crs, transform = ds.crs, ds.transform
@@ -145,8 +155,17 @@ def _describe(
         raise SceneError(path, f"has a degenerate geotransform (pixel size {transform.a} × {transform.e})")
     if transform.b != 0 or transform.d != 0:
         raise SceneError(path, "has a rotated geotransform (warp it to a north-up grid first)")
+    file_colours = [ci.name for ci in ds.colorinterp]
+    band_choice = None
     if bands is None:
-        bands = [i for i, ci in zip(ds.indexes, ds.colorinterp, strict=True) if ci != ColorInterp.alpha]
+        listed = [i for i, colour in enumerate(file_colours, start=1) if colour != ColorInterp.alpha.name]
+        bands = bands_by_colour(file_colours, colours) if colours else None
+        if bands is not None and bands != listed:
+            band_choice = (
+                f"read bands {', '.join(map(str, bands))} of {ds.count} as {', '.join(colours or ())}, "
+                "by the file's colour interpretation"
+            )
+        bands = bands or listed
     bad = [b for b in bands if not 1 <= b <= ds.count]
     if bad:
         raise SceneError(path, f"bands {bad} do not exist (the file has {ds.count} bands)")
@@ -178,7 +197,21 @@ def _describe(
         bands=tuple(bands),
         nodata=ds.nodata,
         block_shape=(block_h, block_w),
+        colours=tuple(file_colours[b - 1] for b in bands),
+        band_choice=band_choice,
     )
+
+
+def bands_by_colour(file_colours: Sequence[str], wanted: Sequence[str]) -> list[int] | None:
+    """1-based indexes of the bands whose colour interpretation is each of ``wanted``, in its
+    order; None unless each wanted colour names exactly one band (``gray`` or ``undefined`` name none)."""
+    found = []
+    for colour in wanted:
+        matches = [i for i, c in enumerate(file_colours, start=1) if c == colour]
+        if colour in NAMELESS_COLOURS or len(matches) != 1:
+            return None
+        found.append(matches[0])
+    return found
 
 
 def max_scene_pixels() -> int:

@@ -130,7 +130,9 @@ class Workflow(_Strict):
     model: Path
     output: Path
     asset_key: str | None = Field(None, description="STAC asset to segment (default: first GeoTIFF)")
-    bands: list[int] | None = None
+    bands: list[int] | None = Field(
+        None, description="1-based bands to read (default: by the model's band colours, else all non-alpha)"
+    )
     compile_model: bool = Field(
         False, description="torch.compile the network on each worker: slower start, faster forward"
     )

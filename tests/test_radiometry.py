@@ -14,7 +14,7 @@ from rasterio.windows import Window
 from geoseg.errors import SceneError
 from geoseg.inference import Predictor
 from geoseg.model.metadata import Radiometry, read_metadata
-from geoseg.model_input import prepare_scene, scaled_scene
+from geoseg.model_input import ModelInput, prepare_scene, scaled_scene
 from geoseg.predict import predict_scene
 from geoseg.radiometry import band_scaling, needs_scaling
 from geoseg.scenes import open_scene, read_window
@@ -58,7 +58,7 @@ def test_only_pixel_types_the_checkpoint_does_not_keep_are_scaled():
 
 def test_the_shipped_model_scales_sixteen_bit_landsat_and_says_so(sample_data):
     metadata = read_metadata(SHIPPED_MODEL)
-    prepared = prepare_scene(open_scene(sample_data / LANDSAT_16BIT), metadata.domain, metadata.radiometry)
+    prepared = prepare_scene(open_scene(sample_data / LANDSAT_16BIT), ModelInput.of(metadata))
     assert prepared.notes[0].startswith("GSD 30 m is outside")
     assert not any(note.startswith("pixel statistics") for note in prepared.notes)  # in range once scaled
     # its zero collar carries no nodata tag: it does not count towards the percentiles
@@ -74,7 +74,7 @@ def test_the_shipped_model_scales_sixteen_bit_landsat_and_says_so(sample_data):
 
 def test_an_eight_bit_scene_is_read_as_it_is(sample_data):
     metadata = read_metadata(SHIPPED_MODEL)
-    prepared = prepare_scene(open_scene(sample_data / KAMPALA_CHIP), metadata.domain, metadata.radiometry)
+    prepared = prepare_scene(open_scene(sample_data / KAMPALA_CHIP), ModelInput.of(metadata))
     assert prepared.scene.scaling is None and prepared.notes == []
 
 
@@ -134,7 +134,7 @@ def test_a_scene_without_a_valid_pixel_to_scale_by_is_refused_naming_it(tmp_path
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(pixels)
     with pytest.raises(SceneError, match=r"sparse\.tif: no readable valid pixel to scale its values by"):
-        prepare_scene(open_scene(path), None, Radiometry())
+        prepare_scene(open_scene(path), ModelInput(3, None, None, Radiometry()))
 
 
 def test_a_run_scales_an_eleven_bit_scene_like_predict_and_reports_it(sample_data, tmp_path):

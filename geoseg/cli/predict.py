@@ -28,7 +28,10 @@ def predict(
     block_size: Annotated[int, typer.Option(help="Pixels per block read (memory bound).", min=16)] = 2048,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.", min=1)] = 8,
-    bands: Annotated[str | None, typer.Option(help="1-based bands to read, e.g. 1,2,3.")] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(help="1-based bands to read, e.g. 1,2,3 (default: by the model's colours)."),
+    ] = None,
     probability: Annotated[bool, typer.Option(help="Add a probability band (percent).")] = False,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the network (slow start, faster forward).")

@@ -41,6 +41,7 @@ from geoseg.distributed.records import (
 from geoseg.distributed.worker_setup import WorkerFunction
 from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
 from geoseg.model.metadata import ModelMetadata, read_metadata
+from geoseg.model_input import ModelInput, PreparedScene
 from geoseg.report_html import format_area, format_count, write_report_html
 from geoseg.resample import block_tiles, scene_blocks
 from geoseg.runlock import output_lock
@@ -49,7 +50,6 @@ from geoseg.tiling import TilingSpec
 from geoseg.workflow import Workflow
 
 if TYPE_CHECKING:
-    from geoseg.model_input import PreparedScene
     from geoseg.vectorize.formats import RunLayer
 
 OPEN_SCENE = WorkerFunction("open_scene_task")
@@ -249,6 +249,7 @@ def _process(
     and a scene's predictions before its polygonising, so its mask is written meanwhile.
     """
     order = {job.input.id: index for index, job in enumerate(jobs)}
+    model_input = ModelInput.of(metadata)
     by_future: dict[Future[Any], tuple[str, SceneJob]] = {}
     opened = {}
     vector_files: dict[str, Future[Any]] = {}
@@ -262,9 +263,7 @@ def _process(
         future = client.submit(
             OPEN_SCENE,
             job,
-            metadata.architecture.in_bands,
-            metadata.domain,
-            metadata.radiometry,
+            model_input,
             key=key("open", job),
             priority=1,
             pure=False,

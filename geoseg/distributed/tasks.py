@@ -34,11 +34,10 @@ from geoseg.distributed.records import SceneJob, SceneRecord, write_record
 from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache, http_timeouts
 from geoseg.maskformat import NODATA
-from geoseg.model.metadata import Domain, Radiometry
-from geoseg.model_input import PreparedScene, prepare_scene
+from geoseg.model_input import ModelInput, PreparedScene, open_for_model
 from geoseg.predict import predict_pixels, read_block
 from geoseg.quicklook import Thumbnail, thumbnail_factor, thumbnail_part, write_quicklook
-from geoseg.scenes import Scene, open_scene, read_window
+from geoseg.scenes import Scene, read_window
 from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block
 from geoseg.timing import stage
@@ -81,18 +80,15 @@ def _worker_task(task: Callable[P, R]) -> Callable[P, R]:
 
 
 @_worker_task
-def open_scene_task(
-    job: SceneJob, expected_bands: int, domain: Domain | None = None, radiometry: Radiometry | None = None
-) -> PreparedScene:
-    """Validate the scene and prepare it for the model (``geoseg.model_input``): its scaling, its
-    warnings against the training ``domain`` and the grid it is read on.
+def open_scene_task(job: SceneJob, model: ModelInput) -> PreparedScene:
+    """Validate the scene and prepare it for the ``model`` (``geoseg.model_input``): its bands,
+    its scaling, its warnings against the training domain and the grid it is read on.
 
     Raises ``SceneError`` naming the file and the problem; warnings do not stop the scene.
     """
     if job.input.error:
         raise SceneError(job.input.href or job.input.id, job.input.error)
-    scene = open_scene(job.input.href, bands=job.bands, expected_bands=expected_bands)
-    return prepare_scene(scene, domain, radiometry, job.resample)
+    return open_for_model(job.input.href, model, job.bands, job.resample)
 
 
 @_worker_task

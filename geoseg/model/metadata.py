@@ -111,6 +111,12 @@ class Domain(BaseModel):
     p99: list[FiniteFloat] = Field(description="99th percentile of each band's training pixels")
 
 
+COLOUR_NAME = r"^[A-Za-z][A-Za-z_]{0,19}$"
+"""A GDAL colour interpretation as rasterio spells it: ``red``, ``nir``, ``Cb`` …"""
+NAMELESS_COLOURS = frozenset({"undefined", "gray", "palette", "alpha"})
+"""Colour interpretations that do not name a band."""
+
+
 class ModelMetadata(BaseModel):
     """Everything needed to use a checkpoint correctly, stored beside its weights."""
 
@@ -120,6 +126,11 @@ class ModelMetadata(BaseModel):
     classes: list[str]
     bands: list[Annotated[int, Field(ge=1)]] = Field(
         description="1-based band indexes the model reads from a scene"
+    )
+    band_colours: list[Annotated[str, Field(pattern=COLOUR_NAME)]] | None = Field(
+        None,
+        description="GDAL colour interpretation of each band as trained (red, green, blue …); "
+        "scenes are read by these colours where they name them (None: by position)",
     )
     normalization: Normalization
     total_stride: int = Field(description="must equal the architecture's (checked, never trusted)")
@@ -159,6 +170,18 @@ class ModelMetadata(BaseModel):
         if arch is not None and len(bands) != arch.in_bands:
             raise ValueError(f"{len(bands)} band indexes for in_bands {arch.in_bands}")
         return bands
+
+    @field_validator("band_colours")
+    @classmethod
+    def _distinct_named_colours(cls, colours: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        arch = info.data.get("architecture")
+        if colours is not None and arch is not None and len(colours) != arch.in_bands:
+            raise ValueError(f"{len(colours)} colours for in_bands {arch.in_bands}")
+        if colours is not None and len(set(colours)) != len(colours):
+            raise ValueError(f"colours must be distinct, got {colours}")
+        if colours is not None and (nameless := NAMELESS_COLOURS.intersection(colours)):
+            raise ValueError(f"{sorted(nameless)} do not name a band")
+        return colours
 
     @field_validator("normalization")
     @classmethod

@@ -20,7 +20,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, LabelError
-from geoseg.model.metadata import Radiometry
+from geoseg.model.metadata import NAMELESS_COLOURS, Radiometry
 from geoseg.model_input import scaled_scene
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.training.config import DatasetConfig
@@ -92,6 +92,29 @@ def open_datasets(
     if len(bands) > 1:
         raise ConfigError(f"scenes have different band counts {sorted(bands)}; choose 'bands'")
     return scenes
+
+
+def band_colours(scenes: Sequence[LabelledScene]) -> list[str] | None:
+    """The colours the scenes' files name the bands they are read as (``Scene.colours``), which
+    every scene that names them agrees on (``agreed_colours``)."""
+    return agreed_colours([(s.scene.path, s.scene.colours) for s in scenes])
+
+
+def agreed_colours(named: Sequence[tuple[str, tuple[str, ...]]]) -> list[str] | None:
+    """The colours of (scene, band colours) pairs that every scene naming its bands agrees on;
+    None where none names them (``gray``, ``undefined``).
+
+    Raises ``ConfigError`` when two scenes name different colours (a BGR file among RGB ones):
+    the model would learn from their bands mixed up.
+    """
+    tagged = [(scene, colours) for scene, colours in named if not NAMELESS_COLOURS.intersection(colours)]
+    for scene, colours in tagged[1:]:
+        if colours != tagged[0][1]:
+            raise ConfigError(
+                f"{scene}: bands read as {', '.join(colours)}, but those of {tagged[0][0]} "
+                f"as {', '.join(tagged[0][1])} (choose 'bands' so that they agree)"
+            )
+    return list(tagged[0][1]) if tagged else None
 
 
 def grid_offsets(length_px: int, size_px: int, stride_px: int) -> list[int]:

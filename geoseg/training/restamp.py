@@ -1,5 +1,5 @@
 """Re-describe a trained checkpoint: record its training domain, make its provenance portable,
-record its radiometry.
+record its radiometry, record its bands' colours.
 
 For checkpoints trained before ``ModelMetadata.domain`` existed (the shipped model among them),
 without retraining. The training config stored in the checkpoint is loaded again and its data
@@ -10,6 +10,10 @@ weights are copied unchanged; only the metadata in the header differs.
 ``record_radiometry`` adds the ``Radiometry`` that ``train`` records now to a checkpoint trained
 before it existed, when every training scene named in its provenance is of a type the rule
 keeps as it is: the model then saw exactly the pixels the rule gives, so the rule describes it.
+
+``record_band_colours`` adds ``ModelMetadata.band_colours`` from the files of the scenes its
+provenance names, when its config read every scene's bands as the file lists them, so that
+scenes are read by their bands' colours.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import math
 import os
 from pathlib import Path
 
+import rasterio
+from rasterio.enums import ColorInterp
+
 from geoseg.errors import CheckpointError
 from geoseg.model.checkpoint import load_generator, rewrite_metadata, save_checkpoint
 from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.sampledata import expand_variables
 from geoseg.scenes import open_pixels
-from geoseg.training.config import parse_config
+from geoseg.training.chips import agreed_colours
+from geoseg.training.config import TrainConfig, parse_config
 from geoseg.training.provenance import CHECKOUT, portable_config, portable_path
 from geoseg.training.trainer import prepare_data
 
@@ -35,10 +43,7 @@ def restamp_checkpoint(
 ) -> ModelMetadata:
     """Write ``path`` (or ``out``) with the training domain and portable paths; same weights."""
     model, metadata = load_generator(path)
-    stored = metadata.training.get("config")
-    if not isinstance(stored, dict):
-        raise CheckpointError(f"{path}: no training config stored, so its training data is unknown")
-    config = parse_config(stored, CHECKOUT, source=f"{path}: training.config")
+    config = _stored_config(path, metadata)
     data = prepare_data(config)
     expected = metadata.normalization
     same = all(
@@ -72,15 +77,10 @@ def record_radiometry(
     Refused when a training scene is missing or of a pixel type the rule would have scaled.
     """
     metadata = read_metadata(path)
-    stored = metadata.training.get("config")
-    if not isinstance(stored, dict):
-        raise CheckpointError(f"{path}: no training config stored, so its training data is unknown")
-    radiometry = parse_config(stored, CHECKOUT, source=f"{path}: training.config").data.radiometry
-    scenes = metadata.provenance.get("train_scenes") or []
-    if not scenes:
-        raise CheckpointError(f"{path}: no training scenes named in its provenance")
+    radiometry = _stored_config(path, metadata).data.radiometry
+    scenes = _training_scenes(path, metadata)
     for scene in scenes:
-        with open_pixels(str(CHECKOUT / expand_variables(scene))) as dataset:  # absolute stays absolute
+        with _open_named(scene) as dataset:
             if not set(dataset.dtypes) <= set(radiometry.kept_dtypes):
                 raise CheckpointError(
                     f"{path}: training scene {scene} has pixels of type {dataset.dtypes[0]}, which "
@@ -89,3 +89,45 @@ def record_radiometry(
     updated = metadata.model_copy(update={"radiometry": radiometry})
     rewrite_metadata(path, updated, out)
     return updated
+
+
+def record_band_colours(
+    path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> ModelMetadata:
+    """Write ``path`` (or ``out``) with the colours its training and validation scenes name their
+    bands (``chips.band_colours``, as ``train`` records them now); same weights.
+
+    Refused when its config chose bands (the files' order is then not what it read) or a scene
+    is missing.
+    """
+    metadata = read_metadata(path)
+    config = _stored_config(path, metadata)
+    if any(entry.bands for entry in [*config.data.train, *config.data.val]):
+        raise CheckpointError(f"{path}: its training config chose bands: retrain to record their colours")
+    scenes = [*_training_scenes(path, metadata), *metadata.provenance.get("val_scenes", [])]
+    named = []
+    for scene in scenes:
+        with _open_named(scene) as dataset:
+            named.append((scene, tuple(ci.name for ci in dataset.colorinterp if ci != ColorInterp.alpha)))
+    updated = metadata.model_copy(update={"band_colours": agreed_colours(named)})
+    rewrite_metadata(path, updated, out)
+    return updated
+
+
+def _stored_config(path: str | os.PathLike[str], metadata: ModelMetadata) -> TrainConfig:
+    stored = metadata.training.get("config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: no training config stored, so its training data is unknown")
+    return parse_config(stored, CHECKOUT, source=f"{path}: training.config")
+
+
+def _training_scenes(path: str | os.PathLike[str], metadata: ModelMetadata) -> list[str]:
+    scenes = metadata.provenance.get("train_scenes") or []
+    if not scenes:
+        raise CheckpointError(f"{path}: no training scenes named in its provenance")
+    return list(scenes)
+
+
+def _open_named(scene: str) -> rasterio.DatasetReader:
+    """A scene named in a provenance (``$GEOSEG_SAMPLE_DATA/…``; an absolute path stays absolute)."""
+    return open_pixels(str(CHECKOUT / expand_variables(scene)))

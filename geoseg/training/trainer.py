@@ -39,6 +39,7 @@ from geoseg.training.chips import (
     ChipReader,
     ChipSampler,
     LabelledScene,
+    band_colours,
     chip_windows,
     normalization_stats,
     open_datasets,
@@ -77,6 +78,8 @@ class TrainingData:
     std: list[float]
     domain: Domain
     provenance: dict[str, Any] = field(default_factory=dict)
+    band_colours: list[str] | None = None
+    """The colours the scenes' files name their bands (``chips.band_colours``)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     train_scenes = open_datasets(data.train, data.classes, data.radiometry)
     val_scenes = open_datasets(data.val, data.classes, data.radiometry) if data.val else []
     scenes = train_scenes + val_scenes
+    colours = band_colours(scenes)
     n_train = len(train_scenes)
 
     def grid(indexes: list[int], size: int, step: int) -> list[Chip]:
@@ -158,7 +162,7 @@ def prepare_data(config: TrainConfig) -> TrainingData:
         "git_dirty": git_dirty(),
         "geoseg_version": geoseg.__version__,
     }
-    return TrainingData(scenes, reader, train_chips, val_chips, mean, std, domain, provenance)
+    return TrainingData(scenes, reader, train_chips, val_chips, mean, std, domain, provenance, colours)
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -400,6 +404,7 @@ def train(
         training=training,
         provenance=data.provenance,
         domain=data.domain,
+        band_colours=data.band_colours,
     )
     dtype = torch.float16 if opt.weights_dtype == "float16" else torch.float32
     path = save_checkpoint(os.fspath(config.out), trainer.generator.cpu(), metadata, dtype)

@@ -275,6 +275,10 @@ HOSTILE_METADATA = {
     ),
     "bands-2-for-3": (_linear_metadata(bands=[1, 2]), "bands"),
     "band-0": (_linear_metadata(bands=[0, 1, 2]), "bands.0"),
+    "colours-2-for-3-bands": (_linear_metadata(band_colours=["red", "green"]), "band_colours"),
+    "colours-twice-red": (_linear_metadata(band_colours=["red", "red", "blue"]), "band_colours"),
+    "colour-undefined": (_linear_metadata(band_colours=["red", "green", "undefined"]), "band_colours"),
+    "colour-path": (_linear_metadata(band_colours=["red", "green", "../../etc"]), "band_colours.2"),
     "unknown-format": (_linear_metadata(format="geoseg-checkpoint/9"), "format"),
     "unknown-field": (_linear_metadata(hyperparameters={}), "hyperparameters"),
 }

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from geoseg.errors import CheckpointError
 from geoseg.model.checkpoint import load_generator, save_checkpoint
 from geoseg.model.metadata import Radiometry, read_metadata
-from geoseg.training.restamp import record_radiometry, restamp_checkpoint
+from geoseg.training.restamp import record_band_colours, record_radiometry, restamp_checkpoint
 from geoseg.training.trainer import train
 
 
@@ -94,4 +94,36 @@ def test_radiometry_is_not_recorded_for_a_model_trained_on_pixels_the_rule_would
     )
     with pytest.raises(CheckpointError, match="pixels of type uint16, which the rule would scale: retrain"):
         record_radiometry(old, tmp_path / "never.safetensors")
+    assert not (tmp_path / "never.safetensors").exists()
+
+
+def test_recorded_band_colours_are_those_the_training_files_name_and_the_weights_stay_identical(
+    no_radiometry_checkpoint, tmp_path
+):
+    model, metadata = load_generator(no_radiometry_checkpoint)
+    old = save_checkpoint(
+        tmp_path / "o.safetensors", model, metadata.model_copy(update={"band_colours": None})
+    )
+    out = tmp_path / "new.safetensors"
+    record_band_colours(old, out)
+    assert read_metadata(out).band_colours == ["red", "green", "blue"]
+    assert _tensor_bytes(out) == _tensor_bytes(old)
+
+
+def test_band_colours_are_not_recorded_when_the_training_config_chose_bands(
+    no_radiometry_checkpoint, tmp_path
+):
+    model, metadata = load_generator(no_radiometry_checkpoint)
+    config = metadata.training["config"]
+    chosen = {
+        **config,
+        "data": {**config["data"], "train": [{**config["data"]["train"][0], "bands": [3, 2, 1]}]},
+    }
+    old = save_checkpoint(
+        tmp_path / "o.safetensors",
+        model,
+        metadata.model_copy(update={"training": {**metadata.training, "config": chosen}}),
+    )
+    with pytest.raises(CheckpointError, match="its training config chose bands: retrain"):
+        record_band_colours(old, tmp_path / "never.safetensors")
     assert not (tmp_path / "never.safetensors").exists()

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from geoseg.cli import app
+from geoseg.errors import ConfigError
 from geoseg.model.checkpoint import load_generator
 from geoseg.model.linear import LinearSegmenter
 from geoseg.training.chips import ChipSampler
@@ -22,6 +23,7 @@ from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.metrics import SegmentationMetrics
 from geoseg.training.trainer import Trainer, prepare_data, train
 from tests.conftest import eleven_bit_copy
+from tests.test_band_colours import reordered_copy
 
 
 def _trainer_and_batches(config, steps=12):
@@ -75,6 +77,7 @@ def test_train_saves_a_self_describing_checkpoint(tiny_config):
     result = train(tiny_config, device="cpu")
     model, metadata = load_generator(result.checkpoint)
     assert metadata.classes == ["background", "building"]
+    assert metadata.band_colours == ["red", "green", "blue"]  # the chips' colour interpretation
     assert metadata.architecture.base_width == 8 and metadata.architecture.depth == 2
     assert metadata.total_stride == model.total_stride == 4
     assert len(metadata.normalization.mean) == 3 and all(s > 1 for s in metadata.normalization.std)
@@ -120,6 +123,27 @@ def test_checkpoint_records_the_training_domain_and_names_data_relative_to_the_d
     assert all(p.startswith("$GEOSEG_SAMPLE_DATA/labeled/hotosm-ramp/") for p in paths)
     stored = metadata.training["config"]["data"]["train"][0]
     assert stored["images"] == "$GEOSEG_SAMPLE_DATA/labeled/hotosm-ramp/chips/OAM-1238450-*.tif"
+
+
+def test_a_scene_whose_file_names_other_band_colours_than_the_others_is_refused(
+    tiny_config_factory, sample_data, tmp_path
+):
+    """A BGR file among RGB ones would teach the model colours mixed up; an unnamed one is taken as it is."""
+    chip = sample_data / "labeled/hotosm-ramp/chips/OAM-1238450-1046533-21.tif"
+    mask = sample_data / "labeled/hotosm-ramp/binarymasks/OAM-1238450-1046533-21.mask.tif"
+    raw = tiny_config_factory()
+    for colours in (("gray", "undefined", "undefined"), ("blue", "green", "red")):
+        folder = tmp_path / colours[0]
+        folder.mkdir()
+        reordered_copy(chip, folder / chip.name, (3, 2, 1), colours)
+        raw["data"]["train"].append({"images": str(folder / "*.tif"), "masks": str(mask)})
+        config = parse_config(raw, tmp_path)
+        if colours[0] == "gray":
+            assert prepare_data(config).band_colours == ["red", "green", "blue"]
+    with pytest.raises(
+        ConfigError, match=r"blue/OAM-1238450-1046533-21\.tif: bands read as blue, green, red, but"
+    ):
+        prepare_data(config)
 
 
 def test_vector_labels_train_on_the_same_chips_as_their_masks(tiny_config_factory, sample_data, tmp_path):
