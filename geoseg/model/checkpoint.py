@@ -82,8 +82,12 @@ def rewrite_metadata(
     path: str | os.PathLike[str], metadata: ModelMetadata, out: str | os.PathLike[str] | None = None
 ) -> Path:
     """Write ``path``'s tensors as they are stored (same dtypes and bytes) with new ``metadata``
-    to ``out`` (default: ``path``), atomically."""
-    load_generator(path)  # refuses a file that is not a valid checkpoint before anything is written
+    to ``out`` (default: ``path``), atomically.
+
+    Refused before anything is written unless ``path`` is a safetensors file whose tensors the new
+    ``metadata``'s architecture describes (names, dtypes, shapes).
+    """
+    _check_tensors(Path(path), read_header(Path(path)), tensor_layout(metadata.architecture))
     tensors = load_file(os.fspath(path))
     target = Path(out or path)
     with atomic_output(target) as tmp:

@@ -72,6 +72,17 @@ def test_a_checkpoint_is_readable_like_any_other_output(tmp_path):
     assert load_generator(rewritten)[1] == _metadata(model)
 
 
+def test_new_metadata_must_describe_the_tensors_it_is_written_beside(tmp_path):
+    from geoseg.model.checkpoint import rewrite_metadata
+
+    model = _trained_looking_generator()
+    path = save_checkpoint(tmp_path / "m.safetensors", model, _metadata(model))
+    wider = _metadata(UNetGenerator(3, 2, base_width=16, depth=2))
+    with pytest.raises(CheckpointError, match=r"bad tensor .*: shape .*, the architecture has"):
+        rewrite_metadata(path, wider, tmp_path / "never.safetensors")
+    assert not (tmp_path / "never.safetensors").exists()
+
+
 def test_float16_checkpoint_is_half_the_size_and_predicts_like_the_float32_one(tmp_path):
     from safetensors import safe_open
 
