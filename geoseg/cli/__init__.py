@@ -7,6 +7,7 @@ and exit code 130 (``geoseg.interrupts``). ``--debug`` (or ``GEOSEG_DEBUG=1``) s
 tracebacks for bug reports.
 """
 
+import gc
 import os
 import sys
 import warnings
@@ -50,6 +51,7 @@ def main() -> None:
         code = INTERRUPTED if interrupts.requested() else _report(exc)
     if code == INTERRUPTED:  # typer turns KeyboardInterrupt into exit code 130 itself
         print("geoseg: interrupted; rerun to resume", file=sys.stderr)
+    gc.freeze()  # the process exits next: its final garbage collections skip the objects alive now
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

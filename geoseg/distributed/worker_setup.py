@@ -1,4 +1,4 @@
-"""Set-up run in every local worker process as it starts (a Dask preload module).
+"""Set-up run in every local worker process as it starts, and as it closes (a Dask preload module).
 
 Ctrl-C in a terminal sends SIGINT to the whole process group, worker processes included: each
 would print a KeyboardInterrupt traceback while the driver is already stopping the cluster.
@@ -14,6 +14,7 @@ it never imports torch; nor do the CPU workers of a GPU node, which never run th
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -34,6 +35,16 @@ def dask_setup(worker: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     modules = [TASK_MODULE] if os.environ.get(ROLE_VARIABLE) == "cpu" else [TASK_MODULE, MODEL_MODULE]
     threading.Thread(target=_import_all, args=(modules,), daemon=True).start()
+
+
+def dask_teardown(worker: Any) -> None:
+    """Called by Dask as the worker closes: its process exits next.
+
+    Freezing the objects alive now makes the exit's garbage collections skip them: with torch,
+    GDAL and GeoPandas loaded, a process's exit took 0.93 s of a core, 0.30 s frozen, and closing
+    a local cluster of 6 workers that had imported them 3.7–4.1 s on 2 cores, 1.0 s frozen.
+    """
+    gc.freeze()
 
 
 def _import_all(modules: list[str]) -> None:
