@@ -44,11 +44,17 @@ def overview_factors(width: int, height: int, block_px: int) -> list[int]:
     return factors
 
 
+def _quarters(pixels: UInt8Array, nodata: int) -> tuple[UInt8Array, UInt8Array, UInt8Array, UInt8Array]:
+    """The four pixels of each 2×2 cell as four (rows, cols) views; odd edges padded with nodata."""
+    rows, cols = pixels.shape
+    if rows % 2 or cols % 2:
+        pixels = np.pad(pixels, ((0, rows % 2), (0, cols % 2)), constant_values=nodata)
+    return pixels[0::2, 0::2], pixels[0::2, 1::2], pixels[1::2, 0::2], pixels[1::2, 1::2]
+
+
 def _cells(pixels: UInt8Array, nodata: int) -> UInt8Array:
     """The four pixels of each 2×2 cell, (4, rows, cols); odd edges padded with nodata."""
-    rows, cols = pixels.shape
-    padded = np.pad(pixels, ((0, rows % 2), (0, cols % 2)), constant_values=nodata)
-    return np.stack([padded[0::2, 0::2], padded[0::2, 1::2], padded[1::2, 0::2], padded[1::2, 1::2]])
+    return np.stack(_quarters(pixels, nodata))
 
 
 def halve_classes(classes: UInt8Array, nodata: int, row_off: int = 0, col_off: int = 0) -> UInt8Array:
@@ -59,13 +65,17 @@ def halve_classes(classes: UInt8Array, nodata: int, row_off: int = 0, col_off: i
     level, so a level computed window by window equals one computed whole. Cells of one value
     (most of a mask) take it as they are; only the others are counted.
     """
-    cells = _cells(classes, nodata)
-    halved: UInt8Array = cells[0].copy()
-    mixed = (cells[0] != cells[1]) | (cells[0] != cells[2]) | (cells[0] != cells[3])
+    quarters = _quarters(classes, nodata)
+    first = quarters[0]
+    halved: UInt8Array = first.copy()
+    mixed = first != quarters[1]
+    mixed |= first != quarters[2]
+    mixed |= first != quarters[3]
     rows, cols = np.nonzero(mixed)
     if len(rows):
         start = ((rows + row_off) % 4 + 2 * ((cols + col_off) % 4)) % 4
-        halved[rows, cols] = _vote(cells[:, rows, cols], start.astype(np.uint8), nodata)
+        cells = np.stack([quarter[rows, cols] for quarter in quarters])
+        halved[rows, cols] = _vote(cells, start.astype(np.uint8), nodata)
     return halved
 
 
