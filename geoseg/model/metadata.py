@@ -125,7 +125,8 @@ class ModelMetadata(BaseModel):
     architecture: AnyArchitecture
     classes: list[str]
     bands: list[Annotated[int, Field(ge=1)]] = Field(
-        description="1-based band indexes the model reads from a scene"
+        description="1-based band indexes of its training scenes it read (scenes to segment are read "
+        "by band_colours where their files name them, else all non-alpha bands, or the bands chosen)"
     )
     band_colours: list[Annotated[str, Field(pattern=COLOUR_NAME)]] | None = Field(
         None,
