@@ -95,7 +95,7 @@ def record_band_colours(
     path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
 ) -> ModelMetadata:
     """Write ``path`` (or ``out``) with the colours its training and validation scenes name their
-    bands (``chips.band_colours``, as ``train`` records them now); same weights.
+    bands (``chips.agreed_colours``, as ``train`` records them now); same weights.
 
     Refused when its config chose bands (the files' order is then not what it read) or a scene
     is missing.
