@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +104,20 @@ def halve_mean(values: UInt8Array, nodata: int) -> UInt8Array:
     return np.where(count > 0, mean, nodata).astype(np.uint8)
 
 
+def halve_bands(
+    bands: Sequence[UInt8Array], nodata: int, row_off: int = 0, col_off: int = 0
+) -> list[UInt8Array]:
+    """A mask's bands halved: the first as classes (``halve_classes``, the result placed at
+    ``row_off``/``col_off`` in its level), the others as means."""
+    classes, *means = bands
+    return [halve_classes(classes, nodata, row_off, col_off), *(halve_mean(b, nodata) for b in means)]
+
+
 def _halve(dataset: rasterio.DatasetReader, window: Window, nodata: int) -> list[UInt8Array]:
-    """One window of the level below, halved: band 1 as classes, the others as means."""
-    row_off, col_off = int(window.row_off) // 2, int(window.col_off) // 2
-    bands = dataset.read(window=window)
-    return [halve_classes(bands[0], nodata, row_off, col_off), *(halve_mean(b, nodata) for b in bands[1:])]
+    """One window of the level below, halved."""
+    return halve_bands(
+        dataset.read(window=window), nodata, int(window.row_off) // 2, int(window.col_off) // 2
+    )
 
 
 def _level_path(mask: Path, factor: int) -> Path:
@@ -202,11 +211,7 @@ class LevelBuilder:
         level = bands  # each level halves the one below it
         for factor, dataset in zip(self.factors, self._datasets, strict=True):
             row_off, col_off = row // factor, col // factor
-            classes, *means = level
-            level = [
-                halve_classes(classes, self.nodata, row_off, col_off),
-                *(halve_mean(b, self.nodata) for b in means),
-            ]
+            level = halve_bands(level, self.nodata, row_off, col_off)
             h, w = level[0].shape
             dataset.write(np.stack(level), window=Window(col_off, row_off, w, h))
 
