@@ -20,7 +20,7 @@ import numpy as np
 
 from geoseg.applicability import sample_pixels
 from geoseg.errors import SceneError
-from geoseg.model.metadata import NAMELESS_COLOURS, Domain, ModelMetadata, Radiometry
+from geoseg.model.metadata import Domain, ModelMetadata, Radiometry, names_its_bands
 from geoseg.radiometry import band_scaling, needs_scaling
 from geoseg.resample import ModelGrid, model_grid, scene_notes
 from geoseg.scenes import Scene, open_scene
@@ -85,8 +85,7 @@ def band_notes(scene: Scene, colours: Sequence[str] | None) -> list[str]:
     model's (bands chosen by hand, or a file that names only some of them)."""
     if scene.band_choice is not None:
         return [scene.band_choice]
-    named = all(colour not in NAMELESS_COLOURS for colour in scene.colours)
-    if colours is None or not named or tuple(scene.colours) == tuple(colours):
+    if colours is None or not names_its_bands(scene.colours) or tuple(scene.colours) == tuple(colours):
         return []
     return [f"bands read as {', '.join(scene.colours)}; the model's are {', '.join(colours)}"]
 

@@ -159,13 +159,13 @@ def _describe(
     band_choice = None
     if bands is None:
         listed = [i for i, colour in enumerate(file_colours, start=1) if colour != ColorInterp.alpha.name]
-        bands = bands_by_colour(file_colours, colours) if colours else None
-        if bands is not None and bands != listed:
+        chosen = bands_by_colour(file_colours, colours) if colours else None
+        if chosen is not None and chosen != listed:
             band_choice = (
-                f"read bands {', '.join(map(str, bands))} of {ds.count} as {', '.join(colours or ())}, "
+                f"read bands {', '.join(map(str, chosen))} of {ds.count} as {', '.join(colours or ())}, "
                 "by the file's colour interpretation"
             )
-        bands = bands or listed
+        bands = chosen or listed
     bad = [b for b in bands if not 1 <= b <= ds.count]
     if bad:
         raise SceneError(path, f"bands {bad} do not exist (the file has {ds.count} bands)")

@@ -74,6 +74,21 @@ def eleven_bit_copy(source: Path, out: Path) -> Path:
     return out
 
 
+def reordered_copy(source, out, order, colours):
+    """``source``'s bands in ``order`` (1-based; 0: a band of zeros), tagged with ``colours``."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    with rasterio.open(source) as src:
+        profile, pixels = src.profile, src.read()
+    bands = [pixels[i - 1] if i else np.zeros_like(pixels[0]) for i in order]
+    profile.update(count=len(bands), photometric="MINISBLACK")
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(np.stack(bands))
+        dst.colorinterp = [ColorInterp[c] for c in colours]
+    return out
+
+
 def read_as_is(predictor):
     """``predictor`` without its checkpoint's radiometry: other pixel types reach it unscaled."""
     from geoseg.inference import Predictor

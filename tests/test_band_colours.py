@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from rasterio.enums import ColorInterp
 
 from geoseg.errors import SceneError
 from geoseg.inference import Predictor
@@ -21,23 +20,11 @@ from geoseg.model.metadata import read_metadata
 from geoseg.model_input import ModelInput, open_for_model
 from geoseg.predict import predict_scene
 from geoseg.scenes import bands_by_colour, open_scene
-from tests.conftest import SHIPPED_MODEL
+from tests.conftest import SHIPPED_MODEL, reordered_copy
 from tests.distributed.conftest import geoseg, write_workflow
 
 KAMPALA_CHIP = "labeled/hotosm-ramp/val-chips/OAM-1238425-1046544-21.tif"
 RGB = ("red", "green", "blue")
-
-
-def reordered_copy(source, out, order, colours):
-    """``source``'s bands in ``order`` (1-based; 0: a band of zeros), tagged with ``colours``."""
-    with rasterio.open(source) as src:
-        profile, pixels = src.profile, src.read()
-    bands = [pixels[i - 1] if i else np.zeros_like(pixels[0]) for i in order]
-    profile.update(count=len(bands), photometric="MINISBLACK")
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(np.stack(bands))
-        dst.colorinterp = [ColorInterp[c] for c in colours]
-    return out
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
@@ -115,6 +116,11 @@ COLOUR_NAME = r"^[A-Za-z][A-Za-z_]{0,19}$"
 """A GDAL colour interpretation as rasterio spells it: ``red``, ``nir``, ``Cb`` …"""
 NAMELESS_COLOURS = frozenset({"undefined", "gray", "palette", "alpha"})
 """Colour interpretations that do not name a band."""
+
+
+def names_its_bands(colours: Iterable[str]) -> bool:
+    """True when each of a file's band ``colours`` names its band (none is gray, undefined …)."""
+    return NAMELESS_COLOURS.isdisjoint(colours)
 
 
 class ModelMetadata(BaseModel):

@@ -20,7 +20,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, LabelError
-from geoseg.model.metadata import NAMELESS_COLOURS, Radiometry
+from geoseg.model.metadata import Radiometry, names_its_bands
 from geoseg.model_input import scaled_scene
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.training.config import DatasetConfig
@@ -107,7 +107,7 @@ def agreed_colours(named: Sequence[tuple[str, tuple[str, ...]]]) -> list[str] | 
     Raises ``ConfigError`` when two scenes name different colours (a BGR file among RGB ones):
     the model would learn from their bands mixed up.
     """
-    tagged = [(scene, colours) for scene, colours in named if not NAMELESS_COLOURS.intersection(colours)]
+    tagged = [(scene, colours) for scene, colours in named if names_its_bands(colours)]
     for scene, colours in tagged[1:]:
         if colours != tagged[0][1]:
             raise ConfigError(

@@ -22,8 +22,7 @@ from geoseg.training.config import parse_config
 from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.metrics import SegmentationMetrics
 from geoseg.training.trainer import Trainer, prepare_data, train
-from tests.conftest import eleven_bit_copy
-from tests.test_band_colours import reordered_copy
+from tests.conftest import eleven_bit_copy, reordered_copy
 
 
 def _trainer_and_batches(config, steps=12):
