@@ -158,7 +158,7 @@ def _describe(
     file_colours = [ci.name for ci in ds.colorinterp]
     band_choice = None
     if bands is None:
-        listed = [i for i, colour in enumerate(file_colours, start=1) if colour != ColorInterp.alpha.name]
+        listed = listed_bands(file_colours)
         chosen = bands_by_colour(file_colours, colours) if colours else None
         if chosen is not None and chosen != listed:
             band_choice = (
@@ -200,6 +200,11 @@ def _describe(
         colours=tuple(file_colours[b - 1] for b in bands),
         band_choice=band_choice,
     )
+
+
+def listed_bands(file_colours: Sequence[str]) -> list[int]:
+    """1-based indexes of the bands a scene is read as by default: all but alpha bands."""
+    return [i for i, colour in enumerate(file_colours, start=1) if colour != ColorInterp.alpha.name]
 
 
 def bands_by_colour(file_colours: Sequence[str], wanted: Sequence[str]) -> list[int] | None:

@@ -23,13 +23,12 @@ import os
 from pathlib import Path
 
 import rasterio
-from rasterio.enums import ColorInterp
 
 from geoseg.errors import CheckpointError
 from geoseg.model.checkpoint import load_generator, rewrite_metadata, save_checkpoint
 from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.sampledata import expand_variables
-from geoseg.scenes import open_pixels
+from geoseg.scenes import listed_bands, open_pixels
 from geoseg.training.chips import agreed_colours
 from geoseg.training.config import TrainConfig, parse_config
 from geoseg.training.provenance import CHECKOUT, portable_config, portable_path
@@ -108,7 +107,8 @@ def record_band_colours(
     named = []
     for scene in scenes:
         with _open_named(scene) as dataset:
-            named.append((scene, tuple(ci.name for ci in dataset.colorinterp if ci != ColorInterp.alpha)))
+            colours = [ci.name for ci in dataset.colorinterp]
+        named.append((scene, tuple(colours[b - 1] for b in listed_bands(colours))))
     updated = metadata.model_copy(update={"band_colours": agreed_colours(named)})
     rewrite_metadata(path, updated, out)
     return updated
