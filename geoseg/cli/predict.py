@@ -13,14 +13,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from geoseg.cli.app import app
+from geoseg.model import BUILDINGS_MODEL
 from geoseg.workflow import TTA, Precision, Resample
 
 
 @app.command()
 def predict(
     image: Annotated[Path, typer.Argument(help="Input GeoTIFF scene.")],
-    model: Annotated[Path, typer.Option("--model", help="Checkpoint (.safetensors).")],
     out: Annotated[Path, typer.Option("--out", help="Output mask (Cloud-Optimized GeoTIFF).")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            help="Checkpoint (.safetensors); default: the shipped building model.",
+            show_default=False,
+        ),
+    ] = BUILDINGS_MODEL,
     tile_size: Annotated[int, typer.Option(help="Tile core size in pixels.", min=16)] = 512,
     halo: Annotated[
         int | None, typer.Option(help="Halo in pixels (default: receptive radius).", min=0)

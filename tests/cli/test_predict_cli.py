@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
+from geoseg.model import BUILDINGS_MODEL
 from geoseg.scenes import open_scene, read_window
 from tests.conftest import make_checkpoint
 
@@ -34,6 +35,20 @@ def test_predict_writes_a_mask(sample_data, rgb_model, tmp_path):
     assert result.returncode == 0, result.stderr
     with rasterio.open(tmp_path / "mask.tif") as mask:
         assert mask.shape == (718, 791)
+
+
+def test_predict_uses_the_shipped_building_model_unless_told_otherwise(sample_data, tmp_path):
+    chip = next(iter(sorted((sample_data / "labeled/hotosm-ramp/val-chips").glob("*.tif"))))
+    default = subprocess.run(
+        [*GEOSEG, "predict", str(chip), "--out", str(tmp_path / "default.tif")],
+        capture_output=True,
+        text=True,
+    )
+    assert default.returncode == 0, default.stderr
+    assert run_predict(chip, BUILDINGS_MODEL, tmp_path / "named.tif").returncode == 0
+    with rasterio.open(tmp_path / "default.tif") as first, rasterio.open(tmp_path / "named.tif") as second:
+        assert first.tags()["GEOSEG_CLASSES"] == '["background", "building"]'
+        assert (first.read() == second.read()).all()
 
 
 @pytest.mark.parametrize(
