@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from geoseg.cli.app import app
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @app.command()
@@ -44,6 +48,7 @@ def train(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
+    plain_lines = PlainProgress(settings.training.steps) if not console.is_terminal else None
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("train", total=settings.training.steps, status="")
 
@@ -57,6 +62,8 @@ def train(
                     f"step {event.step}: IoU {m.iou:.3f} F1 {m.f1:.3f} boundary-F1 {m.boundary_f1:.3f}"
                 )
             progress.update(task, completed=event.step, status=status)
+            if plain_lines is not None:
+                plain_lines.report(event.step, status, console)
 
         result = run_training(settings, device=device, callback=report)
     kept = "" if result.kept_step == result.steps else f", generator of step {result.kept_step} kept"
@@ -67,3 +74,19 @@ def train(
     table.add_row(*(f"{v:.3f}" for v in (m.iou, m.f1, m.precision, m.recall, m.boundary_f1)))
     Console().print(table)
     typer.echo(str(result.checkpoint))
+
+
+class PlainProgress:
+    """Progress as plain lines where stderr is no terminal (a log file, a batch job): the first
+    step, then one line every ``every_s`` seconds, each with the time since the start."""
+
+    def __init__(self, steps: int, every_s: float = 60.0) -> None:
+        self.steps, self.every_s = steps, every_s
+        self.started = time.perf_counter()
+        self.last: float | None = None
+
+    def report(self, step: int, status: str, console: Console) -> None:
+        now = time.perf_counter()
+        if self.last is None or now - self.last >= self.every_s:
+            self.last = now
+            console.print(f"step {step}/{self.steps}: {status} ({now - self.started:.0f} s)", highlight=False)

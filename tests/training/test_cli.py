@@ -22,6 +22,7 @@ def test_train_then_predict_then_evaluate(sample_data, tiny_config_factory, tmp_
     )
     assert result.exit_code == 0, result.output
     assert "IoU" in result.output and str(out) in result.output
+    assert "step 1/2: loss" in result.output  # no terminal here: plain progress lines
 
     predictor = Predictor.from_checkpoint(out, device="cpu")
     assert predictor.metadata.training["steps"] == 2
