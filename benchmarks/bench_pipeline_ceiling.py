@@ -124,18 +124,14 @@ def geoseg_run(scenes: list[Path], model: Path, folder: Path, args: argparse.Nam
         "output": str(folder / "out"),
         "tiling": {"tile_size_px": args.tile_size, "block_size_px": args.block_size},
         "outputs": {"vector_formats": ["parquet"], "run_layer": None},
-        "cluster": {
-            "n_workers": args.workers,
-            "threads_per_worker": 1,
-            "device": "cpu",
-            "dashboard_address": "127.0.0.1:0",
-        },
+        "inference": {"device": "cpu"},
+        "cluster": {"n_workers": args.workers, "threads_per_worker": 1, "dashboard_address": "127.0.0.1:0"},
     }
     path = folder / "workflow.yaml"
     path.write_text(yaml.safe_dump(workflow))
     config = parse_workflow(workflow, base_dir=folder).cluster
     start, epoch = time.perf_counter(), time.time()
-    with cluster_client(config) as client:
+    with cluster_client(config, device="cpu") as client:
         client.wait_for_workers(args.workers)
         marks = {"cluster up": time.time() - epoch}
         command = [sys.executable, "-m", "geoseg", "run", str(path), "--scheduler", client.scheduler.address]

@@ -103,14 +103,14 @@ def measure(workflow_path: Path, scene: Path) -> dict[str, object]:
     Also the run's stage seconds and each worker's peak RSS.
     """
     workflow = load_workflow(workflow_path)
-    config, tiling = workflow.cluster, workflow.tiling
+    config, tiling, inference = workflow.cluster, workflow.tiling, workflow.inference
     model_args = (
         workflow.model,
-        config.device,
-        tiling.batch_size,
+        inference.device,
+        inference.batch_size,
         scene,
         tiling.tile_size_px,
-        workflow.compile_model,
+        inference.compile_model,
     )
     with (
         LocalCluster(

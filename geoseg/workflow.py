@@ -40,7 +40,6 @@ class TilingConfig(_Strict):
     tile_size_px: int = Field(512, ge=16)
     halo_px: int | None = Field(None, ge=0)
     block_size_px: int = Field(2048, ge=16, description="pixels per task side (work and memory unit)")
-    batch_size: int = Field(8, ge=1, description="tiles per forward pass")
 
     def spec(self, stride_px: int, receptive_radius_px: int) -> TilingSpec:
         """The runtime tiling for a model of that stride and receptive radius (once per run)."""
@@ -51,6 +50,36 @@ class TilingConfig(_Strict):
             halo_px=self.halo_px,
             block_size_px=self.block_size_px,
         )
+
+
+class InferenceConfig(_Strict):
+    """How the model runs: where, how many tiles at once, in what arithmetic, with what extras."""
+
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (also lays out a local cluster)")
+    batch_size: int = Field(8, ge=1, description="tiles per forward pass")
+    precision: Precision = Field(
+        "fp32",
+        description="forward-pass arithmetic: fp32 (GPU masks match the CPU's) or bf16 autocast "
+        "(a faster forward pass; on an H100 0.11 % of pixels differ from the CPU's)",
+    )
+    tta: TTA = Field(
+        "none", description="test-time augmentation: flips (4 forward passes) or dihedral (8), averaged"
+    )
+    compile_model: bool = Field(
+        False, description="torch.compile the network on each worker: slower start, faster forward"
+    )
+    resample: Resample = Field(
+        "none",
+        description="model: read scenes outside the model's GSD range at its GSD (through a GDAL "
+        "WarpedVRT); masks stay on the scene's grid",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if DEVICE.fullmatch(value) is None:
+            raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
 
 
 class OutputConfig(_Strict):
@@ -84,7 +113,6 @@ class ClusterConfig(_Strict):
         "auto", description="per worker: auto, 0 (no limit), a size like 4GiB, or a fraction of RAM"
     )
     dashboard_address: str = Field("127.0.0.1:8787", description="host:port; loopback unless you open it")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
 
     @field_validator("memory_limit")
     @classmethod
@@ -110,13 +138,16 @@ class ClusterConfig(_Strict):
             raise ValueError(f"expected host:port (e.g. 127.0.0.1:8787, or :0 for any port), got {value!r}")
         return value
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if DEVICE.fullmatch(value) is None:
-            raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
-        return value
 
+MOVED_TO_INFERENCE = (
+    ("", "compile_model"),
+    ("", "tta"),
+    ("", "precision"),
+    ("", "resample"),
+    ("tiling", "batch_size"),
+    ("cluster", "device"),
+)
+"""(section, field) of the settings that moved to ``inference``: refused there, naming the new place."""
 
 _HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?")
@@ -133,26 +164,23 @@ class Workflow(_Strict):
     bands: list[int] | None = Field(
         None, description="1-based bands to read (default: by the model's band colours, else all non-alpha)"
     )
-    compile_model: bool = Field(
-        False, description="torch.compile the network on each worker: slower start, faster forward"
-    )
-    tta: TTA = Field(
-        "none", description="test-time augmentation: flips (4 forward passes) or dihedral (8), averaged"
-    )
-    precision: Precision = Field(
-        "fp32",
-        description="forward-pass arithmetic: fp32 (GPU masks match the CPU's) or bf16 autocast "
-        "(a faster forward pass; on an H100 0.11 % of pixels differ from the CPU's)",
-    )
-    resample: Resample = Field(
-        "none",
-        description="model: read scenes outside the model's GSD range at its GSD (through a GDAL "
-        "WarpedVRT); masks stay on the scene's grid",
-    )
+    inference: InferenceConfig = InferenceConfig()
     tiling: TilingConfig = TilingConfig()
     outputs: OutputConfig = OutputConfig()
     cluster: ClusterConfig = ClusterConfig()
     base_dir: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_in_old_places(cls, raw: Any) -> Any:
+        """Inference settings once lived at the top level, in ``tiling`` and in ``cluster``."""
+        if isinstance(raw, dict):
+            for section, name in MOVED_TO_INFERENCE:
+                where = raw.get(section) if section else raw
+                if isinstance(where, dict) and name in where:
+                    old = f"{section}.{name}" if section else name
+                    raise FieldProblem(old, f"moved: write it as inference.{name}")
+        return raw
 
     @field_validator("inputs")
     @classmethod
@@ -183,7 +211,12 @@ class Workflow(_Strict):
         stamp = f"{model.stat().st_size}:{model.stat().st_mtime_ns}" if model.exists() else "missing"
         relevant = self.model_dump(
             mode="json",
-            include={"bands", "compile_model", "tta", "precision", "resample", "tiling", "outputs"},
+            include={
+                "bands": True,
+                "inference": {"batch_size", "precision", "tta", "compile_model", "resample"},
+                "tiling": True,
+                "outputs": True,
+            },
         )
         return hashlib.sha256(f"{relevant}|{model}|{stamp}".encode()).hexdigest()[:16]
 

@@ -386,7 +386,8 @@ def write_workflow(world: Path, **fields: object) -> Path:
         "inputs": str(world / "inputs" / "scene.tif"),
         "model": str(world / "inputs" / "model.safetensors"),
         "output": "out",
-        "cluster": {"n_workers": 1, "dashboard_address": ":0", "device": "cpu"},
+        "cluster": {"n_workers": 1, "dashboard_address": ":0"},
+        "inference": {"device": "cpu"},
         **fields,
     }
     path = world / "work" / "workflow.yaml"  # JSON is YAML
@@ -407,8 +408,9 @@ def stac_file(world: Path, document: object, name: str = "hostile.json") -> str:
         ({"output": "/"}, "output: a filesystem root"),
         ({"cluster": {"memory_limit": "lots"}}, "memory_limit"),
         ({"cluster": {"dashboard_address": "not an address"}}, "dashboard_address"),
-        ({"cluster": {"device": "tpu"}}, "device"),
-        ({"tiling": {"batch_size": 0}}, "batch_size"),
+        ({"inference": {"device": "tpu"}}, "inference.device"),
+        ({"inference": {"batch_size": 0}}, "inference.batch_size"),
+        ({"tiling": {"batch_size": 8}}, "tiling.batch_size': moved: write it as inference.batch_size"),
         ({"tiling": {"tile_size_px": 0}}, "tile_size_px"),
         ({"outputs": {"vector_formats": ["exe"]}}, "vector_formats"),
         ({"colour": "blue"}, "colour"),

@@ -31,7 +31,7 @@ def test_fp32_is_the_default_and_bf16_moves_only_near_ties(tiles):
 
 def test_a_bad_precision_in_a_workflow_is_one_line_naming_the_field(tmp_path):
     path = tmp_path / "wf.yaml"
-    path.write_text("inputs: a.tif\nmodel: m\noutput: o\nprecision: fp16\n")
-    with pytest.raises(ConfigError, match="field 'precision'") as error:
+    path.write_text("inputs: a.tif\nmodel: m\noutput: o\ninference: {precision: fp16}\n")
+    with pytest.raises(ConfigError, match=r"field 'inference\.precision'") as error:
         load_workflow(path)
     assert "\n" not in str(error.value)

@@ -261,7 +261,7 @@ def test_run_with_resample_model_gives_predicts_mask_and_fails_a_too_large_scene
 ):
     scene = write_scene(tmp_path / "scene.tif", 0.6)
     landsat = write_scene(tmp_path / "landsat.tif", 30.0, width=120, height=100, seed=1)
-    workflow = write_workflow(tmp_path, [scene, landsat], checkpoint, resample="model")
+    workflow = write_workflow(tmp_path, [scene, landsat], checkpoint, inference={"resample": "model"})
     result = geoseg("run", str(workflow), env={**os.environ, MAX_PIXELS_VARIABLE: "2e6"})
     assert result.returncode == 1, result.stderr
     report = {s["id"]: s for s in json.loads((tmp_path / "out" / "run-report.json").read_text())["scenes"]}

@@ -134,8 +134,8 @@ def test_unknown_tta_is_refused_naming_it():
 
 def test_bad_tta_in_a_workflow_is_one_line_naming_the_field(tmp_path):
     path = tmp_path / "wf.yaml"
-    path.write_text("inputs: a.tif\nmodel: m\noutput: o\ntta: mirror\n")
-    with pytest.raises(ConfigError, match="field 'tta'") as error:
+    path.write_text("inputs: a.tif\nmodel: m\noutput: o\ninference: {tta: mirror}\n")
+    with pytest.raises(ConfigError, match=r"field 'inference\.tta'") as error:
         load_workflow(path)
     assert "\n" not in str(error.value)
 
@@ -145,19 +145,19 @@ def test_tta_is_part_of_the_workflow_fingerprint(tmp_path):
     fingerprints = set()
     for tta in ["none", "flips", "dihedral"]:
         path = tmp_path / f"{tta}.yaml"
-        path.write_text(f"inputs: a.tif\nmodel: m\noutput: o\ntta: {tta}\n")
+        path.write_text(f"inputs: a.tif\nmodel: m\noutput: o\ninference: {{tta: {tta}}}\n")
         fingerprints.add(load_workflow(path).fingerprint())
     assert len(fingerprints) == 3
 
 
 def test_a_run_passes_tta_to_the_worker_predictor(sample_data, tmp_path):
     raw = {"inputs": str(sample_data / "edge/RGB.byte.tif"), "model": str(SHIPPED_MODEL), "output": "out"}
-    workflow = parse_workflow({**raw, "tta": "flips"}, base_dir=tmp_path)
+    workflow = parse_workflow({**raw, "inference": {"tta": "flips"}}, base_dir=tmp_path)
     (job,), _ = _plan(workflow, tmp_path / "out", SHIPPED_MODEL, read_metadata(SHIPPED_MODEL))
-    assert job.tta == "flips"
+    assert job.inference.tta == "flips"
     clear_predictors()
     try:
-        flips = predictor_for(job.model, "cpu", tta=job.tta)
+        flips = predictor_for(job.model, "cpu", tta=job.inference.tta)
         assert flips.tta == "flips" and predictor_for(job.model, "cpu", tta="flips") is flips
         assert predictor_for(job.model, "cpu").tta == "none"
     finally:

@@ -1,5 +1,7 @@
 """Workflow files: validated before any work, errors name the field, paths resolve."""
 
+import re
+
 import pytest
 
 from geoseg.errors import ConfigError
@@ -54,7 +56,32 @@ def test_fingerprint_changes_with_what_changes_outputs(tmp_path):
     other_cluster = load_workflow(
         write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ncluster: {n_workers: 4}\n")
     )
-    resampled = load_workflow(write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\nresample: model\n"))
+    resampled = load_workflow(
+        write(tmp_path, "inputs: a.tif\nmodel: m\noutput: o\ninference: {resample: model}\n")
+    )
     assert base.fingerprint() != other_tiles.fingerprint()
     assert base.fingerprint() != resampled.fingerprint()
     assert base.fingerprint() == other_cluster.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("text", "old", "new"),
+    [
+        ("tiling: {batch_size: 32}", "tiling.batch_size", "inference.batch_size"),
+        ("cluster: {device: cpu}", "cluster.device", "inference.device"),
+        ("tta: flips", "tta", "inference.tta"),
+        ("precision: bf16", "precision", "inference.precision"),
+        ("compile_model: true", "compile_model", "inference.compile_model"),
+        ("resample: model", "resample", "inference.resample"),
+    ],
+)
+def test_an_inference_setting_in_its_old_place_is_refused_naming_the_new_one(tmp_path, text, old, new):
+    with pytest.raises(ConfigError, match=re.escape(f"field '{old}': moved: write it as {new}") + "$"):
+        load_workflow(write(tmp_path, f"inputs: a.tif\nmodel: m\noutput: o\n{text}\n"))
+
+
+def test_inference_settings_live_in_one_section(tmp_path):
+    text = "inference: {device: cpu, batch_size: 32, precision: bf16, tta: flips, resample: model}\n"
+    wf = load_workflow(write(tmp_path, f"inputs: a.tif\nmodel: m\noutput: o\n{text}"))
+    assert (wf.inference.device, wf.inference.batch_size, wf.inference.precision) == ("cpu", 32, "bf16")
+    assert (wf.inference.tta, wf.inference.resample, wf.inference.compile_model) == ("flips", "model", False)

@@ -33,13 +33,16 @@ CONNECT_TIMEOUT_S = 15.0
 
 
 @contextlib.contextmanager
-def cluster_client(config: ClusterConfig, scheduler_address: str | None = None) -> Iterator[Client]:
-    """A connected client; a local cluster is started (and stopped) when no address is given."""
+def cluster_client(
+    config: ClusterConfig, scheduler_address: str | None = None, device: str = "auto"
+) -> Iterator[Client]:
+    """A connected client; a local cluster is started (and stopped) when no address is given,
+    laid out as a GPU node when ``device`` (``inference.device``) lets the model use a GPU."""
     if scheduler_address:
         with _connect(scheduler_address) as client:
             yield client
         return
-    with _local_cluster(config) as cluster, Client(cluster) as client:
+    with _local_cluster(config, device) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -76,16 +79,13 @@ def _worker_environ() -> dict[str, str]:
     return environ
 
 
-def _local_cluster(config: ClusterConfig) -> Any:
+def _local_cluster(config: ClusterConfig, device: str) -> Any:
     with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}):
-        return _start_local_cluster(config)
+        return _start_local_cluster(config, device)
 
 
-def _start_local_cluster(config: ClusterConfig) -> Any:
-    if config.device in ("auto", "cuda"):
-        gpus = visible_gpus()
-    else:
-        gpus = 1 if config.device.startswith("cuda:") else 0
+def _start_local_cluster(config: ClusterConfig, device: str) -> Any:
+    gpus = visible_gpus() if device in ("auto", "cuda") else int(device.startswith("cuda:"))
     if not gpus:
         return LocalCluster(
             n_workers=config.n_workers or 2,

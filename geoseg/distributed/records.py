@@ -22,7 +22,7 @@ from geoseg.atomic import atomic_output
 from geoseg.catalog import SceneInput
 from geoseg.safepaths import inside, safe_name
 from geoseg.tiling import TilingSpec
-from geoseg.workflow import TTA, OutputConfig, Precision, Resample, Workflow
+from geoseg.workflow import InferenceConfig, OutputConfig, Workflow
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,9 @@ class SceneJob:
     fingerprint: str
     spec: TilingSpec
     """Tiling derived once per run from the workflow and the model (``TilingConfig.spec``)."""
-    batch_size: int
+    inference: InferenceConfig
     outputs: OutputConfig
     bands: tuple[int, ...] | None = None
-    device: str = "auto"
-    compile_model: bool = False
-    tta: TTA = "none"
-    precision: Precision = "fp32"
-    resample: Resample = "none"
     nodata_fill: tuple[float, ...] = ()
     """Per band, the value nodata pixels are read as (the model's normalisation mean)."""
 

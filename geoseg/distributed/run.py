@@ -83,7 +83,7 @@ def run_workflow(
             if job.input.id not in records and (done := completed_record(job)) is not None:
                 records[job.input.id] = SceneRecord(**{**asdict(done), "status": "skipped"})
         todo = [job for job in jobs if job.input.id not in records]
-        with cluster_client(workflow.cluster, scheduler_address) as client:
+        with cluster_client(workflow.cluster, scheduler_address, workflow.inference.device) as client:
             link = dashboard_link(client)
             console.print(f"Dask dashboard: {link or 'not available'}")
             client.wait_for_workers(1)
@@ -98,7 +98,7 @@ def run_workflow(
             with get_task_stream(client) as stream, contextlib.ExitStack() as layer_files:
                 layer = _LayerFeed(workflow, output, jobs, records, layer_files)
                 blocks, tiles = _process(client, todo, metadata, where, records, console, layer)
-            workers = _worker_facts(client, stream.data, workflow.cluster.device, where)
+            workers = _worker_facts(client, stream.data, workflow.inference.device, where)
             timeline = {"cluster_ready_s": round(ready, 3), "stages": stage_timeline(stream.data, origin)}
 
         remove_stale_temporaries(output)
@@ -162,14 +162,9 @@ def _job(
         output_dir=str(output),
         fingerprint=scene_fingerprint(fingerprint, scene.href),
         spec=spec,
-        batch_size=workflow.tiling.batch_size,
+        inference=workflow.inference,
         outputs=workflow.outputs,
         bands=tuple(workflow.bands) if workflow.bands else None,
-        device=workflow.cluster.device,
-        compile_model=workflow.compile_model,
-        tta=workflow.tta,
-        precision=workflow.precision,
-        resample=workflow.resample,
         nodata_fill=tuple(metadata.normalization.mean),
     )
 

@@ -88,7 +88,7 @@ def open_scene_task(job: SceneJob, model: ModelInput) -> PreparedScene:
     """
     if job.input.error:
         raise SceneError(job.input.href or job.input.id, job.input.error)
-    return open_for_model(job.input.href, model, job.bands, job.resample)
+    return open_for_model(job.input.href, model, job.bands, job.inference.resample)
 
 
 @_worker_task
@@ -144,7 +144,8 @@ def polygonise_block_task(job: SceneJob, part: BlockPart) -> BlockPolygons:
 def _predictor(job: SceneJob) -> Predictor:
     from geoseg.distributed.worker_state import predictor_for  # torch: model workers only
 
-    return predictor_for(job.model, job.device, job.batch_size, job.compile_model, job.tta, job.precision)
+    run = job.inference
+    return predictor_for(job.model, run.device, run.batch_size, run.compile_model, run.tta, run.precision)
 
 
 def _valid_pixels(classes: np.ndarray) -> int:

@@ -43,7 +43,7 @@ def test_on_a_gpu_node_the_model_runs_on_the_gpu_worker_and_cpu_workers_take_the
     sample_data, rgb_checkpoint, tmp_path
 ):
     """The same layout as on a GPU machine, with the 'GPU' worker running the model on CPU."""
-    config = ClusterConfig(device="cpu", cpu_workers=2, dashboard_address="127.0.0.1:0")
+    config = ClusterConfig(cpu_workers=2, dashboard_address="127.0.0.1:0")
     workflow = load_workflow(write_workflow(tmp_path, [sample_data / s for s in GOOD_SCENES], rgb_checkpoint))
     with gpu_node(config, gpus=1) as cluster, Client(cluster) as client:
         client.wait_for_workers(3)
@@ -89,8 +89,8 @@ def _malloc_environ() -> dict[str, str | None]:
 
 def test_local_workers_keep_arrays_under_32_mib_on_the_heap():
     """Dask's trim threshold stays; glibc's mmap threshold is set so arrays are not re-mapped."""
-    config = ClusterConfig(n_workers=1, threads_per_worker=1, device="cpu", dashboard_address="127.0.0.1:0")
-    with cluster_client(config) as client:
+    config = ClusterConfig(n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0")
+    with cluster_client(config, device="cpu") as client:
         (environ,) = client.run(_malloc_environ).values()
     assert environ["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD_BYTES) == str(32 * 2**20)
     assert environ["MALLOC_TRIM_THRESHOLD_"] is not None

@@ -13,7 +13,7 @@ from geoseg.gdal_settings import HTTP_TIMEOUTS
 from geoseg.model.metadata import read_metadata
 from geoseg.scenes import open_scene
 from geoseg.tiling import TilingSpec, block_grid
-from geoseg.workflow import OutputConfig, TilingConfig
+from geoseg.workflow import InferenceConfig, OutputConfig, TilingConfig
 
 
 def job_for(scene_path, model, output, fingerprint):
@@ -26,9 +26,8 @@ def job_for(scene_path, model, output, fingerprint):
         spec=TilingConfig(tile_size_px=128, block_size_px=256).spec(
             meta.total_stride, meta.receptive_radius_px
         ),
-        batch_size=8,
+        inference=InferenceConfig(device="cpu"),
         outputs=OutputConfig(),
-        device="cpu",
     )
 
 

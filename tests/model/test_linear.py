@@ -106,7 +106,8 @@ def test_geoseg_run_takes_a_linear_checkpoint_like_any_other(sample_data, checkp
         "output": str(tmp_path / "out"),
         "tiling": {"tile_size_px": 100, "block_size_px": 300},
         "outputs": {"vector_formats": ["parquet"], "run_layer": None},
-        "cluster": {"n_workers": 1, "dashboard_address": "127.0.0.1:0", "device": "cpu"},
+        "cluster": {"n_workers": 1, "dashboard_address": "127.0.0.1:0"},
+        "inference": {"device": "cpu"},
     }
     path = tmp_path / "workflow.yaml"
     path.write_text(yaml.safe_dump(workflow))
