@@ -435,7 +435,7 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
     """Run-level outputs besides the run layer: the results STAC catalog, the HTML and JSON reports."""
     done = [s for s in report.scenes if s.status in ("ok", "skipped")]
     if done:
-        parameters = workflow.model_dump(mode="json", include={"tiling", "outputs", "bands", "resample"})
+        parameters = workflow.model_dump(mode="json", include={"bands", "inference", "tiling", "outputs"})
         report.catalog = str(
             write_results_catalog(
                 done, output / "catalog" / "catalog.json", report.model, parameters, metadata

@@ -106,6 +106,8 @@ def test_results_catalog_links_each_scene_mask_and_vectors(undisturbed):
         assert Path(item.assets["mask"].get_absolute_href()).exists()
         assert Path(item.assets["vectors-gpkg"].get_absolute_href()).exists()
         assert item.properties["geoseg:model"] == "rgb.safetensors"
+        parameters = item.properties["geoseg:parameters"]
+        assert parameters["inference"]["tta"] == "none" and parameters["tiling"]["block_size_px"] == 256
 
 
 def test_killing_a_worker_mid_run_gives_the_same_outputs(sample_data, rgb_checkpoint, undisturbed, tmp_path):
