@@ -213,6 +213,11 @@ class TrainConfig(_Frozen):
         description="manifest (pack.json) of a training pack written by scripts/pack-trainset: "
         "provenance then names the original data the packed scenes were made from",
     )
+    init_from: str | None = Field(
+        None,
+        description="fine-tune: start the generator from this checkpoint (its architecture, classes, "
+        "radiometry and band colours must be this config's; its normalisation is kept)",
+    )
 
     @model_validator(mode="after")
     def _chips_fit_the_generator(self) -> TrainConfig:
@@ -242,7 +247,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                         for key in ("images", "masks", "labels"):
                             if isinstance(entry.get(key), str):
                                 entry[key] = str(resolve_path(entry[key], base))
-    for key in ("out", "packed_from"):
+    for key in ("out", "packed_from", "init_from"):
         if isinstance(raw.get(key), str):
             raw[key] = str(resolve_path(raw[key], base))
     return raw

@@ -49,6 +49,7 @@ from geoseg.training.chips import (
 from geoseg.training.config import TrainConfig
 from geoseg.training.domain import pixel_sample, training_domain
 from geoseg.training.evaluate import evaluate_chips
+from geoseg.training.finetune import starting_point, widened
 from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.losses import GANLoss, SegmentationLoss, mask_channels, real_mask_channels
 from geoseg.training.metrics import SegmentationMetrics
@@ -337,7 +338,13 @@ def train(
     if not data.val_chips:
         raise ConfigError("no validation chips (add data.val or check split/val_fraction)")
     in_bands = len(data.scenes[0].scene.bands)
-    trainer = Trainer(config, in_bands, data.mean, data.std, target)
+    start = starting_point(config, in_bands, data.band_colours) if config.init_from else None
+    if start is None:
+        trainer = Trainer(config, in_bands, data.mean, data.std, target)
+    else:
+        norm = start.metadata.normalization
+        trainer = Trainer(config, in_bands, norm.mean, norm.std, target)
+        trainer.generator.load_state_dict(start.generator.state_dict())
     sampler = ChipSampler(
         data.train_chips,
         np.random.default_rng(opt.seed),
@@ -402,8 +409,8 @@ def train(
     metadata = trainer.metadata(
         metrics={"validation": metrics.as_dict(), "history": history},
         training=training,
-        provenance=data.provenance,
-        domain=data.domain,
+        provenance=data.provenance if start is None else {**data.provenance, "init_from": start.provenance},
+        domain=data.domain if start is None else widened(start.metadata.domain, data.domain),
         band_colours=data.band_colours,
     )
     dtype = torch.float16 if opt.weights_dtype == "float16" else torch.float32

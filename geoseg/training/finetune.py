@@ -1,0 +1,85 @@
+"""Fine-tuning: a training run that starts from a checkpoint's generator (``init_from``).
+
+The starting weights were learnt on pixels scaled, ordered and normalised as that checkpoint
+says, so the run keeps its normalisation and must read its scenes the same way: the config's
+generator, classes and radiometry, and the colours its files name their bands, must be the
+checkpoint's. What the model was trained on then spans both datasets: the recorded domain is
+the union of the checkpoint's and the new data's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from geoseg.errors import ConfigError
+from geoseg.model.architecture import Architecture, LinearArchitecture
+from geoseg.model.checkpoint import Generator, load_generator
+from geoseg.model.metadata import Domain, ModelMetadata, names_its_bands
+from geoseg.training.config import TrainConfig
+from geoseg.training.provenance import portable_path
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """The generator a fine-tuning run starts from, and what its checkpoint says of it."""
+
+    generator: Generator
+    metadata: ModelMetadata
+    provenance: dict[str, object]
+    """``init_from`` as the new checkpoint records it: the file (portable) and its SHA-256."""
+
+
+def starting_point(config: TrainConfig, in_bands: int, colours: list[str] | None) -> StartingPoint:
+    """The generator of ``config.init_from``, checked against the run it is to start.
+
+    Raises ``ConfigError`` naming ``init_from`` when the checkpoint's architecture, classes,
+    radiometry or band colours are not the run's (``CheckpointError`` when it is unreadable).
+    """
+    path = Path(str(config.init_from))
+    generator, metadata = load_generator(path)
+    wanted = config.generator.build(in_bands, len(config.data.classes)).architecture
+    problems = []
+    if metadata.architecture != wanted:
+        theirs, ours = _differences(metadata.architecture, wanted)
+        problems.append(f"its generator has {theirs}, the config's {ours}")
+    if metadata.classes != list(config.data.classes):
+        problems.append(f"its classes are {metadata.classes}, the config's {list(config.data.classes)}")
+    if metadata.radiometry is not None and metadata.radiometry != config.data.radiometry:
+        problems.append("its radiometry is not the config's data.radiometry")
+    if metadata.band_colours and colours and names_its_bands(colours) and colours != metadata.band_colours:
+        theirs, ours = ", ".join(metadata.band_colours), ", ".join(colours)
+        problems.append(f"it reads bands as {theirs}, the training files name {ours}")
+    if problems:
+        raise ConfigError(f"init_from: {path}: {'; '.join(problems)}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return StartingPoint(generator, metadata, {"checkpoint": portable_path(str(path)), "sha256": digest})
+
+
+def widened(start: Domain | None, new: Domain) -> Domain:
+    """The domain of a model trained on ``start``'s data and then on ``new``'s: both GSD ranges
+    and percentile ranges; the normalisation statistics stay the starting model's."""
+    if start is None:
+        return new
+    return Domain(
+        gsd_min_m=min(start.gsd_min_m, new.gsd_min_m),
+        gsd_max_m=max(start.gsd_max_m, new.gsd_max_m),
+        mean=start.mean,
+        std=start.std,
+        p1=[min(a, b) for a, b in zip(start.p1, new.p1, strict=True)],
+        p99=[max(a, b) for a, b in zip(start.p99, new.p99, strict=True)],
+    )
+
+
+def _differences(
+    first: Architecture | LinearArchitecture, second: Architecture | LinearArchitecture
+) -> tuple[str, str]:
+    """The fields in which two architectures differ, as each has them ("upsample transpose")."""
+    a, b = first.model_dump(), second.model_dump()
+    names = [name for name in {**a, **b} if a.get(name) != b.get(name)]
+
+    def listed(fields: dict[str, object]) -> str:
+        return ", ".join(f"{name} {fields.get(name, '-')}" for name in names)
+
+    return listed(a), listed(b)

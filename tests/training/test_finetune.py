@@ -1,0 +1,71 @@
+"""Fine-tuning (``init_from``): a run starts from a checkpoint's generator and keeps how it reads pixels."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from geoseg.errors import ConfigError
+from geoseg.model.checkpoint import load_generator
+from geoseg.model.metadata import Domain, read_metadata
+from geoseg.training.config import parse_config
+from geoseg.training.finetune import widened
+from geoseg.training.trainer import train
+
+
+@pytest.fixture
+def start(tiny_config_factory, tmp_path):
+    """A tiny trained checkpoint to fine-tune."""
+    return train(parse_config(tiny_config_factory(tmp_path / "start.safetensors"), tmp_path)).checkpoint
+
+
+def test_fine_tuning_starts_from_the_checkpoints_weights_and_keeps_its_normalisation(
+    tiny_config_factory, tmp_path, start
+):
+    raw = tiny_config_factory(tmp_path / "tuned.safetensors", steps=1, lr_g=1e-12, eval_every_steps=1)
+    tuned = train(parse_config({**raw, "init_from": str(start)}, tmp_path)).checkpoint
+    fresh = train(
+        parse_config(tiny_config_factory(tmp_path / "fresh.safetensors", steps=1), tmp_path)
+    ).checkpoint
+    before, after, scratch = (load_generator(path)[0].state_dict() for path in (start, tuned, fresh))
+    convolutions = [name for name, value in before.items() if value.ndim == 4]
+    assert all(torch.allclose(before[name], after[name], atol=1e-6) for name in convolutions)
+    assert not all(torch.allclose(before[name], scratch[name], atol=1e-6) for name in convolutions)
+    started, metadata = read_metadata(start), read_metadata(tuned)
+    assert metadata.normalization == started.normalization
+    assert metadata.provenance["init_from"]["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"generator": {"base_width": 4, "depth": 2}}, "base_width 8"),
+        ({"generator": {"base_width": 8, "depth": 2, "upsample": "transpose"}}, "upsample"),
+        ({"data_classes": ["background", "roof"]}, "its classes are"),
+        ({"radiometry": {"percentiles": [2, 98]}}, "radiometry"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_the_config_is_refused_naming_init_from(
+    tiny_config_factory, tmp_path, start, change, named
+):
+    raw = {**tiny_config_factory(tmp_path / "tuned.safetensors"), "init_from": str(start)}
+    if "generator" in change:
+        raw["generator"] = change["generator"]
+    if "data_classes" in change:
+        raw["data"] = {**raw["data"], "classes": change["data_classes"]}
+    if "radiometry" in change:
+        raw["data"] = {**raw["data"], "radiometry": change["radiometry"]}
+    with pytest.raises(ConfigError, match="init_from") as error:
+        train(parse_config(raw, tmp_path))
+    assert named in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_domain_of_a_fine_tuned_model_spans_both_datasets():
+    old = Domain(gsd_min_m=0.07, gsd_max_m=0.3, mean=[1.0], std=[2.0], p1=[10.0], p99=[200.0])
+    new = Domain(gsd_min_m=0.1, gsd_max_m=0.5, mean=[3.0], std=[4.0], p1=[20.0], p99=[240.0])
+    both = widened(old, new)
+    assert (both.gsd_min_m, both.gsd_max_m, both.p1, both.p99) == (0.07, 0.5, [10.0], [240.0])
+    assert (both.mean, both.std) == ([1.0], [2.0]), "the normalisation stays the starting model's"
+    assert widened(None, new) == new
