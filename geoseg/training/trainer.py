@@ -34,6 +34,7 @@ from geoseg.model.architecture import logit_channels
 from geoseg.model.checkpoint import Generator, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
 from geoseg.model.metadata import Domain, ModelMetadata
+from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
 from geoseg.training.chips import (
     Chip,
     ChipReader,
@@ -334,7 +335,11 @@ def train(
     if target.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed chip shapes: pick the fastest kernels once
     started = time.perf_counter()
+    check_replaceable(config.out)
+    refuse_overwriting_inputs([config.out], [path for path in (config.init_from, config.packed_from) if path])
     data = data or prepare_data(config)
+    read = [path for labelled in data.scenes for path in (labelled.scene.path, labelled.label_path)]
+    refuse_overwriting_inputs([config.out], read)  # no checkpoint replaces a training file
     if not data.val_chips:
         raise ConfigError("no validation chips (add data.val or check split/val_fraction)")
     in_bands = len(data.scenes[0].scene.bands)

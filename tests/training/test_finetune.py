@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 
 import pytest
 import torch
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, OutputError
 from geoseg.model.checkpoint import load_generator
 from geoseg.model.metadata import Domain, read_metadata
 from geoseg.training.config import parse_config
@@ -69,3 +71,23 @@ def test_the_domain_of_a_fine_tuned_model_spans_both_datasets():
     assert (both.gsd_min_m, both.gsd_max_m, both.p1, both.p99) == (0.07, 0.5, [10.0], [240.0])
     assert (both.mean, both.std) == ([1.0], [2.0]), "the normalisation stays the starting model's"
     assert widened(None, new) == new
+
+
+def test_a_fine_tuned_checkpoint_never_replaces_the_one_it_starts_from(tiny_config_factory, tmp_path, start):
+    before = start.read_bytes()
+    raw = {**tiny_config_factory(start), "init_from": str(start)}
+    with pytest.raises(OutputError, match="input"):
+        train(parse_config(raw, tmp_path))
+    assert start.read_bytes() == before
+
+
+def test_a_checkpoint_never_replaces_a_training_scene(tiny_config_factory, tmp_path, sample_data):
+    original = sorted((sample_data / "labeled/hotosm-ramp/chips").glob("OAM-1238450-*.tif"))[0]
+    chip = tmp_path / original.name  # its mask is found by its name
+    shutil.copy(original, chip)
+    raw = tiny_config_factory(chip)
+    raw["data"]["train"][0]["images"] = str(chip)
+    before = chip.read_bytes()
+    with pytest.raises(OutputError, match=re.escape(chip.name)):
+        train(parse_config(raw, tmp_path))
+    assert chip.read_bytes() == before
