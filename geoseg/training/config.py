@@ -235,6 +235,10 @@ class TrainConfig(_Frozen):
         return self.training.adversarial_weight > 0
 
 
+FILE_FIELDS = ("out", "packed_from", "init_from")
+"""Top-level fields that name a file: relative to the config file, portable in a checkpoint."""
+
+
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     raw = copy.deepcopy(raw)
     data = raw.get("data")
@@ -247,7 +251,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                         for key in ("images", "masks", "labels"):
                             if isinstance(entry.get(key), str):
                                 entry[key] = str(resolve_path(entry[key], base))
-    for key in ("out", "packed_from", "init_from"):
+    for key in FILE_FIELDS:
         if isinstance(raw.get(key), str):
             raw[key] = str(resolve_path(raw[key], base))
     return raw

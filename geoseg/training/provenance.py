@@ -17,7 +17,7 @@ from typing import Any
 
 from geoseg.errors import ConfigError
 from geoseg.sampledata import VARIABLE, expand_variables, sample_data_dir
-from geoseg.training.config import TrainConfig
+from geoseg.training.config import FILE_FIELDS, TrainConfig
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 """The folder holding the ``geoseg`` package (the repository root in a checkout)."""
@@ -66,7 +66,7 @@ def portable_config(config: TrainConfig) -> dict[str, Any]:
             for key in ("images", "masks", "labels"):
                 if entry[key] is not None:
                     entry[key] = portable_path(entry[key])
-    for key in ("out", "packed_from"):
+    for key in FILE_FIELDS:
         if raw[key] is not None:
             raw[key] = portable_path(raw[key])
     return raw
