@@ -49,7 +49,7 @@ def train(
         TimeRemainingColumn(),
     )
     plain_lines = PlainProgress(settings.training.steps) if not console.is_terminal else None
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console, disable=plain_lines is not None) as progress:
         task = progress.add_task("train", total=settings.training.steps, status="")
 
         def report(event: TrainEvent) -> None:
