@@ -416,7 +416,7 @@ def train(
         training=training,
         provenance=data.provenance if start is None else {**data.provenance, "init_from": start.provenance},
         domain=data.domain if start is None else widened(start.metadata.domain, data.domain),
-        band_colours=data.band_colours,
+        band_colours=data.band_colours or (start.metadata.band_colours if start else None),
     )
     dtype = torch.float16 if opt.weights_dtype == "float16" else torch.float32
     path = save_checkpoint(os.fspath(config.out), trainer.generator.cpu(), metadata, dtype)

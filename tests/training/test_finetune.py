@@ -7,7 +7,9 @@ import re
 import shutil
 
 import pytest
+import rasterio
 import torch
+from rasterio.enums import ColorInterp
 
 from geoseg.errors import ConfigError, OutputError
 from geoseg.model.checkpoint import load_generator
@@ -91,3 +93,19 @@ def test_a_checkpoint_never_replaces_a_training_scene(tiny_config_factory, tmp_p
     with pytest.raises(OutputError, match=re.escape(chip.name)):
         train(parse_config(raw, tmp_path))
     assert chip.read_bytes() == before
+
+
+def test_files_that_do_not_name_their_bands_keep_the_starting_models_colours(
+    tiny_config_factory, tmp_path, start, sample_data
+):
+    unnamed = tmp_path / "unnamed"
+    unnamed.mkdir()
+    for chip in sorted((sample_data / "labeled/hotosm-ramp/chips").glob("OAM-1238450-*.tif")):
+        shutil.copy(chip, unnamed / chip.name)
+        with rasterio.open(unnamed / chip.name, "r+") as dataset:
+            dataset.colorinterp = [ColorInterp.undefined] * dataset.count
+    raw = {**tiny_config_factory(tmp_path / "tuned.safetensors", steps=1), "init_from": str(start)}
+    raw["data"]["train"][0]["images"] = str(unnamed / "OAM-1238450-*.tif")
+    raw["data"]["val"] = [dict(raw["data"]["train"][0])]
+    tuned = train(parse_config(raw, tmp_path)).checkpoint
+    assert read_metadata(tuned).band_colours == read_metadata(start).band_colours == ["red", "green", "blue"]
