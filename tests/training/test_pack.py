@@ -30,6 +30,7 @@ def packed(sample_data, tmp_path):
             "georeference": "xyz",
         }
     )
+    raw["init_from"] = str(tmp_path / "start.safetensors")  # a fine-tuning run's starting checkpoint
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(raw))
     out = tmp_path / "pack"
@@ -41,6 +42,8 @@ def test_pack_gives_the_same_chips_labels_and_provenance(packed):
     original, out = packed
     from_pack = load_config(out / "train.yaml")
     assert len(from_pack.data.train) == len(original.data.train) and from_pack.packed_from
+    assert Path(str(from_pack.init_from)).resolve() == Path(str(original.init_from)).resolve()
+    assert yaml.safe_load((out / "train.yaml").read_text())["init_from"] == "../start.safetensors"
     a, b = prepare_data(original), prepare_data(from_pack)
     assert a.provenance["counts"] == b.provenance["counts"]
     assert [c.positive_fraction for c in a.train_chips] == [c.positive_fraction for c in b.train_chips]
