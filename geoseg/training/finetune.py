@@ -16,7 +16,7 @@ from pathlib import Path
 from geoseg.errors import ConfigError
 from geoseg.model.architecture import Architecture, LinearArchitecture
 from geoseg.model.checkpoint import Generator, load_generator
-from geoseg.model.metadata import Domain, ModelMetadata, names_its_bands
+from geoseg.model.metadata import Domain, ModelMetadata
 from geoseg.training.config import TrainConfig
 from geoseg.training.provenance import portable_path
 
@@ -32,7 +32,8 @@ class StartingPoint:
 
 
 def starting_point(config: TrainConfig, in_bands: int, colours: list[str] | None) -> StartingPoint:
-    """The generator of ``config.init_from``, checked against the run it is to start.
+    """The generator of ``config.init_from``, checked against the run it is to start; ``colours``
+    are the ones the training files name (``chips.band_colours``: None where they name none).
 
     Raises ``ConfigError`` naming ``init_from`` when the checkpoint's architecture, classes,
     radiometry or band colours are not the run's (``CheckpointError`` when it is unreadable).
@@ -48,7 +49,7 @@ def starting_point(config: TrainConfig, in_bands: int, colours: list[str] | None
         problems.append(f"its classes are {metadata.classes}, the config's {list(config.data.classes)}")
     if metadata.radiometry is not None and metadata.radiometry != config.data.radiometry:
         problems.append("its radiometry is not the config's data.radiometry")
-    if metadata.band_colours and colours and names_its_bands(colours) and colours != metadata.band_colours:
+    if metadata.band_colours and colours and colours != metadata.band_colours:
         theirs, ours = ", ".join(metadata.band_colours), ", ".join(colours)
         problems.append(f"it reads bands as {theirs}, the training files name {ours}")
     if problems:

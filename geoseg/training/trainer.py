@@ -344,11 +344,9 @@ def train(
         raise ConfigError("no validation chips (add data.val or check split/val_fraction)")
     in_bands = len(data.scenes[0].scene.bands)
     start = starting_point(config, in_bands, data.band_colours) if config.init_from else None
-    if start is None:
-        trainer = Trainer(config, in_bands, data.mean, data.std, target)
-    else:
-        norm = start.metadata.normalization
-        trainer = Trainer(config, in_bands, norm.mean, norm.std, target)
+    norm = start.metadata.normalization if start else data  # the starting weights expect theirs
+    trainer = Trainer(config, in_bands, norm.mean, norm.std, target)
+    if start is not None:
         trainer.generator.load_state_dict(start.generator.state_dict())
     sampler = ChipSampler(
         data.train_chips,
