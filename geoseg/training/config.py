@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 
 from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
-from geoseg.model.architecture import Upsampling, architecture_name
+from geoseg.model.architecture import Architecture, LinearArchitecture, Upsampling, architecture_name
 from geoseg.model.linear import LinearSegmenter
 from geoseg.model.metadata import Radiometry
 from geoseg.model.unet import UNetGenerator
@@ -117,6 +117,16 @@ class UNetConfig(_Frozen):
         """Chip sides must be multiples of this (2**depth)."""
         return 1 << self.depth
 
+    def architecture(self, in_bands: int, num_classes: int) -> Architecture:
+        """The checkpoint record of this U-Net (no network is built)."""
+        return Architecture(
+            in_bands=in_bands,
+            num_classes=num_classes,
+            base_width=self.base_width,
+            depth=self.depth,
+            upsample=self.upsample,
+        )
+
     def build(self, in_bands: int, num_classes: int) -> UNetGenerator:
         """An untrained U-Net of this size."""
         return UNetGenerator(in_bands, num_classes, self.base_width, self.depth, self.upsample)
@@ -136,6 +146,10 @@ class LinearConfig(_Frozen):
     def total_stride(self) -> int:
         """Any chip size works."""
         return 1
+
+    def architecture(self, in_bands: int, num_classes: int) -> LinearArchitecture:
+        """The checkpoint record of this classifier."""
+        return LinearArchitecture(in_bands=in_bands, num_classes=num_classes)
 
     def build(self, in_bands: int, num_classes: int) -> LinearSegmenter:
         """An untrained linear classifier."""

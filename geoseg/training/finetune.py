@@ -40,7 +40,25 @@ def starting_point(config: TrainConfig, in_bands: int, colours: list[str] | None
     """
     path = Path(str(config.init_from))
     generator, metadata = load_generator(path)
-    wanted = config.generator.build(in_bands, len(config.data.classes)).architecture
+    check_start(config, metadata, in_bands, colours)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return StartingPoint(generator, metadata, {"checkpoint": portable_path(str(path)), "sha256": digest})
+
+
+def check_start(
+    config: TrainConfig,
+    metadata: ModelMetadata,
+    in_bands: int | None = None,
+    colours: list[str] | None = None,
+) -> None:
+    """Refuse a starting checkpoint (``metadata``) whose generator, classes, radiometry or band
+    colours are not the run's, in one ``ConfigError`` naming ``init_from`` and every difference.
+
+    Before the training data is read (``in_bands`` None) the band count and colours are not
+    known yet: ``train`` checks the rest then, so a mismatch costs no data preparation.
+    """
+    bands = metadata.architecture.in_bands if in_bands is None else in_bands
+    wanted = config.generator.architecture(bands, len(config.data.classes))
     problems = []
     if metadata.architecture != wanted:
         theirs, ours = _differences(metadata.architecture, wanted)
@@ -53,9 +71,7 @@ def starting_point(config: TrainConfig, in_bands: int, colours: list[str] | None
         theirs, ours = ", ".join(metadata.band_colours), ", ".join(colours)
         problems.append(f"it reads bands as {theirs}, the training files name {ours}")
     if problems:
-        raise ConfigError(f"init_from: {path}: {'; '.join(problems)}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return StartingPoint(generator, metadata, {"checkpoint": portable_path(str(path)), "sha256": digest})
+        raise ConfigError(f"init_from: {config.init_from}: {'; '.join(problems)}")
 
 
 def widened(start: Domain | None, new: Domain) -> Domain:

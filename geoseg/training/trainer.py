@@ -33,7 +33,7 @@ from geoseg.inference import Predictor, resolve_device
 from geoseg.model.architecture import logit_channels
 from geoseg.model.checkpoint import Generator, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
-from geoseg.model.metadata import Domain, ModelMetadata
+from geoseg.model.metadata import Domain, ModelMetadata, read_metadata
 from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
 from geoseg.training.chips import (
     Chip,
@@ -50,7 +50,7 @@ from geoseg.training.chips import (
 from geoseg.training.config import TrainConfig
 from geoseg.training.domain import pixel_sample, training_domain
 from geoseg.training.evaluate import evaluate_chips
-from geoseg.training.finetune import starting_point, widened
+from geoseg.training.finetune import check_start, starting_point, widened
 from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.losses import GANLoss, SegmentationLoss, mask_channels, real_mask_channels
 from geoseg.training.metrics import SegmentationMetrics
@@ -337,6 +337,8 @@ def train(
     started = time.perf_counter()
     check_replaceable(config.out)
     refuse_overwriting_inputs([config.out], [path for path in (config.init_from, config.packed_from) if path])
+    if config.init_from:  # before the data is prepared: a wrong starting point costs no minutes
+        check_start(config, read_metadata(config.init_from))
     data = data or prepare_data(config)
     read = [path for labelled in data.scenes for path in (labelled.scene.path, labelled.label_path)]
     refuse_overwriting_inputs([config.out], read)  # no checkpoint replaces a training file

@@ -66,6 +66,16 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_refused_naming_init_from(
     assert named in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_checkpoint_that_does_not_fit_is_refused_before_the_data_is_read(
+    tiny_config_factory, tmp_path, start
+):
+    raw = {**tiny_config_factory(tmp_path / "tuned.safetensors"), "init_from": str(start)}
+    raw["generator"] = {"base_width": 4, "depth": 2}
+    raw["data"]["train"][0]["images"] = str(tmp_path / "not-there" / "*.tif")  # preparing it would fail
+    with pytest.raises(ConfigError, match=r"init_from.*base_width"):
+        train(parse_config(raw, tmp_path))
+
+
 def test_the_domain_of_a_fine_tuned_model_spans_both_datasets():
     old = Domain(gsd_min_m=0.07, gsd_max_m=0.3, mean=[1.0], std=[2.0], p1=[10.0], p99=[200.0])
     new = Domain(gsd_min_m=0.1, gsd_max_m=0.5, mean=[3.0], std=[4.0], p1=[20.0], p99=[240.0])
