@@ -23,7 +23,7 @@ from geoseg.errors import ConfigError, LabelError
 from geoseg.model.metadata import Radiometry, names_its_bands
 from geoseg.model_input import scaled_scene
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
-from geoseg.training.config import DatasetConfig
+from geoseg.training.config import DatasetConfig, EntryWeighting
 from geoseg.training.labels import (
     LabelSource,
     VectorLabelFile,
@@ -41,6 +41,8 @@ class LabelledScene:
     scene: Scene
     labels: LabelSource
     label_path: str
+    entry: int = 0
+    """The index of the dataset entry (the place) it comes from."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def open_datasets(
     kept ones are stretched per scene, so 8- and 16-bit sources train together)."""
     scenes: list[LabelledScene] = []
     vector_files: dict[tuple[str, str | None], VectorLabelFile] = {}
-    for entry in datasets:
+    for index, entry in enumerate(datasets):
         paths = sorted(glob.glob(entry.images))
         if not paths:
             raise ConfigError(f"no scenes match images {entry.images!r}")
@@ -81,13 +83,14 @@ def open_datasets(
                 labels: LabelSource = open_mask_labels(
                     scene, mask_path, len(classes), entry.mask_nodata_is_class
                 )
-                scenes.append(LabelledScene(scene, labels, mask_path))
+                scenes.append(LabelledScene(scene, labels, mask_path, index))
             else:
                 assert entry.labels is not None
                 key = (entry.labels, entry.class_field)
                 if key not in vector_files:
                     vector_files[key] = read_vector_labels(entry.labels, classes, entry.class_field)
-                scenes.append(LabelledScene(scene, vector_labels_for(scene, vector_files[key]), entry.labels))
+                labels = vector_labels_for(scene, vector_files[key])
+                scenes.append(LabelledScene(scene, labels, entry.labels, index))
     bands = {len(s.scene.bands) for s in scenes}
     if len(bands) > 1:
         raise ConfigError(f"scenes have different band counts {sorted(bands)}; choose 'bands'")
@@ -301,7 +304,12 @@ class Draw:
 
 
 class ChipSampler:
-    """Plans draws; ``positive_share`` of the chips come from positive chips."""
+    """Plans draws; ``positive_share`` of the chips come from positive chips.
+
+    With ``entries`` (each chip's dataset entry, a place) and a ``weighting`` other than
+    ``chips``, a draw first picks an entry (``entry_shares``), then a chip of it as above, so a
+    place with few chips is not drowned by one with many.
+    """
 
     def __init__(
         self,
@@ -312,20 +320,33 @@ class ChipSampler:
         positive_share: float = 0.75,
         augment: bool = True,
         color_jitter: float = 0.0,
+        entries: Sequence[int] | None = None,
+        weighting: EntryWeighting = "chips",
     ) -> None:
         if not chips:
             raise ConfigError("no training chips (check the images, chip_size_px and split)")
-        self.chips = list(chips)
-        self.positive = [c for c in self.chips if c.positive_fraction >= min_positive_fraction]
         self.rng = rng
-        self.positive_share = positive_share if self.positive else 0.0
         self.augment = augment
         self.color_jitter = color_jitter if augment else 0.0
+        groups = [list(chips)]
+        if entries is not None and weighting != "chips":
+            by_entry: dict[int, list[Chip]] = {}
+            for chip, entry in zip(chips, entries, strict=True):
+                by_entry.setdefault(entry, []).append(chip)
+            groups = [by_entry[entry] for entry in sorted(by_entry)]
+        self.shares = entry_shares([len(group) for group in groups], weighting)
+        self.pools = [_Pool(group, min_positive_fraction, positive_share) for group in groups]
 
     def draw(self) -> Chip:
-        """One chip: positive with probability ``positive_share``, otherwise any chip."""
-        pool = self.positive if self.rng.random() < self.positive_share else self.chips
-        return pool[int(self.rng.integers(len(pool)))]
+        """One chip: of an entry drawn by its share (when there are several), then positive with
+        probability ``positive_share``, otherwise any chip of it."""
+        pool = (
+            self.pools[0]
+            if len(self.pools) == 1
+            else self.pools[self.rng.choice(len(self.pools), p=self.shares)]
+        )
+        chips = pool.positive if self.rng.random() < pool.positive_share else pool.chips
+        return chips[int(self.rng.integers(len(chips)))]
 
     def plan(self, n: int) -> list[Draw]:
         """The next ``n`` draws, each with a random view (and colours) when augmenting; no pixels are read.
@@ -341,3 +362,21 @@ class ChipSampler:
             else:
                 draws.append(Draw(chip, k))
         return draws
+
+
+class _Pool:
+    """The chips a draw picks from, and which of them are positive."""
+
+    def __init__(self, chips: list[Chip], min_positive_fraction: float, positive_share: float) -> None:
+        self.chips = chips
+        self.positive = [c for c in chips if c.positive_fraction >= min_positive_fraction]
+        self.positive_share = positive_share if self.positive else 0.0
+
+
+def entry_shares(counts: Sequence[int], weighting: EntryWeighting) -> list[float]:
+    """The share of draws of each dataset entry with ``counts`` chips: in proportion to the counts
+    (``chips``), to their square roots (``sqrt``: small places gain, without a few chips being
+    drawn as often as a city's), or alike (``equal``)."""
+    power = {"chips": 1.0, "sqrt": 0.5, "equal": 0.0}[weighting]
+    weights = [count**power if count else 0.0 for count in counts]
+    return [weight / sum(weights) for weight in weights]

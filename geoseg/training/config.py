@@ -25,6 +25,9 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+EntryWeighting = Literal["chips", "sqrt", "equal"]
+
+
 class DatasetConfig(_Frozen):
     """Scenes (a glob) with either raster masks (a ``{stem}`` pattern) or vector labels."""
 
@@ -83,6 +86,12 @@ class DataConfig(_Frozen):
         le=0.5,
         description="photometric augmentation strength j: per chip, contrast and brightness "
         "gains in 1 ± j and per-band gains in 1 ± j/4 (0: off, the batches of earlier versions)",
+    )
+    entry_weighting: EntryWeighting = Field(
+        "chips",
+        description="how draws are shared among the 'train' entries (places): 'chips' in "
+        "proportion to their chip counts (every chip alike, the batches of earlier versions), "
+        "'sqrt' to the square roots of the counts, 'equal' alike",
     )
     cache_max_mb: int = Field(
         1024, ge=0, description="keep read chips in memory up to this size (per loader worker)"

@@ -13,6 +13,7 @@ from geoseg.training.chips import (
     augmented,
     chip_windows,
     dihedral,
+    entry_shares,
     grid_offsets,
     open_datasets,
     split_by_block,
@@ -117,6 +118,42 @@ def test_colour_jitter_is_off_by_default_and_keeps_the_sampling_stream():
     jittered = ChipSampler(chips, np.random.default_rng(3), color_jitter=0.2).plan(20)
     assert [d.chip for d in jittered[:1]] == [plain[0].chip] and all(d.jitter == 0.2 for d in jittered)
     assert len({d.jitter_seed for d in jittered}) == 20
+
+
+def test_entry_shares_follow_the_chip_counts_their_square_roots_or_are_equal():
+    assert entry_shares([900, 100, 0], "chips") == pytest.approx([0.9, 0.1, 0.0])
+    assert entry_shares([900, 100, 0], "sqrt") == pytest.approx([0.75, 0.25, 0.0])
+    assert entry_shares([900, 100, 0], "equal") == pytest.approx([0.5, 0.5, 0.0])
+
+
+def test_a_place_with_few_chips_gets_its_share_of_draws_when_entries_are_weighted():
+    chips = [Chip(0, 64 * i, 0, 64, 0.5) for i in range(900)] + [
+        Chip(1, 64 * i, 0, 64, 0.5) for i in range(100)
+    ]
+    entries = [chip.scene_index for chip in chips]
+
+    def share_of_small_place(weighting):
+        draws = ChipSampler(chips, np.random.default_rng(0), entries=entries, weighting=weighting).plan(4000)
+        return sum(draw.chip.scene_index == 1 for draw in draws) / len(draws)
+
+    assert share_of_small_place("chips") == pytest.approx(0.1, abs=0.02)
+    assert share_of_small_place("sqrt") == pytest.approx(0.25, abs=0.03)
+    assert share_of_small_place("equal") == pytest.approx(0.5, abs=0.03)
+    by_chips = ChipSampler(chips, np.random.default_rng(0), entries=entries).plan(50)
+    assert by_chips == ChipSampler(chips, np.random.default_rng(0)).plan(50), "the default keeps the stream"
+
+
+def test_scenes_know_the_dataset_entry_they_come_from(sample_data):
+    ramp = sample_data / "labeled" / "hotosm-ramp"
+    entries = [
+        DatasetConfig.model_validate(
+            {"images": str(ramp / "chips" / pattern), "masks": str(ramp / "binarymasks" / "{stem}.mask.tif")}
+        )
+        for pattern in ("OAM-1238450-*.tif", "OAM-1238451-*.tif")
+    ]
+    scenes = open_datasets(entries, CLASSES, None)
+    assert {s.entry for s in scenes} == {0, 1}
+    assert all(("OAM-1238450-" in s.scene.path) == (s.entry == 0) for s in scenes)
 
 
 def test_colour_jitter_changes_colours_not_geometry_and_repeats(sample_data):
