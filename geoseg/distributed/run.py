@@ -36,7 +36,6 @@ from geoseg.distributed.records import (
     scene_fingerprint,
     stage_timeline,
     summary,
-    write_record,
 )
 from geoseg.distributed.worker_setup import WorkerFunction
 from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
@@ -246,7 +245,7 @@ def _process(
     order = {job.input.id: index for index, job in enumerate(jobs)}
     model_input = ModelInput.of(metadata)
     by_future: dict[Future[Any], tuple[str, SceneJob]] = {}
-    opened = {}
+    opened: dict[str, float] = {}  # when each scene was submitted (time.time(): its record's seconds)
     vector_files: dict[str, Future[Any]] = {}
     warned: dict[str, list[str]] = {}
     run = uuid.uuid4().hex[:6]  # keys are unique per run: two runs may share a cluster and scene ids
@@ -265,7 +264,7 @@ def _process(
             **where.other,
         )
         by_future[future] = ("open", job)
-        opened[job.input.id] = time.perf_counter()
+        opened[job.input.id] = time.time()
     loading = [  # each GPU worker loads the model (CUDA start-up) while the scenes are opened
         client.submit(
             LOAD_MODEL, job, key=("load-model", address, run), workers=[address], priority=2, pure=False
@@ -354,6 +353,7 @@ def _process(
                     len(grid),
                     *outputs.values(),
                     warnings=warned[job.input.id],
+                    started=opened[job.input.id],
                     key=key("finish", job),
                     **last,
                 )
@@ -369,8 +369,6 @@ def _process(
                 continue
             else:
                 record: SceneRecord = future.result()
-                record.seconds = time.perf_counter() - opened[job.input.id]
-                write_record(record, job.record_path)  # again, with the seconds the driver measured
                 records[job.input.id] = record
                 layer.finished(job.input.id, vector_files.pop(job.input.id).result().run_layer_part)
                 progress.advance(scenes_bar)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -196,12 +197,18 @@ def write_vectors_task(
 
 @_worker_task
 def finish_scene_task(
-    job: SceneJob, scene: Scene, blocks: int, mask: MaskFiles, vectors: VectorFiles, warnings: list[str]
+    job: SceneJob,
+    scene: Scene,
+    blocks: int,
+    mask: MaskFiles,
+    vectors: VectorFiles,
+    warnings: list[str],
+    started: float,
 ) -> SceneRecord:
     """Write the scene's completion record, once every output is in place; clean the parts.
 
-    The record is complete but for the scene's seconds, which the driver adds, so a driver
-    killed before it does still leaves the warnings for a resumed run to report.
+    ``started`` is when the driver submitted the scene (``time.time()``): the record's seconds
+    run from then (on a multi-node cluster, give or take the machines' clock difference).
     """
     record = SceneRecord(
         id=job.input.id,
@@ -214,6 +221,7 @@ def finish_scene_task(
         area_km2=scene.area_m2 / 1e6,
         blocks=blocks,
         warnings=warnings,
+        seconds=max(0.0, time.time() - started),
     )
     write_record(record, job.record_path)
     shutil.rmtree(job.parts_dir, ignore_errors=True)

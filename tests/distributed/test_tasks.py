@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 
@@ -74,16 +75,18 @@ def test_every_task_gives_gdal_http_timeouts_unless_the_user_set_them(
     assert os.environ["GDAL_HTTP_TIMEOUT"] == "600"
 
 
-def test_the_workers_record_holds_the_warnings_before_the_driver_adds_the_seconds(
+def test_the_scenes_record_is_written_once_with_its_warnings_and_seconds(
     sample_data, rgb_checkpoint, tmp_path
 ):
-    """A driver killed between the worker's record and its own rewrite leaves the warnings for a resume."""
+    """The worker writes the record complete, so a driver killed after it leaves nothing to add."""
     scene = open_scene(sample_data / "edge/RGB.byte.tif")
     job = job_for(scene.path, rgb_checkpoint, tmp_path, "aaaa")
     mask, vectors = MaskFiles("m.tif", "q.png"), VectorFiles(["v.gpkg"], 3, 12.5, None)
-    finish_scene_task(job, scene, 4, mask, vectors, warnings=["GSD 300 m is outside the model's range"])
+    started = time.time() - 2.5
+    warnings = ["GSD 300 m is outside the model's range"]
+    finish_scene_task(job, scene, 4, mask, vectors, warnings=warnings, started=started)
     record = json.loads(job.record_path.read_text())
-    assert record["warnings"] == ["GSD 300 m is outside the model's range"] and record["seconds"] is None
+    assert record["warnings"] == warnings and 2.5 <= record["seconds"] < 60
     assert record["status"] == "ok" and record["polygons"] == 3
 
 
