@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib
 import json
+import threading
 import time
 import uuid
 import warnings
@@ -75,6 +77,12 @@ def run_workflow(
     model = workflow.resolve(workflow.model)
     metadata = read_metadata(model)
     jobs, records = _plan(workflow, output, model, metadata)
+    if workflow.outputs.run_layer and workflow.outputs.vector_formats:
+        # GeoPandas (≈ 1 s) for the run layer, imported while the cluster starts rather than when
+        # the first scene is done, which for a one-scene run is the tail
+        threading.Thread(
+            target=importlib.import_module, args=("geoseg.vectorize.formats",), daemon=True
+        ).start()
     with output_lock(output):
         remove_stale_temporaries(output)
         remove_stale_parts(output, {job.fingerprint for job in jobs})
