@@ -36,16 +36,17 @@ _FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 def tensor_layout(architecture: Architecture | LinearArchitecture) -> TensorLayout:
     """The tensors the architecture's network holds, known without allocating a weight (``meta``)."""
     with torch.device("meta"):
-        model = _build(architecture)
+        model = generator_for(architecture)
     return {name: (tuple(t.shape), t.is_floating_point()) for name, t in model.state_dict().items()}
 
 
 def build_generator(metadata: ModelMetadata) -> Generator:
     """An untrained generator with the checkpoint's architecture."""
-    return _build(metadata.architecture)
+    return generator_for(metadata.architecture)
 
 
-def _build(arch: Architecture | LinearArchitecture) -> Generator:
+def generator_for(arch: Architecture | LinearArchitecture) -> Generator:
+    """An untrained generator that the architecture record describes."""
     if isinstance(arch, LinearArchitecture):
         return LinearSegmenter(arch.in_bands, arch.num_classes)
     return UNetGenerator(arch.in_bands, arch.num_classes, arch.base_width, arch.depth, arch.upsample)

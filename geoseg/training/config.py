@@ -16,9 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
 from geoseg.model.architecture import Architecture, LinearArchitecture, Upsampling, architecture_name
-from geoseg.model.linear import LinearSegmenter
 from geoseg.model.metadata import Radiometry
-from geoseg.model.unet import UNetGenerator
 
 
 class _Frozen(BaseModel):
@@ -127,18 +125,8 @@ class UNetConfig(_Frozen):
         return 1 << self.depth
 
     def architecture(self, in_bands: int, num_classes: int) -> Architecture:
-        """The checkpoint record of this U-Net (no network is built)."""
-        return Architecture(
-            in_bands=in_bands,
-            num_classes=num_classes,
-            base_width=self.base_width,
-            depth=self.depth,
-            upsample=self.upsample,
-        )
-
-    def build(self, in_bands: int, num_classes: int) -> UNetGenerator:
-        """An untrained U-Net of this size."""
-        return UNetGenerator(in_bands, num_classes, self.base_width, self.depth, self.upsample)
+        """The checkpoint record of this U-Net (``geoseg.model.checkpoint.generator_for`` builds it)."""
+        return Architecture(in_bands=in_bands, num_classes=num_classes, **self.model_dump())
 
 
 class LinearConfig(_Frozen):
@@ -157,12 +145,8 @@ class LinearConfig(_Frozen):
         return 1
 
     def architecture(self, in_bands: int, num_classes: int) -> LinearArchitecture:
-        """The checkpoint record of this classifier."""
-        return LinearArchitecture(in_bands=in_bands, num_classes=num_classes)
-
-    def build(self, in_bands: int, num_classes: int) -> LinearSegmenter:
-        """An untrained linear classifier."""
-        return LinearSegmenter(in_bands, num_classes)
+        """The checkpoint record of this classifier (``geoseg.model.checkpoint.generator_for`` builds it)."""
+        return LinearArchitecture(in_bands=in_bands, num_classes=num_classes, **self.model_dump())
 
 
 GeneratorConfig = Annotated[

@@ -31,7 +31,7 @@ import geoseg
 from geoseg.errors import ConfigError
 from geoseg.inference import Predictor, resolve_device
 from geoseg.model.architecture import logit_channels
-from geoseg.model.checkpoint import Generator, save_checkpoint
+from geoseg.model.checkpoint import Generator, generator_for, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
 from geoseg.model.metadata import Domain, ModelMetadata, read_metadata
 from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
@@ -183,7 +183,9 @@ class Trainer:
         self.device = device
         self.num_classes = len(config.data.classes)
         torch.manual_seed(opt.seed)
-        self.generator: Generator = config.generator.build(in_bands, self.num_classes).to(device)
+        self.generator: Generator = generator_for(
+            config.generator.architecture(in_bands, self.num_classes)
+        ).to(device)
         self.discriminator: NLayerDiscriminator | None = None
         self.opt_d: torch.optim.Optimizer | None = None
         if config.adversarial:

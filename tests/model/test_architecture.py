@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from geoseg.model.architecture import Architecture, LinearArchitecture
-from geoseg.model.checkpoint import _build
+from geoseg.model.checkpoint import generator_for
 from tests.conftest import SHIPPED_MODEL
 
 RECORDS = [
@@ -31,7 +31,7 @@ RECORDS = [
 @pytest.mark.parametrize("record", RECORDS, ids=repr)
 def test_the_record_counts_the_parameters_stride_and_radius_of_its_network(record):
     with torch.device("meta"):
-        network = _build(record)
+        network = generator_for(record)
     assert record.parameters == sum(p.numel() for p in network.parameters())
     assert network.architecture == record
     assert (record.total_stride, record.receptive_radius_px) == (
