@@ -204,6 +204,14 @@ class OptimConfig(_Frozen):
         description="save the generator as it was at the validation with the highest IoU, not "
         "after the last step (early stopping on the held-out places)",
     )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="validate and save an exponential moving average of the generator's weights "
+        "(and batch-norm statistics), updated after every step with this decay (e.g. 0.995: "
+        "about the last 200 steps); None: the weights of the last step",
+    )
 
 
 class TrainConfig(_Frozen):

@@ -11,7 +11,9 @@ masks (Luc et al. 2016). Batches are planned up front from the seed and read ahe
 ``DataLoader`` workers (``geoseg.training.loader``): the same seed gives the same batches for
 any number of workers and, on CPU, the same losses; a supervised-only run
 (``adversarial_weight: 0``) with the same seed sees the same batches. On a GPU the steps run in
-mixed precision (autocast + GradScaler) on pinned, asynchronously copied batches.
+mixed precision (autocast + GradScaler) on pinned, asynchronously copied batches. With
+``ema_decay`` the generator that is validated and saved is an exponential moving average of G's
+weights (``torch.optim.swa_utils.AveragedModel``): training itself is unchanged.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import geoseg
 from geoseg.errors import ConfigError
@@ -176,8 +179,15 @@ class Trainer:
     """Holds G (U-Net or linear), D, their optimisers and losses; ``train_step`` is one pix2pix iteration."""
 
     def __init__(
-        self, config: TrainConfig, in_bands: int, mean: list[float], std: list[float], device: torch.device
+        self,
+        config: TrainConfig,
+        in_bands: int,
+        mean: list[float],
+        std: list[float],
+        device: torch.device,
+        start: dict[str, torch.Tensor] | None = None,
     ) -> None:
+        """``start``: the generator's starting weights (fine-tuning); else a seeded initialisation."""
         opt = config.training
         self.config = config
         self.device = device
@@ -186,6 +196,13 @@ class Trainer:
         self.generator: Generator = generator_for(
             config.generator.architecture(in_bands, self.num_classes)
         ).to(device)
+        if start is not None:
+            self.generator.load_state_dict(start)
+        self.ema: AveragedModel | None = None
+        if opt.ema_decay is not None:
+            self.ema = AveragedModel(
+                self.generator, multi_avg_fn=get_ema_multi_avg_fn(opt.ema_decay), use_buffers=True
+            )
         self.discriminator: NLayerDiscriminator | None = None
         self.opt_d: torch.optim.Optimizer | None = None
         if config.adversarial:
@@ -270,13 +287,20 @@ class Trainer:
             )
             loss_d = self.discriminator_step(image, real, mask_channels(logits))
         supervised, adversarial = self.generator_step(image, logits, target, valid)
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
         self.step += 1
         return StepLosses(supervised, adversarial, loss_d)
 
+    @property
+    def kept(self) -> Generator:
+        """The generator that is validated and saved: the moving average with ``ema_decay``, else G."""
+        return cast(Generator, self.ema.module) if self.ema is not None else self.generator
+
     def metadata(self, metrics: dict[str, Any] | None = None, **extra: Any) -> ModelMetadata:
-        """Checkpoint metadata of the current generator."""
+        """Checkpoint metadata of the kept generator."""
         return ModelMetadata.for_generator(
-            self.generator,
+            self.kept,
             classes=list(self.config.data.classes),
             mean=self.mean.flatten().tolist(),
             std=self.std.flatten().tolist(),
@@ -286,10 +310,8 @@ class Trainer:
         )
 
     def validate(self, data: TrainingData) -> SegmentationMetrics:
-        """Metrics of the current generator on the validation chips."""
-        predictor = Predictor(
-            self.generator.eval(), self.metadata(), self.device, self.config.training.batch_size
-        )
+        """Metrics of the kept generator on the validation chips."""
+        predictor = Predictor(self.kept.eval(), self.metadata(), self.device, self.config.training.batch_size)
         try:
             return evaluate_chips(
                 predictor,
@@ -299,7 +321,7 @@ class Trainer:
                 self.config.training.batch_size,
             )
         finally:
-            self.generator.train()
+            self.kept.train()
 
 
 @dataclass(frozen=True)
@@ -349,9 +371,9 @@ def train(
     in_bands = len(data.scenes[0].scene.bands)
     start = starting_point(config, in_bands, data.band_colours) if config.init_from else None
     norm = start.metadata.normalization if start else data  # the starting weights expect theirs
-    trainer = Trainer(config, in_bands, norm.mean, norm.std, target)
-    if start is not None:
-        trainer.generator.load_state_dict(start.generator.state_dict())
+    trainer = Trainer(
+        config, in_bands, norm.mean, norm.std, target, start.generator.state_dict() if start else None
+    )
     sampler = ChipSampler(
         data.train_chips,
         np.random.default_rng(opt.seed),
@@ -392,7 +414,7 @@ def train(
             )
             window = []
             if opt.keep_best and (best is None or metrics.iou > best.metrics.iou):
-                best = _Kept.of(trainer.generator, step, metrics)
+                best = _Kept.of(trainer.kept, step, metrics)
         if callback is not None:
             callback(TrainEvent(step, opt.steps, losses, metrics))
         if out_of_time:
@@ -400,7 +422,7 @@ def train(
     assert metrics is not None
     kept_step = step
     if best is not None:
-        trainer.generator.load_state_dict(best.state)
+        trainer.kept.load_state_dict(best.state)
         metrics, kept_step = best.metrics, best.step
     seconds = time.perf_counter() - started
     training = {
@@ -423,5 +445,5 @@ def train(
         band_colours=data.band_colours or (start.metadata.band_colours if start else None),
     )
     dtype = torch.float16 if opt.weights_dtype == "float16" else torch.float32
-    path = save_checkpoint(os.fspath(config.out), trainer.generator.cpu(), metadata, dtype)
+    path = save_checkpoint(os.fspath(config.out), trainer.kept.cpu(), metadata, dtype)
     return TrainResult(path, metrics, history, seconds, step, kept_step)

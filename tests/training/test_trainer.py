@@ -339,3 +339,38 @@ def test_keep_best_saves_the_generator_of_the_best_validation(tiny_config_factor
         parse_config(tiny_config_factory(out=tmp_path / "last.safetensors", steps=4), tmp_path), device="cpu"
     )
     assert load_generator(last.checkpoint)[1].training["kept_step"] == 4, "without keep_best: the last step"
+
+
+def test_ema_decay_validates_and_saves_the_moving_average_of_the_steps_weights(tiny_config_factory, tmp_path):
+    """ema_decay d: the kept weights are w1, then d × kept + (1 − d) × w_t after each step t (batch-norm
+    statistics too), while G itself trains exactly as without the average."""
+    decay = 0.5
+    config = parse_config(tiny_config_factory(ema_decay=decay), tmp_path)
+    trainer, batches = _trainer_and_batches(config, steps=3)
+    plain, plain_batches = _trainer_and_batches(parse_config(tiny_config_factory(), tmp_path), steps=3)
+    expected: dict[str, torch.Tensor] = {}
+    for batch, plain_batch in zip(batches, plain_batches, strict=True):
+        assert trainer.train_step(batch) == plain.train_step(plain_batch)
+        for name, value in trainer.generator.state_dict().items():
+            if value.is_floating_point():
+                expected[name] = (
+                    value.clone() if name not in expected else decay * expected[name] + (1 - decay) * value
+                )
+    kept = trainer.kept.state_dict()
+    assert kept.keys() == trainer.generator.state_dict().keys()
+    for name, value in expected.items():
+        assert torch.allclose(kept[name], value, atol=1e-6), name
+    assert not torch.equal(kept["head.weight"], trainer.generator.state_dict()["head.weight"])
+
+
+def test_ema_checkpoint_holds_the_averaged_generator(tiny_config_factory, tmp_path):
+    raw = tiny_config_factory(out=tmp_path / "ema.safetensors", steps=3, eval_every_steps=3, ema_decay=0.9)
+    result = train(parse_config(raw, tmp_path), device="cpu")
+    _, metadata = load_generator(result.checkpoint)
+    assert metadata.training["config"]["training"]["ema_decay"] == 0.9
+    plain = train(
+        parse_config(tiny_config_factory(out=tmp_path / "plain.safetensors", steps=3), tmp_path), device="cpu"
+    )
+    averaged, last = load_file(str(result.checkpoint)), load_file(str(plain.checkpoint))
+    assert averaged.keys() == last.keys()
+    assert not all(torch.equal(averaged[name], last[name]) for name in averaged)
