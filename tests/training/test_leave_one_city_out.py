@@ -1,0 +1,40 @@
+"""scripts/leave-one-city-out: each held-out city is validated on and never trained on; twins differ in one field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from geoseg.training.config import load_config
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "leave-one-city-out"
+
+
+def test_each_city_is_held_out_and_the_twins_differ_only_in_the_adversarial_weight(tmp_path):
+    subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), "--seeds", "1", "--ema-decay", "0.995"], check=True
+    )
+    for city, tiles in (("nepal", "tiles/3/"), ("philippines", "tiles/4/")):
+        adversarial = load_config(tmp_path / f"{city}-adversarial-s1.yaml")
+        supervised = load_config(tmp_path / f"{city}-supervised-s1.yaml")
+        assert not any(tiles in e.images for e in adversarial.data.train)
+        assert [e.images.split("labeled/")[1] for e in adversarial.data.val] == [
+            "hotosm-ramp/val-chips/*.tif",
+            f"hotosm-ramp/{tiles}*.png",
+        ]
+        assert (
+            len(adversarial.data.train) == 6
+        )  # Kampala, Zanzibar, the other city, Québec, Las Vegas, Atlanta
+        assert adversarial.training.adversarial_weight > 0 and supervised.training.adversarial_weight == 0
+        assert (adversarial.training.seed, adversarial.training.ema_decay) == (1, 0.995)
+        assert Path(str(adversarial.init_from)).name == "buildings-unet.safetensors"
+        twins = [
+            yaml.safe_load((tmp_path / f"{city}-{v}-s1.yaml").read_text())
+            for v in ("adversarial", "supervised")
+        ]
+        for raw in twins:
+            raw.pop("out"), raw["training"].pop("adversarial_weight")
+        assert twins[0] == twins[1]
