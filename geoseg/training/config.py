@@ -179,6 +179,13 @@ class OptimConfig(_Frozen):
     beta2: float = Field(0.999, ge=0, lt=1)
     dice_weight: float = Field(1.0, ge=0, description="supervised loss = BCE/CE + dice_weight × Dice")
     adversarial_weight: float = Field(0.01, ge=0, description="0 trains supervised-only (no D)")
+    hard_pixel_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="the BCE/CE term averages this share of the batch's valid pixels with the "
+        "highest loss (bootstrapped cross-entropy); 1: every pixel, the loss of earlier versions",
+    )
     gan_mode: Literal["vanilla", "lsgan", "hinge"] = "hinge"
     warmup_steps: int = Field(500, ge=0, description="supervised-only steps before the GAN term")
     label_smoothing: float = Field(

@@ -7,6 +7,7 @@ Binary tasks use BCE + soft Dice on the single foreground logit, multi-class tas
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -52,12 +53,19 @@ def soft_dice_loss(
 
 
 class SegmentationLoss(nn.Module):
-    """BCE + Dice (binary, one logit) or CE + Dice (multi-class) on valid pixels."""
+    """BCE + Dice (binary, one logit) or CE + Dice (multi-class) on valid pixels.
 
-    def __init__(self, num_classes: int, dice_weight: float = 1.0) -> None:
+    With ``hard_pixel_share`` below 1 the BCE/CE term averages only that share of the valid
+    pixels with the highest loss in the batch (bootstrapped cross-entropy, Wu, Shen & van den
+    Hengel 2016; "online hard example mining" in segmentation code): pixels the model already
+    gets right stop diluting the ones it confuses. The Dice term keeps every valid pixel.
+    """
+
+    def __init__(self, num_classes: int, dice_weight: float = 1.0, hard_pixel_share: float = 1.0) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.dice_weight = dice_weight
+        self.hard_pixel_share = hard_pixel_share
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Loss of logits (N, K, H, W) against class ids (N, H, W), ignoring invalid pixels."""
@@ -72,7 +80,12 @@ class SegmentationLoss(nn.Module):
             pixel = F.cross_entropy(logits, target.long(), reduction="none")
             truth = F.one_hot(target.long(), self.num_classes).permute(0, 3, 1, 2).float()
             probs = torch.softmax(logits, dim=1)
-        loss = (pixel * weight).sum() / n_valid
+        if self.hard_pixel_share < 1 and valid.any():
+            losses = pixel[valid]
+            hardest = torch.topk(losses, math.ceil(self.hard_pixel_share * losses.numel())).values
+            loss = hardest.mean()
+        else:
+            loss = (pixel * weight).sum() / n_valid
         if self.dice_weight:
             loss = loss + self.dice_weight * soft_dice_loss(probs, truth, valid)
         return loss

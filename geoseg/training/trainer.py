@@ -217,7 +217,7 @@ class Trainer:
                 self.discriminator.parameters(), lr=opt.lr_d, betas=(opt.beta1, opt.beta2)
             )
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=opt.lr_g, betas=(opt.beta1, opt.beta2))
-        self.supervised_loss = SegmentationLoss(self.num_classes, opt.dice_weight)
+        self.supervised_loss = SegmentationLoss(self.num_classes, opt.dice_weight, opt.hard_pixel_share)
         self.gan_loss = GANLoss(opt.gan_mode)
         self.amp = opt.mixed_precision and device.type == "cuda"
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp)

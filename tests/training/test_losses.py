@@ -39,6 +39,19 @@ def test_supervised_loss_ignores_invalid_pixels():
     assert loss(logits, target, valid).item() == pytest.approx(loss(logits, flipped, valid).item())
 
 
+def test_the_hard_pixel_loss_averages_the_hardest_share_of_the_valid_pixels():
+    logits = torch.linspace(-3, 3, 16).reshape(1, 1, 4, 4)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)  # background: the larger logits are the harder
+    valid = torch.ones(1, 4, 4, dtype=torch.bool)
+    valid[0, 3, 3] = False  # the hardest pixel of all, but not labelled
+    per_pixel = torch.nn.functional.softplus(logits.flatten()[:15])  # BCE of a background pixel
+    hardest_four = per_pixel.sort(descending=True).values[:4].mean()  # ceil(0.25 × 15) = 4
+    bce_only = SegmentationLoss(2, dice_weight=0, hard_pixel_share=0.25)
+    assert bce_only(logits, target, valid).item() == pytest.approx(hardest_four.item())
+    every_pixel = SegmentationLoss(2, dice_weight=0)
+    assert every_pixel(logits, target, valid).item() == pytest.approx(per_pixel.mean().item())
+
+
 def test_multiclass_loss_prefers_the_right_class():
     target = torch.randint(0, 3, (1, 8, 8))
     right = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 10
