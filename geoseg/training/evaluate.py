@@ -58,9 +58,17 @@ def evaluate_checkpoint(
     ``tta`` scores the masks ``predict``/``run`` make with that test-time augmentation.
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, tta=tta)
+    reader, chips = scored_windows(predictor, datasets, window_px)
+    return evaluate_chips(predictor, reader, chips, tolerance_px, batch_size), len(reader.scenes)
+
+
+def scored_windows(
+    predictor: Predictor, datasets: Sequence[DatasetConfig], window_px: int = 256
+) -> tuple[ChipReader, list[Chip]]:
+    """The labelled scenes of ``datasets`` as the predictor reads them, in windows of about
+    ``window_px`` (a multiple of its stride) covering every scene."""
     stride = predictor.metadata.total_stride
     window_px = max(stride, window_px - window_px % stride)
     scenes = open_datasets(datasets, predictor.metadata.classes, predictor.metadata.radiometry)
     reader = ChipReader(scenes)
-    chips = tiled_chips(reader, window_px)
-    return evaluate_chips(predictor, reader, chips, tolerance_px, batch_size), len(scenes)
+    return reader, tiled_chips(reader, window_px)

@@ -49,4 +49,4 @@ def test_the_audit_of_a_real_place_prints_its_shares_and_writes_the_sheets(sampl
     for kind in ("false-positive", "false-negative"):
         sheet = Image.open(tmp_path / f"{kind}-0.png")
         assert sheet.size == (4 * 96 * 3, 2 * 96 * 3)  # five panels, four to a row
-        assert result.stdout.count(".tif row ") == 10
+    assert result.stdout.count(".tif row ") == 10  # a line per panel
