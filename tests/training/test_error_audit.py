@@ -13,7 +13,8 @@ from PIL import Image
 from tests.conftest import SHIPPED_MODEL
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "error-audit"
-error_shares = runpy.run_path(str(SCRIPT), run_name="error_audit")["error_shares"]
+AUDIT = runpy.run_path(str(SCRIPT), run_name="error_audit")
+error_shares, blob_filter_ious = AUDIT["error_shares"], AUDIT["blob_filter_ious"]
 
 
 def test_errors_are_split_into_edges_of_labelled_buildings_and_blobs_touching_none():
@@ -31,6 +32,20 @@ def test_errors_are_split_into_edges_of_labelled_buildings_and_blobs_touching_no
     assert shares["FN within 2 px of a prediction"] == 10 / 14
     assert shares["FN in buildings no prediction touches"] == 4 / 14
     assert shares["IoU"] == 90 / (90 + 26 + 14)
+
+
+def test_dropping_blobs_gains_what_their_false_pixels_cost():
+    target = np.zeros((1, 40, 40), bool)
+    target[0, 5:15, 5:15] = True
+    building = target.copy()
+    building[0, 30:34, 30:34] = True  # a blob touching no label (16 px) ...
+    building[0, 20:22, 5:7] = True  # and a smaller one (4 px)
+    probability = np.where(building, 95, 5).astype(np.uint8)
+    probability[0, 30:34, 30:34] = 72  # the first predicted unsure, the second confident
+    ious = blob_filter_ious(building, target, np.ones_like(target), probability)
+    assert ious["IoU without blobs touching no label"] == 1.0
+    assert ious["IoU without blobs of mean probability < 70 %"] == 100 / 120
+    assert ious["IoU without blobs of mean probability < 75 %"] == 100 / 104
 
 
 def test_the_audit_of_a_real_place_prints_its_shares_and_writes_the_sheets(sample_data, tmp_path):
