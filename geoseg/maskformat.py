@@ -3,7 +3,7 @@
 A mask is a GeoTIFF: band 1 holds uint8 class ids (0 background, 1..N classes, ``NODATA``),
 an optional band 2 the uint8 probability of the predicted class in percent (0..100,
 ``NODATA``). Class names are the JSON list in the dataset tag ``CLASSES_TAG`` (index = class
-id). ``stitching`` writes masks, ``inference`` makes the percentages, ``vectorize`` reads both.
+id). ``maskwriter`` writes masks, ``inference`` makes the percentages, ``vectorize`` reads both.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from rasterio.windows import Window
 from geoseg.errors import GeosegWarning, SceneError
 from geoseg.gdal_settings import bounded_cache
 from geoseg.maskformat import NODATA
+from geoseg.maskwriter import MaskWriter
 from geoseg.model_input import ModelInput, open_for_model
 from geoseg.resample import (
     ChunkedReads,
@@ -38,8 +39,7 @@ from geoseg.resample import (
 )
 from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
 from geoseg.scenes import Scene, open_pixels, read_window
-from geoseg.stitching import MaskWriter
-from geoseg.tiling import Block, Tile, TilingSpec, read_extent
+from geoseg.tiling import Block, Tile, TilingSpec, keep_cores, read_extent
 from geoseg.timing import stage
 from geoseg.workflow import Resample
 
@@ -187,21 +187,12 @@ def predict_pixels(
         predicted = predictor.predict(batch) if with_probability else (predictor.classify(batch),)
         with stage("stitch"):
             for output, per_tile in zip(outputs, predicted, strict=True):
-                _keep_cores(tiles, per_tile, block, spec.halo_px, output)
+                keep_cores(tiles, per_tile, block, spec.halo_px, output)
     with stage("stitch"):
         core_invalid = ~read.valid[read.local(block.core)]
         for output in outputs:
             output[core_invalid] = NODATA
     return BlockPrediction(block, outputs[0], outputs[1] if with_probability else None)
-
-
-def _keep_cores(tiles: list[Tile], per_tile: np.ndarray, block: Block, halo: int, into: np.ndarray) -> None:
-    """Copy each tile's core (its prediction less the halo) into the block's array."""
-    for tile, predicted in zip(tiles, per_tile, strict=True):
-        h, w = int(tile.core.height), int(tile.core.width)
-        row = int(tile.core.row_off - block.core.row_off)
-        col = int(tile.core.col_off - block.core.col_off)
-        into[row : row + h, col : col + w] = predicted[halo : halo + h, halo : halo + w]
 
 
 def predict_scene(

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError
@@ -117,6 +118,15 @@ def read_extent(tiles: list[Tile]) -> Window:
     right = max(t.read.col_off + t.read.width for t in tiles)
     bottom = max(t.read.row_off + t.read.height for t in tiles)
     return Window(left, top, right - left, bottom - top)
+
+
+def keep_cores(tiles: list[Tile], per_tile: np.ndarray, block: Block, halo: int, into: np.ndarray) -> None:
+    """Stitch: copy each tile's core (its prediction less the halo) into the block's array."""
+    for tile, predicted in zip(tiles, per_tile, strict=True):
+        h, w = int(tile.core.height), int(tile.core.width)
+        row = int(tile.core.row_off - block.core.row_off)
+        col = int(tile.core.col_off - block.core.col_off)
+        into[row : row + h, col : col + w] = predicted[halo : halo + h, halo : halo + w]
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from geoseg.tiling import TilingSpec, block_grid, read_extent, tiles_in_block
+from geoseg.tiling import TilingSpec, block_grid, keep_cores, read_extent, tiles_in_block
 
 
 def cover(width, height, spec):
@@ -49,3 +49,20 @@ def test_one_read_serves_all_tiles_of_a_block():
     block = block_grid(300, 300, spec)[0]
     extent = read_extent(list(tiles_in_block(block, 300, 300, spec)))
     assert (extent.col_off, extent.row_off, extent.width, extent.height) == (-8, -8, 144, 144)
+
+
+def at_scene_pixels(window):
+    """A stand-in prediction: each pixel's value says which scene pixel it is (row * 10⁴ + col)."""
+    rows = np.arange(window.row_off, window.row_off + window.height)
+    cols = np.arange(window.col_off, window.col_off + window.width)
+    return rows[:, None] * 10_000 + cols[None, :]
+
+
+def test_stitched_tile_cores_put_every_pixel_where_the_scene_has_it():
+    width, height = 300, 250  # edge blocks and tiles cropped to the scene
+    spec = TilingSpec.for_model(stride_px=8, receptive_radius_px=8, tile_size_px=64, block_size_px=128)
+    for block in block_grid(width, height, spec):
+        tiles = list(tiles_in_block(block, width, height, spec))
+        stitched = np.full((int(block.core.height), int(block.core.width)), -1)
+        keep_cores(tiles, np.stack([at_scene_pixels(t.read) for t in tiles]), block, spec.halo_px, stitched)
+        assert (stitched == at_scene_pixels(block.core)).all(), block.index

@@ -35,11 +35,11 @@ from geoseg.distributed.records import SceneJob, SceneRecord, write_record
 from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache, http_timeouts
 from geoseg.maskformat import NODATA
+from geoseg.maskwriter import MaskWriter
 from geoseg.model_input import ModelInput, PreparedScene, open_for_model
 from geoseg.predict import predict_pixels, read_block
 from geoseg.quicklook import Thumbnail, thumbnail_factor, thumbnail_part, write_quicklook
 from geoseg.scenes import Scene, read_window
-from geoseg.stitching import MaskWriter
 from geoseg.tiling import Block
 from geoseg.timing import stage
 from geoseg.vectorize import (

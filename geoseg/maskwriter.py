@@ -1,4 +1,4 @@
-"""Stitching: block predictions become one Cloud-Optimized GeoTIFF mask of the whole scene.
+"""The mask writer: block predictions become one Cloud-Optimized GeoTIFF mask of the whole scene.
 
 Blocks are written with windowed writes into a tiled working GeoTIFF, so memory is bounded by
 a block, never by the scene; on success GDAL's COG driver copies it, with overviews that keep

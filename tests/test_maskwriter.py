@@ -1,4 +1,4 @@
-"""Stitching: blocks become one COG mask whose overviews keep each class's share of the pixels."""
+"""The mask writer: blocks become one COG mask whose overviews keep each class's share of the pixels."""
 
 import json
 
@@ -10,9 +10,9 @@ from rasterio.windows import Window
 
 from geoseg.inference import Predictor
 from geoseg.maskformat import CLASSES_TAG, NODATA
+from geoseg.maskwriter import MaskWriter, working_options
 from geoseg.predict import predict_scene
 from geoseg.scenes import Scene, open_scene
-from geoseg.stitching import MaskWriter, working_options
 from tests.conftest import SHIPPED_MODEL
 
 
@@ -107,8 +107,8 @@ def test_levels_built_block_by_block_give_the_same_cog_as_levels_from_the_whole_
 ):
     """Overview levels are built as the blocks are written (no re-read of the mask) where the blocks
     line up with the coarsest level, else from the whole mask: the COG's bytes are the same."""
+    from geoseg.maskwriter import write_cog
     from geoseg.overviews import LevelBuilder
-    from geoseg.stitching import write_cog
 
     rng = np.random.default_rng(5)
     height, width = 2500, 3000  # levels ×2, ×4, ×8
