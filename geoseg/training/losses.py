@@ -70,8 +70,6 @@ class SegmentationLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Loss of logits (N, K, H, W) against class ids (N, H, W), ignoring invalid pixels."""
         logits = logits.float()
-        weight = valid.float()
-        n_valid = weight.sum().clamp(min=1)
         if self.num_classes == 2:
             truth = target.float().unsqueeze(1)
             pixel = F.binary_cross_entropy_with_logits(logits, truth, reduction="none").squeeze(1)
@@ -85,7 +83,8 @@ class SegmentationLoss(nn.Module):
             hardest = torch.topk(losses, math.ceil(self.hard_pixel_share * losses.numel())).values
             loss = hardest.mean()
         else:
-            loss = (pixel * weight).sum() / n_valid
+            weight = valid.float()
+            loss = (pixel * weight).sum() / weight.sum().clamp(min=1)
         if self.dice_weight:
             loss = loss + self.dice_weight * soft_dice_loss(probs, truth, valid)
         return loss
