@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from geoseg.distributed import worker_state
 from geoseg.distributed.run import _plan
-from geoseg.distributed.worker_state import clear_predictors, predictor_for
+from geoseg.distributed.worker_state import predictor_for
 from geoseg.errors import ConfigError
 from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA, PROBABILITY_SCALE
@@ -150,15 +151,12 @@ def test_tta_is_part_of_the_workflow_fingerprint(tmp_path):
     assert len(fingerprints) == 3
 
 
-def test_a_run_passes_tta_to_the_worker_predictor(sample_data, tmp_path):
+def test_a_run_passes_tta_to_the_worker_predictor(sample_data, tmp_path, monkeypatch):
     raw = {"inputs": str(sample_data / "edge/RGB.byte.tif"), "model": str(SHIPPED_MODEL), "output": "out"}
     workflow = parse_workflow({**raw, "inference": {"tta": "flips"}}, base_dir=tmp_path)
     (job,), _ = _plan(workflow, tmp_path / "out", SHIPPED_MODEL, read_metadata(SHIPPED_MODEL))
     assert job.inference.tta == "flips"
-    clear_predictors()
-    try:
-        flips = predictor_for(job.model, "cpu", tta=job.inference.tta)
-        assert flips.tta == "flips" and predictor_for(job.model, "cpu", tta="flips") is flips
-        assert predictor_for(job.model, "cpu").tta == "none"
-    finally:
-        clear_predictors()
+    monkeypatch.setattr(worker_state, "_PREDICTORS", {})  # this test's models only
+    flips = predictor_for(job.model, "cpu", tta=job.inference.tta)
+    assert flips.tta == "flips" and predictor_for(job.model, "cpu", tta="flips") is flips
+    assert predictor_for(job.model, "cpu").tta == "none"

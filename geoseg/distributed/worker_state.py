@@ -2,8 +2,7 @@
 
 Building the model on the worker takes seconds; shipping it through the scheduler can take
 minutes (dask-ml #281). The cache is keyed by checkpoint path, file stamp, device, batch
-size, compilation and test-time augmentation; ``clear_predictors`` resets it (tests, or a
-worker switching models).
+size, compilation, test-time augmentation and precision; it lives as long as the worker.
 """
 
 from __future__ import annotations
@@ -38,12 +37,6 @@ def predictor_for(
                 checkpoint, target, batch_size, compile_model, tta, precision
             )
         return _PREDICTORS[key]
-
-
-def clear_predictors() -> None:
-    """Forget every loaded model of this process."""
-    with _LOCK:
-        _PREDICTORS.clear()
 
 
 def worker_device(device: str) -> str:
