@@ -37,3 +37,11 @@ def test_each_city_is_held_out_and_the_twins_differ_only_in_the_adversarial_weig
         for raw in twins:
             del raw["out"], raw["training"]["adversarial_weight"]
         assert twins[0] == twins[1]
+
+
+def test_chip_size_and_batch_size_are_set_together(tmp_path):
+    """Larger chips at the same pixels per step: 256-px chips, batch 2 (MODEL_CARD.md)."""
+    args = ("--seeds", "0", "--variants", "supervised", "--chip-size", "256", "--batch-size", "2")
+    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), *args], check=True)
+    config = load_config(tmp_path / "nepal-supervised-s0.yaml")
+    assert (config.data.chip_size_px, config.training.batch_size) == (256, 2)
