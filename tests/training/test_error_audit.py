@@ -42,8 +42,9 @@ def test_dropping_blobs_gains_what_their_false_pixels_cost():
     building[0, 20:22, 5:7] = True  # and a smaller one (4 px)
     probability = np.where(building, 95, 5).astype(np.uint8)
     probability[0, 30:34, 30:34] = 72  # the first predicted unsure, the second confident
-    ious = blob_filter_ious(building, target, np.ones_like(target), probability)
-    assert ious["IoU without blobs touching no label"] == 1.0
+    valid = np.ones_like(target)
+    assert error_shares(building, target, valid)["IoU without blobs touching no label"] == 1.0
+    ious = blob_filter_ious(building, target, valid, probability)
     assert ious["IoU without blobs of mean probability < 70 %"] == 100 / 120
     assert ious["IoU without blobs of mean probability < 75 %"] == 100 / 104
 
