@@ -267,8 +267,9 @@ def augmented(pixels: ChipPixels, draw: Draw) -> tuple[np.ndarray, np.ndarray, n
     """A chip as ``draw`` shows it: float32 pixels (its view and colours), class ids, validity."""
     image, target, valid = dihedral(pixels.image, pixels.target, pixels.valid, k=draw.k)
     values = image.astype(np.float32)
-    if draw.jitter > 0:
-        values = color_jittered(values, valid, draw.jitter, np.random.default_rng(draw.jitter_seed))
+    if draw.jitter > 0 or draw.band_jitter:
+        rng = np.random.default_rng(draw.jitter_seed)
+        values = color_jittered(values, valid, draw.jitter, rng, band_strength=draw.band_jitter)
         if np.issubdtype(pixels.image.dtype, np.integer):
             limits = np.iinfo(pixels.image.dtype)
             np.clip(values, limits.min, limits.max, out=values)
@@ -276,16 +277,23 @@ def augmented(pixels: ChipPixels, draw: Draw) -> tuple[np.ndarray, np.ndarray, n
 
 
 def color_jittered(
-    image: np.ndarray, valid: np.ndarray, strength: float, rng: np.random.Generator
+    image: np.ndarray,
+    valid: np.ndarray,
+    strength: float,
+    rng: np.random.Generator,
+    *,
+    band_strength: float | None = None,
 ) -> np.ndarray:
     """Photometric augmentation of a float (C, H, W) chip, as if taken by another sensor or light.
 
     Contrast ``c`` about each band's mean over valid pixels, then a brightness gain ``g`` for all
     bands and a gain ``h_b`` per band (colour balance): ``(m_b + c (x - m_b)) g h_b``, with ``c``
-    and ``g`` uniform in ``1 ± strength`` and ``h_b`` in ``1 ± strength / 4``.
+    and ``g`` uniform in ``1 ± strength`` and ``h_b`` in ``1 ± band_strength`` (default
+    ``strength / 4``).
     """
+    band_strength = strength / 4 if band_strength is None else band_strength
     contrast, gain = rng.uniform(1 - strength, 1 + strength, size=2)
-    band_gains = rng.uniform(1 - strength / 4, 1 + strength / 4, size=image.shape[0])
+    band_gains = rng.uniform(1 - band_strength, 1 + band_strength, size=image.shape[0])
     means = image[:, valid].mean(axis=1) if valid.any() else image.reshape(image.shape[0], -1).mean(axis=1)
     centre = means[:, None, None].astype(np.float32)
     scale = (gain * band_gains)[:, None, None].astype(np.float32)
@@ -295,12 +303,14 @@ def color_jittered(
 
 @dataclass(frozen=True)
 class Draw:
-    """One sampled chip, the dihedral view (0..7) to show of it and its colour jitter (0: none)."""
+    """One sampled chip, the dihedral view (0..7) to show of it and its colour jitter (0: none;
+    ``band_jitter`` None: a quarter of ``jitter``, as ``color_jittered``)."""
 
     chip: Chip
     k: int
     jitter: float = 0.0
     jitter_seed: int = 0
+    band_jitter: float | None = None
 
 
 class ChipSampler:
@@ -320,6 +330,7 @@ class ChipSampler:
         positive_share: float = 0.75,
         augment: bool = True,
         color_jitter: float = 0.0,
+        band_jitter: float | None = None,
         entries: Sequence[int] | None = None,
         weighting: EntryWeighting = "chips",
     ) -> None:
@@ -328,6 +339,7 @@ class ChipSampler:
         self.rng = rng
         self.augment = augment
         self.color_jitter = color_jitter if augment else 0.0
+        self.band_jitter = band_jitter if augment else None
         groups = [list(chips)]
         if entries is not None and weighting != "chips":
             by_entry: dict[int, list[Chip]] = {}
@@ -357,8 +369,9 @@ class ChipSampler:
         for _ in range(n):
             chip = self.draw()
             k = int(self.rng.integers(8)) if self.augment else 0
-            if self.color_jitter > 0:
-                draws.append(Draw(chip, k, self.color_jitter, int(self.rng.integers(2**31))))
+            if self.color_jitter > 0 or self.band_jitter:
+                seed = int(self.rng.integers(2**31))
+                draws.append(Draw(chip, k, self.color_jitter, seed, self.band_jitter))
             else:
                 draws.append(Draw(chip, k))
         return draws

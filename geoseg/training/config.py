@@ -85,6 +85,13 @@ class DataConfig(_Frozen):
         description="photometric augmentation strength j: per chip, contrast and brightness "
         "gains in 1 ± j and per-band gains in 1 ± j/4 (0: off, the batches of earlier versions)",
     )
+    band_jitter: float | None = Field(
+        None,
+        ge=0,
+        le=0.5,
+        description="per-band gain range b of the colour jitter: each band × U(1 ± b) per chip, "
+        "a colour-balance shift (unset: color_jitter / 4)",
+    )
     entry_weighting: EntryWeighting = Field(
         "chips",
         description="how draws are shared among the 'train' entries (places): 'chips' in "

@@ -380,6 +380,7 @@ def train(
         min_positive_fraction=config.data.min_positive_fraction,
         positive_share=config.data.positive_chip_share,
         color_jitter=config.data.color_jitter,
+        band_jitter=config.data.band_jitter,
         entries=[data.scenes[chip.scene_index].entry for chip in data.train_chips],
         weighting=config.data.entry_weighting,
     )

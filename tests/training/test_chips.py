@@ -12,6 +12,7 @@ from geoseg.training.chips import (
     Draw,
     augmented,
     chip_windows,
+    color_jittered,
     dihedral,
     entry_shares,
     grid_offsets,
@@ -118,6 +119,28 @@ def test_colour_jitter_is_off_by_default_and_keeps_the_sampling_stream():
     jittered = ChipSampler(chips, np.random.default_rng(3), color_jitter=0.2).plan(20)
     assert [d.chip for d in jittered[:1]] == [plain[0].chip] and all(d.jitter == 0.2 for d in jittered)
     assert len({d.jitter_seed for d in jittered}) == 20
+
+
+def test_band_jitter_shifts_the_colour_balance_alone_or_with_the_colour_jitter():
+    image = np.full((3, 8, 8), 100.0, np.float32)
+    valid = np.ones((8, 8), bool)
+    gains = np.array(
+        [
+            color_jittered(image, valid, 0.0, np.random.default_rng(seed), band_strength=0.3)[:, 0, 0] / 100
+            for seed in range(200)
+        ]
+    )
+    assert gains.min() >= 0.7 and gains.max() <= 1.3 and np.ptp(gains, axis=0).min() > 0.5  # ± 30 % per band
+    assert np.array_equal(  # unset: a quarter of the colour jitter, the augmentation of earlier versions
+        color_jittered(image, valid, 0.2, np.random.default_rng(1)),
+        color_jittered(image, valid, 0.2, np.random.default_rng(1), band_strength=0.05),
+    )
+    chips = [Chip(0, 0, 0, 64, 0.5), Chip(0, 64, 0, 64, 0.0)]
+    draws = ChipSampler(chips, np.random.default_rng(3), band_jitter=0.3).plan(5)
+    assert (
+        all(d.jitter == 0 and d.band_jitter == 0.3 for d in draws)
+        and len({d.jitter_seed for d in draws}) == 5
+    )
 
 
 def test_entry_shares_follow_the_chip_counts_their_square_roots_or_are_equal():
