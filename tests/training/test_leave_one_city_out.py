@@ -39,9 +39,11 @@ def test_each_city_is_held_out_and_the_twins_differ_only_in_the_adversarial_weig
         assert twins[0] == twins[1]
 
 
-def test_chip_size_and_batch_size_are_set_together(tmp_path):
-    """Larger chips at the same pixels per step: 256-px chips, batch 2 (MODEL_CARD.md)."""
+def test_chip_size_batch_size_and_colour_jitter_are_set_as_asked(tmp_path):
+    """Larger chips at the same pixels per step (256-px chips, batch 2) and colour jitter (MODEL_CARD.md)."""
     args = ("--seeds", "0", "--variants", "supervised", "--chip-size", "256", "--batch-size", "2")
-    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), *args], check=True)
+    jitter = ("--color-jitter", "0.4", "--band-jitter", "0.3")
+    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), *args, *jitter], check=True)
     config = load_config(tmp_path / "nepal-supervised-s0.yaml")
     assert (config.data.chip_size_px, config.training.batch_size) == (256, 2)
+    assert (config.data.color_jitter, config.data.band_jitter) == (0.4, 0.3)
