@@ -113,6 +113,13 @@ class DataConfig(_Frozen):
         "(0: the training process); the batches are the same for any number",
     )
 
+    def entry_under(self, place: str) -> DatasetConfig:
+        """The one ``val`` or ``train`` entry whose images pattern contains ``place`` (a path part)."""
+        matches = [e for e in [*self.val, *self.train] if place in e.images]
+        if len(matches) != 1:
+            raise ConfigError(f"{place!r} matches {len(matches)} dataset entries, not one")
+        return matches[0]
+
 
 class UNetConfig(_Frozen):
     """The U-Net generator's size."""

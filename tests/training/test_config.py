@@ -26,6 +26,23 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     assert config.data.train[0].images == str(tmp_path / "chips" / "*.tif")
 
 
+def test_a_place_names_the_one_dataset_entry_under_it(tmp_path):
+    raw = {
+        "data": {
+            "train": [
+                {"images": "city-a/*.tif", "masks": "m/{stem}.tif"},
+                {"images": "city-b/*.tif", "masks": "m/{stem}.tif"},
+            ],
+            "val": [{"images": "city-c/*.tif", "masks": "m/{stem}.tif"}],
+        }
+    }
+    data = parse_config(raw, tmp_path).data
+    assert data.entry_under("city-b/") == data.train[1] and data.entry_under("city-c/") == data.val[0]
+    for place, found in (("city-", 3), ("city-d/", 0)):
+        with pytest.raises(ConfigError, match=f"matches {found} dataset entries, not one"):
+            data.entry_under(place)
+
+
 @pytest.mark.parametrize("spelling", ["${GEOSEG_SAMPLE_DATA}", "$GEOSEG_SAMPLE_DATA"])
 def test_sample_data_variable_is_expanded(tmp_path, monkeypatch, spelling):
     monkeypatch.setenv("GEOSEG_SAMPLE_DATA", "/data/here")
