@@ -254,6 +254,14 @@ class TrainConfig(_Frozen):
         description="fine-tune: start the generator from this checkpoint (its architecture, classes, "
         "radiometry and band colours must be this config's; its normalisation is kept)",
     )
+    init_from_share: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of init_from's weights in the saved generator: (1 - s) x the fine-tuned "
+        "weights + s x the starting ones, batch-norm statistics too (weight-space ensembling, "
+        "WiSE-FT); 0: the fine-tuned weights",
+    )
 
     @model_validator(mode="after")
     def _chips_fit_the_generator(self) -> TrainConfig:
@@ -263,6 +271,12 @@ class TrainConfig(_Frozen):
                 raise FieldProblem(
                     f"data.{name}", f"must be a multiple of the generator's stride {stride} (2**depth)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _a_share_needs_a_start(self) -> TrainConfig:
+        if self.init_from_share and not self.init_from:
+            raise FieldProblem("init_from_share", "needs init_from (the weights to share with)")
         return self
 
     @property

@@ -4,14 +4,18 @@ The starting weights were learnt on pixels scaled, ordered and normalised as tha
 says, so the run keeps its normalisation and must read its scenes the same way: the config's
 generator, classes and radiometry, and the colours its files name their bands, must be the
 checkpoint's. What the model was trained on then spans both datasets: the recorded domain is
-the union of the checkpoint's and the new data's.
+the union of the checkpoint's and the new data's. ``init_from_share`` saves a blend of the
+fine-tuned and the starting weights instead (``interpolated``).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from geoseg.errors import ConfigError
 from geoseg.model.architecture import Architecture, LinearArchitecture
@@ -87,6 +91,26 @@ def widened(start: Domain | None, new: Domain) -> Domain:
         p1=[min(a, b) for a, b in zip(start.p1, new.p1, strict=True)],
         p99=[max(a, b) for a, b in zip(start.p99, new.p99, strict=True)],
     )
+
+
+def interpolated(
+    tuned: Mapping[str, torch.Tensor], start: Mapping[str, torch.Tensor], share: float
+) -> dict[str, torch.Tensor]:
+    """``(1 - share) × tuned + share × start`` for every floating tensor of a generator's state
+    (weights and batch-norm statistics), on ``tuned``'s devices; counters stay ``tuned``'s.
+
+    Weight-space ensembling of a fine-tuned model with the one it started from (WiSE-FT:
+    Wortsman et al. 2022, "Robust fine-tuning of zero-shot models"): the blend keeps much of what
+    fine-tuning gained and much of what it forgot (MODEL_CARD.md, "The shipped model").
+    """
+    if tuned.keys() != start.keys():
+        raise ValueError("the two generators' states name different tensors")
+    return {
+        name: torch.lerp(value, start[name].to(value.device, value.dtype), share)
+        if value.is_floating_point()
+        else value
+        for name, value in tuned.items()
+    }
 
 
 def _differences(

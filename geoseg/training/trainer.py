@@ -53,7 +53,7 @@ from geoseg.training.chips import (
 from geoseg.training.config import TrainConfig
 from geoseg.training.domain import pixel_sample, training_domain
 from geoseg.training.evaluate import evaluate_chips
-from geoseg.training.finetune import check_start, starting_point, widened
+from geoseg.training.finetune import check_start, interpolated, starting_point, widened
 from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.losses import GANLoss, SegmentationLoss, mask_channels, real_mask_channels
 from geoseg.training.metrics import SegmentationMetrics
@@ -351,6 +351,7 @@ def train(
     (counted from the start, data preparation included), validated and saved as after the last
     step; the checkpoint records the steps run. With ``training.keep_best`` the saved generator
     is the one of the validation with the highest IoU (``kept_step``; the metrics are its own).
+    With ``init_from_share`` it is then blended with the starting weights and validated again.
     """
     opt = config.training
     if opt.num_threads:
@@ -371,6 +372,7 @@ def train(
     in_bands = len(data.scenes[0].scene.bands)
     start = starting_point(config, in_bands, data.band_colours) if config.init_from else None
     norm = start.metadata.normalization if start else data  # the starting weights expect theirs
+    start_state = {k: v.detach().clone() for k, v in start.generator.state_dict().items()} if start else {}
     trainer = Trainer(
         config, in_bands, norm.mean, norm.std, target, start.generator.state_dict() if start else None
     )
@@ -425,6 +427,10 @@ def train(
     if best is not None:
         trainer.kept.load_state_dict(best.state)
         metrics, kept_step = best.metrics, best.step
+    if start is not None and config.init_from_share:
+        blend = interpolated(trainer.kept.state_dict(), start_state, config.init_from_share)
+        trainer.kept.load_state_dict(blend)
+        metrics = trainer.validate(data)
     seconds = time.perf_counter() - started
     training = {
         "config": portable_config(config),

@@ -15,7 +15,7 @@ from geoseg.errors import ConfigError, OutputError
 from geoseg.model.checkpoint import load_generator
 from geoseg.model.metadata import Domain, read_metadata
 from geoseg.training.config import parse_config
-from geoseg.training.finetune import widened
+from geoseg.training.finetune import interpolated, widened
 from geoseg.training.trainer import train
 
 
@@ -119,3 +119,34 @@ def test_files_that_do_not_name_their_bands_keep_the_starting_models_colours(
     raw["data"]["val"] = [dict(raw["data"]["train"][0])]
     tuned = train(parse_config(raw, tmp_path)).checkpoint
     assert read_metadata(tuned).band_colours == read_metadata(start).band_colours == ["red", "green", "blue"]
+
+
+def test_a_blend_with_the_start_is_the_weighted_mean_of_every_floating_tensor():
+    tuned = {"conv.weight": torch.full((2, 2), 4.0), "bn.num_batches_tracked": torch.tensor(7)}
+    start = {"conv.weight": torch.zeros(2, 2), "bn.num_batches_tracked": torch.tensor(3)}
+    assert torch.equal(interpolated(tuned, start, 0.0)["conv.weight"], tuned["conv.weight"])
+    assert torch.equal(interpolated(tuned, start, 0.25)["conv.weight"], torch.full((2, 2), 3.0))
+    assert interpolated(tuned, start, 0.5)["bn.num_batches_tracked"] == 7, "counters are the tuned run's"
+    with pytest.raises(ValueError, match="different tensors"):
+        interpolated(tuned, {"conv.weight": start["conv.weight"]}, 0.5)
+
+
+def test_init_from_share_saves_the_fine_tuned_weights_blended_with_the_start(
+    tiny_config_factory, tmp_path, start
+):
+    """The same run twice (CPU: the same weights), once saved as fine-tuned, once blended half-half."""
+    raw = {**tiny_config_factory(tmp_path / "tuned.safetensors"), "init_from": str(start)}
+    tuned = train(parse_config(raw, tmp_path))
+    raw = {**raw, "out": str(tmp_path / "blend.safetensors"), "init_from_share": 0.5}
+    blend = train(parse_config(raw, tmp_path))
+    tuned_state, start_state = (load_generator(path)[0].state_dict() for path in (tuned.checkpoint, start))
+    saved = load_generator(blend.checkpoint)[0].state_dict()
+    expected = interpolated(tuned_state, start_state, 0.5)
+    assert all(torch.allclose(saved[name], value, atol=1e-6) for name, value in expected.items())
+    assert not torch.allclose(saved["head.weight"], tuned_state["head.weight"])
+    assert read_metadata(blend.checkpoint).metrics["validation"] == blend.metrics.as_dict()
+
+
+def test_init_from_share_needs_a_starting_checkpoint(tiny_config_factory, tmp_path):
+    with pytest.raises(ConfigError, match=r"init_from_share.*needs init_from"):
+        parse_config({**tiny_config_factory(), "init_from_share": 0.5}, tmp_path)
