@@ -123,7 +123,7 @@ def warnings_for(scene: Scene, domain: Domain) -> list[str]:
 
 def test_the_300_m_landsat_scene_is_outside_the_shipped_model_domain(sample_data, shipped_domain):
     warnings = warnings_for(open_scene(sample_data / "edge" / "RGB.byte.tif"), shipped_domain)
-    assert warnings[0].startswith("GSD 300 m is outside the model's 0.07")  # 0.074–0.30 m: zooms 19–21
+    assert warnings[0].startswith("GSD 300 m is outside the model's 0.066")  # zoom 21, Nepal
     assert warnings[0].endswith("m range (resample or use another model)")
 
 

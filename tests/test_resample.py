@@ -184,7 +184,7 @@ def test_a_resampled_scene_gets_a_note_for_its_gsd_and_keeps_its_statistics_warn
 def test_a_real_landsat_scene_is_refused_for_the_shipped_model(sample_data):
     scene = open_scene(sample_data / "scenes/landsat8-224078-rgb.tif")
     with pytest.raises(
-        SceneError, match=r"landsat8-224078-rgb.tif: read at the model's GSD 0.298 m it would be"
+        SceneError, match=r"landsat8-224078-rgb.tif: read at the model's GSD 0.3 m it would be"
     ):
         model_grid(scene, read_metadata(SHIPPED_MODEL).domain)
 

@@ -36,6 +36,6 @@ def test_a_coarse_scene_read_at_the_model_gsd_gets_a_note_and_a_mask_on_its_own_
     result = _predict(scene, tmp_path / "m.tif", "--resample", "model")
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert warnings == ["warning: resampled from GSD 1 m to the model's 0.298 m"]
+    assert warnings == ["warning: resampled from GSD 1 m to the model's 0.3 m"]
     with rasterio.open(tmp_path / "m.tif") as mask, rasterio.open(scene) as src:
         assert (mask.crs, mask.transform, mask.shape) == (src.crs, src.transform, src.shape)

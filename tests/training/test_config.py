@@ -105,6 +105,18 @@ def test_shipped_workflows_are_valid_twins():
     assert adversarial.data == supervised.data
 
 
+def test_the_shipped_models_config_and_its_twin_fine_tune_the_base_model_on_the_same_data():
+    workflows = Path(__file__).resolve().parents[2] / "workflows"
+    adversarial = load_config(workflows / "train-buildings-places.yaml")
+    supervised = load_config(workflows / "train-buildings-places-supervised.yaml")
+    assert adversarial.adversarial and not supervised.adversarial
+    assert adversarial.data == supervised.data and adversarial.training.seed == supervised.training.seed
+    assert adversarial.init_from == supervised.init_from
+    assert Path(str(adversarial.init_from)).name == "buildings-unet-base.safetensors"
+    assert adversarial.init_from_share == supervised.init_from_share == 0.5
+    assert Path(adversarial.out).name == "buildings-unet.safetensors"
+
+
 def test_gpu_config_adds_training_places_holds_out_the_same_ones_and_saves_float16():
     workflows = Path(__file__).resolve().parents[2] / "workflows"
     cpu = load_config(workflows / "train-buildings.yaml")
