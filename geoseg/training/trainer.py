@@ -372,7 +372,6 @@ def train(
     in_bands = len(data.scenes[0].scene.bands)
     start = starting_point(config, in_bands, data.band_colours) if config.init_from else None
     norm = start.metadata.normalization if start else data  # the starting weights expect theirs
-    start_state = {k: v.detach().clone() for k, v in start.generator.state_dict().items()} if start else {}
     trainer = Trainer(
         config, in_bands, norm.mean, norm.std, target, start.generator.state_dict() if start else None
     )
@@ -428,7 +427,7 @@ def train(
         trainer.kept.load_state_dict(best.state)
         metrics, kept_step = best.metrics, best.step
     if start is not None and config.init_from_share:
-        blend = interpolated(trainer.kept.state_dict(), start_state, config.init_from_share)
+        blend = interpolated(trainer.kept.state_dict(), start.generator.state_dict(), config.init_from_share)
         trainer.kept.load_state_dict(blend)
         metrics = trainer.validate(data)
     seconds = time.perf_counter() - started
