@@ -14,6 +14,7 @@ from geoseg.sampledata import sample_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = REPO / "geoseg" / "models" / "buildings-unet.safetensors"
+BASE_MODEL = SHIPPED_MODEL.with_name("buildings-unet-base.safetensors")  # the shipped one starts from it
 
 
 def sample_data_root() -> Path:

@@ -20,11 +20,10 @@ from geoseg.inference import Predictor
 from geoseg.maskformat import NODATA
 from geoseg.predict import predict_scene
 from geoseg.training.metrics import grid_phase_shares, grid_phase_spread
-from tests.conftest import SHIPPED_MODEL, make_checkpoint, read_as_is
+from tests.conftest import BASE_MODEL, SHIPPED_MODEL, make_checkpoint, read_as_is
 
 MAX_SPREAD = 0.01
 GPU_MODEL = SHIPPED_MODEL.parent / "buildings-unet-gpu.safetensors"
-BASE_MODEL = SHIPPED_MODEL.parent / "buildings-unet-base.safetensors"
 SCENES = [
     "edge/RGB.byte.tif",  # Landsat 7, 300 m: land, cloud, sea, nodata collar
     "edge/cogeo.tif",  # 0.47 m: snow, forest, a road; JPEG COG in EPSG:3857

@@ -12,12 +12,9 @@ from geoseg.inference import Predictor
 from geoseg.model.metadata import read_metadata
 from geoseg.training.config import DatasetConfig
 from geoseg.training.evaluate import evaluate_checkpoint
-from tests.conftest import SHIPPED_MODEL
+from tests.conftest import BASE_MODEL, SHIPPED_MODEL
 
 UNSEEN_PLACES = ("spacenet-atlanta", "new-brunswick", "massachusetts")
-
-
-BASE_MODEL = SHIPPED_MODEL.with_name("buildings-unet-base.safetensors")
 
 
 def test_shipped_model_is_small_and_describes_itself():
