@@ -13,10 +13,12 @@ from __future__ import annotations
 import glob
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, LabelError
@@ -32,6 +34,9 @@ from geoseg.training.labels import (
     vector_labels_for,
 )
 from geoseg.xyz import open_xyz_tile
+
+ZOOMED_SHARE = 0.5
+"""The share of draws ``zoom_out`` shrinks."""
 
 
 @dataclass(frozen=True)
@@ -264,9 +269,13 @@ def normalization_stats(reader: ChipReader, chips: Sequence[Chip]) -> tuple[list
 
 
 def augmented(pixels: ChipPixels, draw: Draw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A chip as ``draw`` shows it: float32 pixels (its view and colours), class ids, validity."""
+    """A chip as ``draw`` shows it: float32 pixels (its view, scale and colours), class ids, validity."""
     image, target, valid = dihedral(pixels.image, pixels.target, pixels.valid, k=draw.k)
     values = image.astype(np.float32)
+    if draw.zoom < 1:
+        values, target, valid = zoomed_out(
+            values, target, valid, draw.zoom, np.random.default_rng(draw.zoom_seed)
+        )
     if draw.jitter > 0 or draw.band_jitter:
         rng = np.random.default_rng(draw.jitter_seed)
         values = color_jittered(values, valid, draw.jitter, rng, band_strength=draw.band_jitter)
@@ -274,6 +283,37 @@ def augmented(pixels: ChipPixels, draw: Draw) -> tuple[np.ndarray, np.ndarray, n
             limits = np.iinfo(pixels.image.dtype)
             np.clip(values, limits.min, limits.max, out=values)
     return values, target, valid
+
+
+def zoomed_out(
+    image: np.ndarray, target: np.ndarray, valid: np.ndarray, factor: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A float (C, H, W) chip as a coarser sensor would see it: ``factor`` (< 1) times as many
+    pixels per side (anti-aliased bilinear; labels and validity nearest), placed at a random
+    offset of a chip of the same size whose other pixels are invalid and hold the band means."""
+    height, width = target.shape
+    small_h, small_w = max(1, round(height * factor)), max(1, round(width * factor))
+    shrunk = F.interpolate(
+        torch.from_numpy(image)[None],
+        size=(small_h, small_w),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[0].numpy()
+    labels = torch.from_numpy(np.stack([target, valid]).astype(np.float32))[None]
+    small_target, small_valid = F.interpolate(labels, size=(small_h, small_w), mode="nearest-exact")[
+        0
+    ].numpy()
+    means = image[:, valid].mean(axis=1) if valid.any() else image.reshape(image.shape[0], -1).mean(axis=1)
+    out_image = np.broadcast_to(means[:, None, None], image.shape).astype(np.float32)
+    out_target = np.zeros_like(target)
+    out_valid = np.zeros_like(valid)
+    row, col = int(rng.integers(height - small_h + 1)), int(rng.integers(width - small_w + 1))
+    inside = np.s_[row : row + small_h, col : col + small_w]
+    out_image[(slice(None), *inside)] = shrunk
+    out_target[inside] = small_target.astype(target.dtype)
+    out_valid[inside] = small_valid > 0.5
+    return out_image, out_target, out_valid
 
 
 def color_jittered(
@@ -303,14 +343,17 @@ def color_jittered(
 
 @dataclass(frozen=True)
 class Draw:
-    """One sampled chip, the dihedral view (0..7) to show of it and its colour jitter (0: none;
-    ``band_jitter`` None: a quarter of ``jitter``, as ``color_jittered``)."""
+    """One sampled chip, the dihedral view (0..7) to show of it, its colour jitter (0: none;
+    ``band_jitter`` None: a quarter of ``jitter``, as ``color_jittered``) and its scale."""
 
     chip: Chip
     k: int
     jitter: float = 0.0
     jitter_seed: int = 0
     band_jitter: float | None = None
+    zoom: float = 1.0
+    """Below 1: the chip shrunk by this factor (``zoomed_out``), placed by ``zoom_seed``."""
+    zoom_seed: int = 0
 
 
 class ChipSampler:
@@ -331,6 +374,7 @@ class ChipSampler:
         augment: bool = True,
         color_jitter: float = 0.0,
         band_jitter: float | None = None,
+        zoom_out: float = 0.0,
         entries: Sequence[int] | None = None,
         weighting: EntryWeighting = "chips",
     ) -> None:
@@ -340,6 +384,7 @@ class ChipSampler:
         self.augment = augment
         self.color_jitter = color_jitter if augment else 0.0
         self.band_jitter = band_jitter if augment else None
+        self.zoom_out = zoom_out if augment else 0.0
         groups = [list(chips)]
         if entries is not None and weighting != "chips":
             by_entry: dict[int, list[Chip]] = {}
@@ -361,19 +406,23 @@ class ChipSampler:
         return chips[int(self.rng.integers(len(chips)))]
 
     def plan(self, n: int) -> list[Draw]:
-        """The next ``n`` draws, each with a random view (and colours) when augmenting; no pixels are read.
+        """The next ``n`` draws, each with a random view (colours, scale) when augmenting; no pixels are read.
 
-        Without colour jitter the generator's stream is that of earlier versions: same seed, same batches.
+        Without colour jitter and zoom-out the generator's stream is that of earlier versions: same
+        seed, same batches. With ``zoom_out`` z, half the draws are shrunk by a factor U(1 − z, 1).
         """
         draws = []
         for _ in range(n):
             chip = self.draw()
             k = int(self.rng.integers(8)) if self.augment else 0
+            draw = Draw(chip, k)
             if self.color_jitter > 0 or self.band_jitter:
                 seed = int(self.rng.integers(2**31))
-                draws.append(Draw(chip, k, self.color_jitter, seed, self.band_jitter))
-            else:
-                draws.append(Draw(chip, k))
+                draw = replace(draw, jitter=self.color_jitter, jitter_seed=seed, band_jitter=self.band_jitter)
+            if self.zoom_out > 0 and self.rng.random() < ZOOMED_SHARE:
+                zoom = float(self.rng.uniform(1 - self.zoom_out, 1))
+                draw = replace(draw, zoom=zoom, zoom_seed=int(self.rng.integers(2**31)))
+            draws.append(draw)
         return draws
 
 

@@ -92,6 +92,14 @@ class DataConfig(_Frozen):
         description="per-band gain range b of the colour jitter: each band × U(1 ± b) per chip, "
         "a colour-balance shift (unset: color_jitter / 4)",
     )
+    zoom_out: float = Field(
+        0.0,
+        ge=0,
+        le=0.75,
+        description="scale augmentation z: half the chips shrunk by a factor U(1 − z, 1) and padded "
+        "with invalid pixels, as if imaged at up to 1/(1 − z) times the GSD, which stretches the "
+        "checkpoint's recorded GSD range (0: off)",
+    )
     entry_weighting: EntryWeighting = Field(
         "chips",
         description="how draws are shared among the 'train' entries (places): 'chips' in "

@@ -37,14 +37,18 @@ def pixel_sample(
 
 
 def training_domain(
-    scenes: Sequence[Scene], pixels: np.ndarray, mean: list[float], std: list[float]
+    scenes: Sequence[Scene], pixels: np.ndarray, mean: list[float], std: list[float], zoom_out: float = 0.0
 ) -> Domain:
-    """The domain of training ``scenes`` with percentiles of ``pixels`` (bands, n) and the given moments."""
+    """The domain of training ``scenes`` with percentiles of ``pixels`` (bands, n) and the given moments.
+
+    Chips shrunk by ``zoom_out`` (``data.zoom_out``) were shown at up to 1 / (1 − zoom_out) times
+    their GSD, so the range's top is stretched by that factor.
+    """
     gsds = [ground_sampling_distance_m(s.crs, s.transform, s.width, s.height) for s in scenes]
     p1, p99 = np.percentile(pixels.astype(np.float64), [1, 99], axis=1)
     return Domain(
         gsd_min_m=min(gsds),
-        gsd_max_m=max(gsds),
+        gsd_max_m=max(gsds) / (1 - zoom_out),
         mean=list(mean),
         std=list(std),
         p1=[float(v) for v in p1],

@@ -148,7 +148,13 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     positives = sum(c.positive_fraction >= data.min_positive_fraction for c in train_chips)
     used = {c.scene_index for c in train_chips}
     val_used = {c.scene_index for c in val_chips}
-    domain = training_domain([scenes[i].scene for i in sorted(used)], pixel_sample(reader, sample), mean, std)
+    domain = training_domain(
+        [scenes[i].scene for i in sorted(used)],
+        pixel_sample(reader, sample),
+        mean,
+        std,
+        zoom_out=config.data.zoom_out,
+    )
     name, pack = read_pack(config.packed_from) if config.packed_from else (portable_path, None)
     provenance = {
         "train_scenes": [name(scenes[i].scene.path) for i in sorted(used)],
@@ -382,6 +388,7 @@ def train(
         positive_share=config.data.positive_chip_share,
         color_jitter=config.data.color_jitter,
         band_jitter=config.data.band_jitter,
+        zoom_out=config.data.zoom_out,
         entries=[data.scenes[chip.scene_index].entry for chip in data.train_chips],
         weighting=config.data.entry_weighting,
     )

@@ -7,6 +7,7 @@ import pytest
 
 from geoseg.training.chips import (
     Chip,
+    ChipPixels,
     ChipReader,
     ChipSampler,
     Draw,
@@ -19,6 +20,7 @@ from geoseg.training.chips import (
     open_datasets,
     split_by_block,
     split_by_scene,
+    zoomed_out,
 )
 from geoseg.training.config import DatasetConfig
 
@@ -196,3 +198,37 @@ def test_colour_jitter_changes_colours_not_geometry_and_repeats(sample_data):
         slope, offset = np.polyfit(x[inside], y[inside], 1)
         assert slope > 0 and np.allclose(slope * x[inside] + offset, y[inside], atol=0.01)
         assert abs(slope - 1) > 1e-3 or abs(offset) > 0.5
+
+
+def test_zoom_out_shows_a_chip_at_a_coarser_gsd_inside_an_invalid_frame():
+    image = np.zeros((3, 64, 64), np.float32)
+    target = np.zeros((64, 64), np.uint8)
+    image[:, 16:48, 16:48], target[16:48, 16:48] = 200.0, 1  # a 32-px building on dark ground
+    valid = np.ones((64, 64), bool)
+    out_image, out_target, out_valid = zoomed_out(image, target, valid, 0.5, np.random.default_rng(0))
+    assert out_image.shape == image.shape and out_target.shape == out_valid.shape == (64, 64)
+    assert out_valid.sum() == 32 * 32  # the shrunk chip; the rest of the frame is left out of the loss
+    rows, cols = np.nonzero(out_valid)
+    frame = np.s_[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    assert out_target[frame].sum() == 16 * 16  # the building at half its size, in place
+    assert np.array_equal(out_target[frame] == 1, out_image[0][frame] > 100)
+    assert not out_target[~out_valid].any() and np.allclose(out_image[:, ~out_valid], image.mean())
+    placements = {
+        tuple(np.argwhere(zoomed_out(image, target, valid, 0.5, np.random.default_rng(s))[2])[0])
+        for s in range(6)
+    }
+    assert len(placements) > 1
+    draw = Draw(Chip(0, 0, 0, 64), 0, zoom=0.5, zoom_seed=0)  # as a training batch shows it
+    shown = augmented(ChipPixels(image.astype(np.uint8), target, valid), draw)
+    assert all(np.array_equal(a, b) for a, b in zip(shown, (out_image, out_target, out_valid), strict=True))
+
+
+def test_zoom_out_shrinks_half_the_draws_and_is_off_by_default():
+    chips = [Chip(0, 0, 0, 64, 0.5), Chip(0, 64, 0, 64, 0.0)]
+    plain = ChipSampler(chips, np.random.default_rng(3)).plan(200)
+    assert all(d.zoom == 1 for d in plain)
+    zoomed = ChipSampler(chips, np.random.default_rng(3), zoom_out=0.5).plan(200)
+    factors = [d.zoom for d in zoomed if d.zoom < 1]
+    assert 70 < len(factors) < 130 and min(factors) >= 0.5
+    assert ChipSampler(chips, np.random.default_rng(3), zoom_out=0.5).plan(200) == zoomed
+    assert ChipSampler(chips, np.random.default_rng(3), zoom_out=0.5, augment=False).plan(5)[0].zoom == 1

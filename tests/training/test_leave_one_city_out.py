@@ -39,13 +39,22 @@ def test_each_city_is_held_out_and_the_twins_differ_only_in_the_adversarial_weig
         assert twins[0] == twins[1]
 
 
-def test_chip_size_batch_size_colour_jitter_and_the_blend_are_set_as_asked(tmp_path):
+def test_chip_size_batch_size_colour_jitter_zoom_out_and_the_blend_are_set_as_asked(tmp_path):
     """Larger chips at the same pixels per step (256-px chips, batch 2), colour jitter and the blend
     with the starting weights (MODEL_CARD.md)."""
     args = ("--seeds", "0", "--variants", "supervised", "--chip-size", "256", "--batch-size", "2")
-    jitter = ("--color-jitter", "0.4", "--band-jitter", "0.3", "--init-from-share", "0.5")
+    jitter = (
+        "--color-jitter",
+        "0.4",
+        "--band-jitter",
+        "0.3",
+        "--zoom-out",
+        "0.5",
+        "--init-from-share",
+        "0.5",
+    )
     subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), *args, *jitter], check=True)
     config = load_config(tmp_path / "nepal-supervised-s0.yaml")
     assert (config.data.chip_size_px, config.training.batch_size) == (256, 2)
-    assert (config.data.color_jitter, config.data.band_jitter) == (0.4, 0.3)
+    assert (config.data.color_jitter, config.data.band_jitter, config.data.zoom_out) == (0.4, 0.3, 0.5)
     assert config.init_from_share == 0.5

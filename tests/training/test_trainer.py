@@ -124,6 +124,15 @@ def test_checkpoint_records_the_training_domain_and_names_data_relative_to_the_d
     assert stored["images"] == "$GEOSEG_SAMPLE_DATA/labeled/hotosm-ramp/chips/OAM-1238450-*.tif"
 
 
+def test_zoom_out_stretches_the_recorded_gsd_range_to_the_coarsest_gsd_shown(tiny_config):
+    one_step = tiny_config.training.model_copy(update={"steps": 1})
+    zoomed = tiny_config.data.model_copy(update={"zoom_out": 0.5})
+    result = train(tiny_config.model_copy(update={"training": one_step, "data": zoomed}), device="cpu")
+    domain = load_generator(result.checkpoint)[1].domain
+    assert domain is not None
+    assert domain.gsd_max_m == pytest.approx(2 * domain.gsd_min_m, rel=1e-3)  # chips seen at up to 2x
+
+
 def test_a_scene_whose_file_names_other_band_colours_than_the_others_is_refused(
     tiny_config_factory, sample_data, tmp_path
 ):
