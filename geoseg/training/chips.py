@@ -5,7 +5,8 @@ A ``LabelledScene`` pairs a scene with its labels. Candidate chips are windows o
 spatial blocks whose chips never cross a block edge, so no training pixel is ever in a
 validation chip. ``ChipSampler`` plans draws from a numpy ``Generator`` (the same seed gives
 the same plan), favouring chips with enough foreground, each with a random dihedral view (flips
-and 90° rotations) that ``augmented`` applies when the chip is read (``geoseg.training.loader``).
+and 90° rotations; optionally colours and a coarser scale) that ``augmented`` applies when the
+chip is read (``geoseg.training.loader``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -292,28 +294,26 @@ def zoomed_out(
     pixels per side (anti-aliased bilinear; labels and validity nearest), placed at a random
     offset of a chip of the same size whose other pixels are invalid and hold the band means."""
     height, width = target.shape
-    small_h, small_w = max(1, round(height * factor)), max(1, round(width * factor))
-    shrunk = F.interpolate(
-        torch.from_numpy(image)[None],
-        size=(small_h, small_w),
-        mode="bilinear",
-        antialias=True,
-        align_corners=False,
-    )[0].numpy()
-    labels = torch.from_numpy(np.stack([target, valid]).astype(np.float32))[None]
-    small_target, small_valid = F.interpolate(labels, size=(small_h, small_w), mode="nearest-exact")[
-        0
-    ].numpy()
+    size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    shrunk = _resized(image, size, mode="bilinear", antialias=True, align_corners=False)
+    small_target, small_valid = _resized(
+        np.stack([target, valid]).astype(np.float32), size, mode="nearest-exact"
+    )
     means = image[:, valid].mean(axis=1) if valid.any() else image.reshape(image.shape[0], -1).mean(axis=1)
     out_image = np.broadcast_to(means[:, None, None], image.shape).astype(np.float32)
-    out_target = np.zeros_like(target)
-    out_valid = np.zeros_like(valid)
-    row, col = int(rng.integers(height - small_h + 1)), int(rng.integers(width - small_w + 1))
-    inside = np.s_[row : row + small_h, col : col + small_w]
+    out_target, out_valid = np.zeros_like(target), np.zeros_like(valid)
+    row, col = int(rng.integers(height - size[0] + 1)), int(rng.integers(width - size[1] + 1))
+    inside = np.s_[row : row + size[0], col : col + size[1]]
     out_image[(slice(None), *inside)] = shrunk
     out_target[inside] = small_target.astype(target.dtype)
     out_valid[inside] = small_valid > 0.5
     return out_image, out_target, out_valid
+
+
+def _resized(array: np.ndarray, size: tuple[int, int], **interpolation: Any) -> np.ndarray:
+    """A float32 (C, H, W) array resampled to (C, *size) by ``torch.nn.functional.interpolate``."""
+    resized: np.ndarray = F.interpolate(torch.from_numpy(array)[None], size=size, **interpolation)[0].numpy()
+    return resized
 
 
 def color_jittered(
