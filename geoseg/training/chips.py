@@ -299,7 +299,7 @@ def zoomed_out(
     small_target, small_valid = _resized(
         np.stack([target, valid]).astype(np.float32), size, mode="nearest-exact"
     )
-    means = image[:, valid].mean(axis=1) if valid.any() else image.reshape(image.shape[0], -1).mean(axis=1)
+    means = _band_means(image, valid)
     out_image = np.broadcast_to(means[:, None, None], image.shape).astype(np.float32)
     out_target, out_valid = np.zeros_like(target), np.zeros_like(valid)
     row, col = int(rng.integers(height - size[0] + 1)), int(rng.integers(width - size[1] + 1))
@@ -308,6 +308,14 @@ def zoomed_out(
     out_target[inside] = small_target.astype(target.dtype)
     out_valid[inside] = small_valid > 0.5
     return out_image, out_target, out_valid
+
+
+def _band_means(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each band's mean over a (C, H, W) chip's valid pixels (over all of them when none is valid)."""
+    means: np.ndarray = (
+        image[:, valid].mean(axis=1) if valid.any() else image.reshape(image.shape[0], -1).mean(axis=1)
+    )
+    return means
 
 
 def _resized(array: np.ndarray, size: tuple[int, int], **interpolation: Any) -> np.ndarray:
@@ -334,7 +342,7 @@ def color_jittered(
     band_strength = strength / 4 if band_strength is None else band_strength
     contrast, gain = rng.uniform(1 - strength, 1 + strength, size=2)
     band_gains = rng.uniform(1 - band_strength, 1 + band_strength, size=image.shape[0])
-    means = image[:, valid].mean(axis=1) if valid.any() else image.reshape(image.shape[0], -1).mean(axis=1)
+    means = _band_means(image, valid)
     centre = means[:, None, None].astype(np.float32)
     scale = (gain * band_gains)[:, None, None].astype(np.float32)
     jittered: np.ndarray = ((centre + np.float32(contrast) * (image - centre)) * scale).astype(np.float32)
