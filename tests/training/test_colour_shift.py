@@ -13,6 +13,7 @@ import torch
 
 from geoseg.training.config import load_config
 from geoseg.training.evaluate import evaluate_checkpoint
+from geoseg.training.finetune import interpolated
 from tests.conftest import SHIPPED_MODEL
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "colour-shift"
@@ -43,7 +44,7 @@ def test_the_shifts_move_a_places_band_statistics_onto_the_models():
     assert np.array_equal(changes["brightness × 1.2"](image), image * 1.2)
 
 
-def test_batch_norm_statistics_move_the_given_share_of_the_way_to_the_places():
+def test_batch_norm_statistics_are_measured_on_the_place_and_move_a_share_of_the_way():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4)).eval()
     model[1].running_mean.fill_(5.0)
@@ -53,12 +54,13 @@ def test_batch_norm_statistics_move_the_given_share_of_the_way_to_the_places():
         features = model[0](windows)
     place_mean = features.mean(dim=(0, 2, 3))
 
-    adapted = place_batch_norm(model, windows, 1.0)
+    adapted = place_batch_norm(model, windows)
     assert adapted["1.running_mean"] == pytest.approx(place_mean.tolist(), abs=1e-5)
     assert adapted["1.running_var"] == pytest.approx(features.var(dim=(0, 2, 3)).tolist(), rel=1e-2)
     assert torch.equal(adapted["0.weight"], before["0.weight"])
-    half = place_batch_norm(model, windows, 0.5)
+    half = interpolated(before, adapted, 0.5)  # how the script moves the statistics half-way
     assert half["1.running_mean"] == pytest.approx(((place_mean + 5.0) / 2).tolist(), abs=1e-5)
+    assert torch.equal(half["0.weight"], before["0.weight"])
     assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
     assert not model.training
 
