@@ -40,8 +40,8 @@ def test_each_city_is_held_out_and_the_twins_differ_only_in_the_adversarial_weig
 
 
 def test_chip_size_batch_size_colour_jitter_zoom_out_and_the_blend_are_set_as_asked(tmp_path):
-    """Larger chips at the same pixels per step (256-px chips, batch 2), colour jitter and the blend
-    with the starting weights (MODEL_CARD.md)."""
+    """Larger chips at the same pixels per step (256-px chips, batch 2), colour jitter, zoom-out and
+    the blend with the starting weights (MODEL_CARD.md)."""
     args = ("--seeds", "0", "--variants", "supervised", "--chip-size", "256", "--batch-size", "2")
     jitter = (
         "--color-jitter",
