@@ -8,6 +8,7 @@ window-reading function of the package. Validation happens up front and every fa
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyproj
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
@@ -27,7 +29,7 @@ from rasterio.windows import Window
 from geoseg.errors import SceneError
 from geoseg.model.metadata import NAMELESS_COLOURS
 from geoseg.safepaths import is_special_file
-from geoseg.units import footprint_area_m2
+from geoseg.units import footprint_area_m2, transformer
 
 if TYPE_CHECKING:
     from geoseg.radiometry import BandScaling
@@ -119,6 +121,7 @@ def open_scene(
             raise SceneError(path, "is not a regular file (a pipe, socket or device)")
     try:
         with open_pixels(path) as ds:
+            _check_sources(ds, path)
             scene = _describe(ds, path, bands, expected_bands, colours, georeference)
             _check_readable(ds, scene)
             if require_valid_pixels and not _has_valid_pixels(ds, scene):
@@ -155,6 +158,7 @@ def _describe(
         raise SceneError(path, f"has a degenerate geotransform (pixel size {transform.a} × {transform.e})")
     if transform.b != 0 or transform.d != 0:
         raise SceneError(path, "has a rotated geotransform (warp it to a north-up grid first)")
+    _check_on_the_earth(path, crs, transform, ds.width, ds.height)
     file_colours = [ci.name for ci in ds.colorinterp]
     band_choice = None
     if bands is None:
@@ -200,6 +204,46 @@ def _describe(
         colours=tuple(file_colours[b - 1] for b in bands),
         band_choice=band_choice,
     )
+
+
+def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> None:
+    """Refuse a scene that reads a pipe, socket or device, e.g. a VRT whose source is a FIFO (its
+    first read would wait forever), also through nested VRTs; opening a VRT reads no source."""
+    if ds.driver != "VRT":
+        return
+    for source in ds.files[1:]:
+        if "://" in source or source.startswith("/vsi"):
+            continue
+        if is_special_file(source):
+            raise SceneError(path, f"reads {source}, which is not a regular file (a pipe, socket or device)")
+        if depth < _MAX_VRT_NESTING:
+            with open_pixels(source) as inner:
+                _check_sources(inner, path, depth + 1)
+
+
+_MAX_VRT_NESTING = 8
+_POLE_LATITUDE = 90 + 1e-6
+"""Latitudes beyond this are off the Earth (the margin: global grids whose edges round past ±90°)."""
+
+
+def _check_on_the_earth(path: str, crs: CRS, transform: Affine, width: int, height: int) -> None:
+    """Refuse a scene that cannot be placed on the Earth: a CRS that PROJ cannot relate to WGS 84
+    (a local engineering grid), or corners that are no longitude and latitude there."""
+    try:
+        to_wgs84 = transformer(crs, "EPSG:4326")
+    except pyproj.exceptions.ProjError:
+        name = pyproj.CRS.from_user_input(crs).name
+        raise SceneError(
+            path,
+            f"has a CRS that cannot be placed on the Earth ({name!r}; assign a geographic or projected one)",
+        ) from None
+    corners = [transform * corner for corner in [(0, 0), (width, 0), (0, height), (width, height)]]
+    _, lats = to_wgs84.transform([x for x, _ in corners], [y for _, y in corners])
+    if not all(math.isfinite(lat) and abs(lat) <= _POLE_LATITUDE for lat in lats):
+        said = ", ".join("off the projection" if not math.isfinite(lat) else f"{lat:.6g}" for lat in lats)
+        raise SceneError(
+            path, f"has corners off the Earth (latitudes {said}; check its geotransform and CRS)"
+        )
 
 
 def listed_bands(file_colours: Sequence[str]) -> list[int]:

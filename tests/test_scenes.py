@@ -37,6 +37,61 @@ def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
         open_scene(pipe)
 
 
+def _vrt_of(source: str, path) -> None:
+    """A 3-band VRT whose every band reads band 1 of ``source``."""
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{band}"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{source}</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
+        for band in (1, 2, 3)
+    )
+    path.write_text(
+        '<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>EPSG:32636</SRS>'
+        f"<GeoTransform>500000, 0.3, 0, 100000, 0, -0.3</GeoTransform>{bands}</VRTDataset>"
+    )
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_a_vrt_that_reads_a_named_pipe_is_refused_without_waiting_also_when_nested(tmp_path):
+    os.mkfifo(tmp_path / "pipe.tif")
+    _vrt_of("pipe.tif", tmp_path / "inner.vrt")
+    _vrt_of("inner.vrt", tmp_path / "outer.vrt")
+    for vrt in ("inner.vrt", "outer.vrt"):
+        with pytest.raises(SceneError, match=r"reads .*pipe\.tif, which is not a regular file"):
+            open_scene(tmp_path / vrt)
+
+
+def _scene_in(path, crs, transform) -> None:
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
+    with rasterio.open(path, "w", crs=crs, transform=transform, **profile) as dst:
+        dst.write(np.full((3, 8, 8), 100, dtype=np.uint8))
+
+
+def test_a_local_engineering_crs_is_refused_as_not_on_the_earth(tmp_path):
+    site_grid = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
+    _scene_in(tmp_path / "site.tif", site_grid, Affine(0.1, 0, 0, 0, -0.1, 100))
+    with pytest.raises(SceneError, match=r"has a CRS that cannot be placed on the Earth \('site grid'"):
+        open_scene(tmp_path / "site.tif")
+
+
+@pytest.mark.parametrize(
+    "crs,transform",
+    [
+        ("EPSG:4326", Affine(1e-5, 0, 10, 0, -1e-5, 95)),  # latitude 95°
+        ("EPSG:32636", Affine(1e7, 0, 500_000, 0, -1e7, 100_000)),  # 80 000 km across
+    ],
+)
+def test_a_scene_whose_corners_are_off_the_earth_is_refused(tmp_path, crs, transform):
+    _scene_in(tmp_path / "scene.tif", crs, transform)
+    with pytest.raises(SceneError, match="has corners off the Earth"):
+        open_scene(tmp_path / "scene.tif")
+
+
+def test_a_global_grid_whose_edges_round_past_the_poles_is_a_scene(tmp_path):
+    _scene_in(tmp_path / "world.tif", "EPSG:4326", Affine(45.0, 0, -180, 0, -(180 + 1e-9) / 8, 90 + 1e-9))
+    assert open_scene(tmp_path / "world.tif").width == 8
+
+
 @pytest.mark.parametrize("pixel_width", [float("nan"), float("inf")])
 def test_a_scene_whose_geotransform_is_not_finite_is_refused(tmp_path, pixel_width):
     path = tmp_path / "scene.tif"
