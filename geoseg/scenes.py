@@ -146,6 +146,10 @@ def _describe(
     crs, transform = ds.crs, ds.transform
     if georeference is not None:
         crs, transform = georeference[0], from_bounds(*georeference[1], ds.width, ds.height)
+    elif ds.crs is None and (ds.gcps[0] or ds.rpcs):
+        raise SceneError(
+            path, "is placed by ground control points or RPCs only (warp it onto a grid first: gdalwarp)"
+        )
     elif ds.crs is None:
         raise SceneError(
             path,
@@ -216,7 +220,7 @@ def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> Non
             continue
         if is_special_file(source):
             raise SceneError(path, f"reads {source}, which is not a regular file (a pipe, socket or device)")
-        if depth < _MAX_VRT_NESTING:
+        if source.lower().endswith(".vrt") and depth < _MAX_VRT_NESTING:
             with open_pixels(source) as inner:
                 _check_sources(inner, path, depth + 1)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.control import GroundControlPoint
 from rasterio.windows import Window
 
 from geoseg.errors import SceneError
@@ -59,6 +60,20 @@ def test_a_vrt_that_reads_a_named_pipe_is_refused_without_waiting_also_when_nest
     for vrt in ("inner.vrt", "outer.vrt"):
         with pytest.raises(SceneError, match=r"reads .*pipe\.tif, which is not a regular file"):
             open_scene(tmp_path / vrt)
+
+
+def test_a_scene_placed_by_ground_control_points_only_is_refused_naming_them(tmp_path):
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
+    points = [
+        GroundControlPoint(0, 0, 30, 0),
+        GroundControlPoint(8, 0, 30, -0.001),
+        GroundControlPoint(0, 8, 30.001, 0),
+    ]
+    with rasterio.open(tmp_path / "raw.tif", "w", **profile) as dst:
+        dst.gcps = (points, rasterio.crs.CRS.from_epsg(4326))
+        dst.write(np.full((3, 8, 8), 100, dtype=np.uint8))
+    with pytest.raises(SceneError, match="placed by ground control points or RPCs only"):
+        open_scene(tmp_path / "raw.tif")
 
 
 def _scene_in(path, crs, transform) -> None:
