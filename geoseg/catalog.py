@@ -117,6 +117,8 @@ def _item_input(item: pystac.Item, asset_key: str | None) -> SceneInput:
         if not candidates:
             return SceneInput(item.id, "", "STAC item has no GeoTIFF asset (set asset_key)")
         asset = next((a for a in candidates if "data" in (a.roles or [])), candidates[0])
+    if not asset.href.strip():
+        return SceneInput(item.id, "", "STAC asset has an empty href")
     return SceneInput(item.id, asset.get_absolute_href() or asset.href)
 
 

@@ -114,6 +114,10 @@ def open_scene(
     tile name: ``geoseg.xyz``); the file's own georeferencing, if any, is then ignored.
     """
     path = str(path)
+    if "\0" in path:
+        raise SceneError(path.replace("\0", "\\0"), "path contains a NUL character")
+    if _is_standard_input(path):
+        raise SceneError(path, "is standard input, not a scene file (a read would wait for a terminal)")
     if "://" not in path and not path.startswith("/vsi"):
         if not Path(path).exists():
             raise SceneError(path, "file not found")
@@ -216,6 +220,8 @@ def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> Non
     if ds.driver != "VRT":
         return
     for source in ds.files[1:]:
+        if _is_standard_input(source):
+            raise SceneError(path, f"reads {source}, which is standard input")
         if "://" in source or source.startswith("/vsi"):
             continue
         if is_special_file(source):
@@ -226,6 +232,12 @@ def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> Non
 
 
 _MAX_VRT_NESTING = 8
+
+
+def _is_standard_input(path: str) -> bool:
+    return path.lower().startswith("/vsistdin")
+
+
 _POLE_LATITUDE = 90 + 1e-6
 """Latitudes beyond this are off the Earth (the margin: global grids whose edges round past ±90°)."""
 

@@ -506,6 +506,42 @@ def test_ids_that_name_paths_stay_inside_the_output_and_delete_nothing(world):
 
 
 @pytest.mark.slow
+def test_hrefs_that_are_no_scene_file_fail_their_scene_alone_without_waiting(world):
+    os.mkfifo(world / "work" / "pipe.tif")
+    (world / "work" / "pipe.vrt").write_text(
+        '<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>EPSG:32636</SRS>'
+        "<GeoTransform>500000, 0.3, 0, 100000, 0, -0.3</GeoTransform>"
+        + "".join(
+            f'<VRTRasterBand dataType="Byte" band="{band}"><SimpleSource><SourceFilename relativeToVRT="1">'
+            "pipe.tif</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+            for band in (1, 2, 3)
+        )
+        + "</VRTDataset>"
+    )
+    hrefs = {
+        "empty": ("", "empty href"),
+        "nul": (f"{world}/inputs/sce\0ne.tif", "NUL character"),
+        "stdin": ("/vsistdin/", "standard input"),
+        "device": ("/dev/zero", "not a regular file"),
+        "vrt-of-a-pipe": (str(world / "work" / "pipe.vrt"), "pipe.tif, which is not a regular file"),
+        "good": (str(world / "inputs" / "scene.tif"), None),
+    }
+    collection = {"type": "FeatureCollection", "features": [item(Path(h), i) for i, (h, _) in hrefs.items()]}
+    for feature, (href, _) in zip(collection["features"], hrefs.values(), strict=True):
+        feature["assets"]["image"]["href"] = href
+    workflow = write_workflow(world, inputs=stac_file(world, collection))
+    result = geoseg("run", workflow, cwd=world / "work", timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    report = json.loads((world / "work" / "out" / "run-report.json").read_text())
+    status = {s["id"]: s for s in report["scenes"]}
+    assert status["good"]["status"] == "ok"
+    for scene_id, (_, reason) in hrefs.items():
+        if reason is not None:
+            assert status[scene_id]["status"] == "failed" and reason in status[scene_id]["error"], scene_id
+
+
+@pytest.mark.slow
 def test_run_never_overwrites_an_input_lying_where_an_output_goes(world):
     masks = world / "work" / "masks"
     masks.mkdir()

@@ -203,7 +203,7 @@ def scene_fingerprint(workflow_fingerprint: str, href: str) -> str:
     """
     try:
         info = os.stat(href) if href and "://" not in href else None
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the href; the scene fails when opened
         info = None
     stamp = f"{info.st_size}:{info.st_mtime_ns}" if info else "-"
     return hashlib.sha256(f"{workflow_fingerprint}|{href}|{stamp}".encode()).hexdigest()[:16]
