@@ -43,22 +43,35 @@ class SceneInput:
 
 
 def load_inputs(
-    inputs: str | Sequence[str], *, asset_key: str | None = None, base_dir: Path = Path(".")
+    inputs: str | Sequence[str],
+    *,
+    asset_key: str | None = None,
+    base_dir: Path = Path("."),
+    output: Path | None = None,
 ) -> list[SceneInput]:
-    """Scenes named by a STAC file or by paths/globs (relative to ``base_dir``)."""
+    """Scenes named by a STAC file or by paths/globs (relative to ``base_dir``).
+
+    Scenes named by path are identified as ``unique_ids`` does (the file stem, led by folder names
+    where stems repeat: ``a/image.tif`` and ``b/image.tif`` are ``a-image`` and ``b-image``).
+    Glob matches under ``output`` (the run's output folder) are not inputs: a run whose output
+    lies under its inputs' glob does not segment its own masks when run again.
+    """
     entries = [inputs] if isinstance(inputs, str) else list(inputs)
     scenes: list[SceneInput] = []
+    files: list[Path] = []
     for entry in map(expand_variables, entries):
         path = Path(entry) if Path(entry).is_absolute() else base_dir / entry
         if path.suffix.lower() == ".json":
             scenes += _stac_inputs(path, asset_key)
-        else:
-            matches = (
-                sorted(glob.glob(str(path), recursive=True)) if glob.has_magic(str(path)) else [str(path)]
-            )
+        elif glob.has_magic(str(path)):
+            matches = [Path(m).resolve() for m in sorted(glob.glob(str(path), recursive=True))]
             if not matches:
                 raise ConfigError(f"inputs: {entry!r} matches no file")
-            scenes += [SceneInput(scene_id(m), str(Path(m).resolve())) for m in matches]
+            files += [m for m in matches if output is None or not m.is_relative_to(output.resolve())]
+        else:
+            files.append(path.resolve())
+    files = list(dict.fromkeys(files))  # a file named twice is one scene
+    scenes += [SceneInput(i, str(f)) for f, i in zip(files, unique_ids(files), strict=True)]
     _check_unique_ids(scenes)
     return scenes
 

@@ -38,16 +38,42 @@ def test_item_collection_and_missing_asset_key(sample_data, tmp_path):
     assert missing.error == "STAC item has no asset 'visual' (asset_key)"
 
 
-def test_globs_and_duplicate_ids(sample_data, tmp_path):
+def test_globs_name_scenes_by_file_and_by_folder_where_file_names_repeat(sample_data, tmp_path):
     found = load_inputs([str(sample_data / "labeled/quebec-aerial-tiles/image_*.tif")])
     assert [s.id for s in found] == ["image_1", "image_2"]
-    with pytest.raises(ConfigError, match="two scenes have the id 'image'"):
-        load_inputs(
-            [
-                str(sample_data / "labeled/landsat-albers/image.tif"),
-                str(sample_data / "labeled/spacenet-atlanta-pan/image.tif"),
-            ]
-        )
+    same_names = load_inputs(
+        [
+            str(sample_data / "labeled/landsat-albers/image.tif"),
+            str(sample_data / "labeled/spacenet-atlanta-pan/image.tif"),
+            str(sample_data / "labeled/spacenet-atlanta-pan/image.tif"),  # named twice: one scene
+        ]
+    )
+    assert [s.id for s in same_names] == ["landsat-albers-image", "spacenet-atlanta-pan-image"]
+
+
+def test_glob_matches_under_the_output_are_not_inputs(tmp_path):
+    (tmp_path / "out" / "masks").mkdir(parents=True)
+    for scene in ("a.tif", "out/masks/a.tif"):
+        (tmp_path / scene).write_bytes(b"")
+    found = load_inputs("**/*.tif", base_dir=tmp_path, output=tmp_path / "out")
+    assert [(s.id, s.href) for s in found] == [("a", str((tmp_path / "a.tif").resolve()))]
+    assert len(load_inputs("**/*.tif", base_dir=tmp_path)) == 2
+
+
+def test_stac_items_with_the_same_id_are_refused(tmp_path):
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "twin",
+        "geometry": None,
+        "properties": {"datetime": "2020-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {"image": {"href": "a.tif", "type": "image/tiff"}},
+    }
+    collection = tmp_path / "items.json"
+    collection.write_text(json.dumps({"type": "FeatureCollection", "features": [item, item]}))
+    with pytest.raises(ConfigError, match="two scenes have the id 'twin'"):
+        load_inputs(str(collection))
 
 
 def test_bundled_example_catalog_points_at_the_sample_data(sample_data):

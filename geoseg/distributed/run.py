@@ -133,7 +133,9 @@ def _plan(
     Raises ``GeosegError`` when the inputs name no scene, ids clash, or a run-level output
     (report, run layer, results catalog) is an input.
     """
-    inputs = load_inputs(workflow.inputs, asset_key=workflow.asset_key, base_dir=workflow.base_dir)
+    inputs = load_inputs(
+        workflow.inputs, asset_key=workflow.asset_key, base_dir=workflow.base_dir, output=output
+    )
     if not inputs:
         raise ConfigError(f"inputs: {workflow.inputs} names no scene")
     check_unique_names(scene.id for scene in inputs)
