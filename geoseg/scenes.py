@@ -253,7 +253,7 @@ def _check_on_the_earth(path: str, crs: CRS, transform: Affine, width: int, heig
             path,
             f"has a CRS that cannot be placed on the Earth ({name!r}; assign a geographic or projected one)",
         ) from None
-    corners = [transform * corner for corner in [(0, 0), (width, 0), (0, height), (width, height)]]
+    corners = [transform @ corner for corner in [(0, 0), (width, 0), (0, height), (width, height)]]
     _, lats = to_wgs84.transform([x for x, _ in corners], [y for _, y in corners])
     if not all(math.isfinite(lat) and abs(lat) <= _POLE_LATITUDE for lat in lats):
         said = ", ".join("off the projection" if not math.isfinite(lat) else f"{lat:.6g}" for lat in lats)

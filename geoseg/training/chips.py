@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from rasterio.windows import Window
 
-from geoseg.errors import ConfigError, LabelError
+from geoseg.errors import ConfigError, GeosegWarning, LabelError, SceneError
 from geoseg.model.metadata import Radiometry, names_its_bands
 from geoseg.model_input import scaled_scene
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
@@ -73,35 +74,54 @@ def open_datasets(
 ) -> list[LabelledScene]:
     """Open every scene of every dataset entry with its mask or vector labels, each scaled as
     ``radiometry`` says (``geoseg.model_input.scaled_scene``: pixels of other types than the
-    kept ones are stretched per scene, so 8- and 16-bit sources train together)."""
+    kept ones are stretched per scene, so 8- and 16-bit sources train together).
+
+    A scene that cannot be used (unreadable, no CRS, its mask missing or off its grid) is skipped
+    with a one-line warning naming it, as a batch run goes on past a bad scene; an entry none of
+    whose scenes can be used, and a vector label file that cannot be read, stop the run.
+    """
     scenes: list[LabelledScene] = []
     vector_files: dict[tuple[str, str | None], VectorLabelFile] = {}
     for index, entry in enumerate(datasets):
         paths = sorted(glob.glob(entry.images))
         if not paths:
             raise ConfigError(f"no scenes match images {entry.images!r}")
+        if entry.labels is not None and (key := (entry.labels, entry.class_field)) not in vector_files:
+            vector_files[key] = read_vector_labels(entry.labels, classes, entry.class_field)
+        opened = []
         for path in paths:
-            opener = open_xyz_tile if entry.georeference == "xyz" else open_scene
-            scene = scaled_scene(opener(path, bands=entry.bands), radiometry)
-            if entry.masks is not None:
-                mask_path = entry.masks.format(stem=scene.id, name=Path(path).name)
-                if not Path(mask_path).exists():
-                    raise LabelError(f"{mask_path}: mask of {path} not found")
-                labels: LabelSource = open_mask_labels(
-                    scene, mask_path, len(classes), entry.mask_nodata_is_class
-                )
-                scenes.append(LabelledScene(scene, labels, mask_path, index))
-            else:
-                assert entry.labels is not None
-                key = (entry.labels, entry.class_field)
-                if key not in vector_files:
-                    vector_files[key] = read_vector_labels(entry.labels, classes, entry.class_field)
-                labels = vector_labels_for(scene, vector_files[key])
-                scenes.append(LabelledScene(scene, labels, entry.labels, index))
+            try:
+                opened.append(_labelled_scene(path, entry, index, classes, radiometry, vector_files))
+            except (SceneError, LabelError) as exc:
+                warnings.warn(GeosegWarning(f"skipped {exc}"), stacklevel=2)
+        if not opened:
+            raise ConfigError(f"images {entry.images!r}: none of its {len(paths)} scenes can be used")
+        scenes += opened
     bands = {len(s.scene.bands) for s in scenes}
     if len(bands) > 1:
         raise ConfigError(f"scenes have different band counts {sorted(bands)}; choose 'bands'")
     return scenes
+
+
+def _labelled_scene(
+    path: str,
+    entry: DatasetConfig,
+    index: int,
+    classes: list[str],
+    radiometry: Radiometry | None,
+    vector_files: dict[tuple[str, str | None], VectorLabelFile],
+) -> LabelledScene:
+    opener = open_xyz_tile if entry.georeference == "xyz" else open_scene
+    scene = scaled_scene(opener(path, bands=entry.bands), radiometry)
+    if entry.masks is not None:
+        mask_path = entry.masks.format(stem=scene.id, name=Path(path).name)
+        if not Path(mask_path).exists():
+            raise LabelError(f"{mask_path}: mask of {path} not found")
+        labels: LabelSource = open_mask_labels(scene, mask_path, len(classes), entry.mask_nodata_is_class)
+        return LabelledScene(scene, labels, mask_path, index)
+    assert entry.labels is not None
+    labels = vector_labels_for(scene, vector_files[(entry.labels, entry.class_field)])
+    return LabelledScene(scene, labels, entry.labels, index)
 
 
 def band_colours(scenes: Sequence[LabelledScene]) -> list[str] | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
+from geoseg.errors import ConfigError, GeosegWarning
 from geoseg.training.chips import (
     Chip,
     ChipPixels,
@@ -43,6 +46,31 @@ def _overlap(a, b):
         and a.row_off_px < b.row_off_px + b.size_px
         and b.row_off_px < a.row_off_px + a.size_px
     )
+
+
+def test_a_scene_that_cannot_be_used_is_skipped_with_a_warning_naming_it(sample_data, tmp_path):
+    ramp = sample_data / "labeled" / "hotosm-ramp"
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    chip = sorted((ramp / "chips").glob("*.tif"))[0]
+    shutil.copy(chip, tmp_path / "images" / "good.tif")
+    shutil.copy(ramp / "binarymasks" / f"{chip.stem}.mask.tif", tmp_path / "masks" / "good.mask.tif")
+    shutil.copy(sample_data / "edge" / "corrupt.tif", tmp_path / "images" / "corrupt.tif")
+    shutil.copy(ramp / "binarymasks" / f"{chip.stem}.mask.tif", tmp_path / "masks" / "corrupt.mask.tif")
+    shutil.copy(chip, tmp_path / "images" / "unlabelled.tif")
+    entry = DatasetConfig.model_validate(
+        {"images": str(tmp_path / "images" / "*.tif"), "masks": str(tmp_path / "masks" / "{stem}.mask.tif")}
+    )
+    with pytest.warns(GeosegWarning) as warned:
+        scenes = open_datasets([entry], CLASSES, None)
+    assert [s.scene.id for s in scenes] == ["good"]
+    skipped = sorted(str(w.message) for w in warned if w.category is GeosegWarning)
+    assert len(skipped) == 2
+    assert "corrupt.tif: pixels cannot be decoded" in skipped[0]
+    assert "mask of " in skipped[1] and "unlabelled.tif not found" in skipped[1]
+    (tmp_path / "images" / "good.tif").unlink()
+    with pytest.warns(GeosegWarning), pytest.raises(ConfigError, match="none of its 2 scenes can be used"):
+        open_datasets([entry], CLASSES, None)
 
 
 def test_grid_covers_the_scene_with_the_last_window_flush():
