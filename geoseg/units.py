@@ -98,8 +98,8 @@ def transformer(source: CRS | pyproj.CRS, target: CRS | pyproj.CRS) -> pyproj.Tr
 
 def footprint_area_m2(crs: CRS, transform: Affine, width: int, height: int) -> float:
     """Ground area of a raster's footprint in square metres."""
-    left, top = transform * (0, 0)
-    right, bottom = transform * (width, height)
+    left, top = transform @ (0, 0)
+    right, bottom = transform @ (width, height)
     footprint = np.array([shapely.box(left, bottom, right, top)])
     area, _ = measure(footprint, crs, metric_frame(crs, transform, width, height))
     return float(area[0])
