@@ -27,6 +27,7 @@ from rasterio.transform import from_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import SceneError
+from geoseg.maskformat import CLASSES_TAG
 from geoseg.model.metadata import NAMELESS_COLOURS
 from geoseg.safepaths import is_special_file
 from geoseg.units import footprint_area_m2, transformer
@@ -109,7 +110,8 @@ def open_scene(
     Without ``bands``, the bands whose colour interpretations are the model's ``colours`` are read
     in that order, when the file names each of them once (``bands_by_colour``: a BGR file, red,
     green and blue of an RGB + near-infrared one); otherwise all non-alpha bands.
-    ``expected_bands`` is the model's band count.
+    ``expected_bands`` is the model's band count (given, the file is a model input: a mask
+    geoseg wrote is refused as one).
     ``georeference`` (CRS, bounds) places a file whose position is known from elsewhere (an XYZ
     tile name: ``geoseg.xyz``); the file's own georeferencing, if any, is then ignored.
     """
@@ -181,6 +183,8 @@ def _describe(
     bad = [b for b in bands if not 1 <= b <= ds.count]
     if bad:
         raise SceneError(path, f"bands {bad} do not exist (the file has {ds.count} bands)")
+    if expected_bands is not None and CLASSES_TAG in ds.tags():
+        raise SceneError(path, "is a geoseg mask (an earlier run's output), not a scene")
     if expected_bands is not None and len(bands) != expected_bands:
         raise SceneError(
             path,

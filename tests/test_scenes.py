@@ -76,6 +76,15 @@ def test_a_scene_placed_by_ground_control_points_only_is_refused_naming_them(tmp
         open_scene(tmp_path / "raw.tif")
 
 
+def test_a_mask_geoseg_wrote_is_refused_as_a_model_input_but_opens_as_labels(tmp_path):
+    _scene_in(tmp_path / "mask.tif", "EPSG:32636", Affine(0.3, 0, 500_000, 0, -0.3, 100_000))
+    with rasterio.open(tmp_path / "mask.tif", "r+") as dst:
+        dst.update_tags(GEOSEG_CLASSES='["background", "building"]')
+    with pytest.raises(SceneError, match="is a geoseg mask"):
+        open_scene(tmp_path / "mask.tif", expected_bands=3)
+    assert open_scene(tmp_path / "mask.tif", bands=[1]).bands == (1,)
+
+
 def _scene_in(path, crs, transform) -> None:
     profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
     with rasterio.open(path, "w", crs=crs, transform=transform, **profile) as dst:
