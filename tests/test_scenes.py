@@ -13,6 +13,13 @@ from geoseg.errors import SceneError
 from geoseg.scenes import open_scene, read_window
 
 
+def _scene_in(path, crs, transform) -> None:
+    """An 8 × 8 three-band uint8 GeoTIFF at ``path``."""
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
+    with rasterio.open(path, "w", crs=crs, transform=transform, **profile) as dst:
+        dst.write(np.full((3, 8, 8), 100, dtype=np.uint8))
+
+
 @pytest.mark.parametrize(
     "relative,reason",
     [
@@ -85,12 +92,6 @@ def test_a_mask_geoseg_wrote_is_refused_as_a_model_input_but_opens_as_labels(tmp
     assert open_scene(tmp_path / "mask.tif", bands=[1]).bands == (1,)
 
 
-def _scene_in(path, crs, transform) -> None:
-    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
-    with rasterio.open(path, "w", crs=crs, transform=transform, **profile) as dst:
-        dst.write(np.full((3, 8, 8), 100, dtype=np.uint8))
-
-
 def test_a_local_engineering_crs_is_refused_as_not_on_the_earth(tmp_path):
     site_grid = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
     _scene_in(tmp_path / "site.tif", site_grid, Affine(0.1, 0, 0, 0, -0.1, 100))
@@ -118,13 +119,9 @@ def test_a_global_grid_whose_edges_round_past_the_poles_is_a_scene(tmp_path):
 
 @pytest.mark.parametrize("pixel_width", [float("nan"), float("inf")])
 def test_a_scene_whose_geotransform_is_not_finite_is_refused(tmp_path, pixel_width):
-    path = tmp_path / "scene.tif"
-    transform = Affine(pixel_width, 0, 500_000, 0, -0.3, 100_000)
-    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8", "crs": "EPSG:32636"}
-    with rasterio.open(path, "w", transform=transform, **profile) as dst:
-        dst.write(np.full((3, 8, 8), 100, dtype=np.uint8))
+    _scene_in(tmp_path / "scene.tif", "EPSG:32636", Affine(pixel_width, 0, 500_000, 0, -0.3, 100_000))
     with pytest.raises(SceneError, match="degenerate geotransform"):
-        open_scene(path)
+        open_scene(tmp_path / "scene.tif")
 
 
 def test_wrong_band_count_for_the_model_is_refused(sample_data):
