@@ -25,7 +25,7 @@ from rasterio.warp import transform_bounds
 
 from geoseg.atomic import atomic_output
 from geoseg.errors import ConfigError, SceneError
-from geoseg.safepaths import check_replaceable, inside, is_special_file, safe_name
+from geoseg.safepaths import check_replaceable, glob_files, inside, is_special_file, safe_name
 from geoseg.sampledata import expand_variables
 from geoseg.scenes import scene_id
 
@@ -64,7 +64,7 @@ def load_inputs(
         if path.suffix.lower() == ".json":
             scenes += _stac_inputs(path, asset_key)
         elif glob.has_magic(str(path)):
-            matches = [Path(m).resolve() for m in sorted(glob.glob(str(path), recursive=True))]
+            matches = [Path(m).resolve() for m in glob_files(str(path))]
             if not matches:
                 raise ConfigError(f"inputs: {entry!r} matches no file")
             files += [m for m in matches if output is None or not m.is_relative_to(output.resolve())]

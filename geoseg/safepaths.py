@@ -16,6 +16,7 @@ so no path is ever built from a raw id. The rules every writer follows:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
@@ -88,6 +89,23 @@ def inside(root: str | os.PathLike[str], *parts: str) -> Path:
     if not path.resolve().is_relative_to(base):
         raise OutputError(path, f"resolves outside the output folder {base}; refusing to write there")
     return path
+
+
+def glob_files(pattern: str) -> list[str]:
+    """The paths matching ``pattern``, sorted, as ``glob.glob(pattern, recursive=True)`` finds them
+    (``**`` any folders, names led by a dot only where the pattern names one), except that ``**``
+    never descends through a symbolic link to a folder: a link loop made that search endless."""
+    parts = Path(pattern).parts
+    first = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
+    if first is None:
+        return [pattern] if os.path.lexists(pattern) else []
+    base, rest = Path(*parts[:first]), Path(*parts[first:])
+    dotted = any(part.startswith(".") for part in rest.parts)
+    return sorted(
+        str(path)
+        for path in base.glob(str(rest))
+        if dotted or not any(part.startswith(".") for part in path.relative_to(base).parts)
+    )
 
 
 def is_special_file(path: str | os.PathLike[str]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 import pytest
@@ -14,6 +15,7 @@ from geoseg.safepaths import (
     check_output_folder,
     check_replaceable,
     check_unique_names,
+    glob_files,
     inside,
     refuse_overwriting_inputs,
     safe_name,
@@ -110,3 +112,20 @@ def test_a_filesystem_root_or_the_home_folder_is_no_output_folder(folder):
 def test_a_folder_of_its_own_is_an_output_folder(tmp_path):
     check_output_folder(tmp_path / "out")
     check_output_folder(tmp_path)
+
+
+def test_globs_find_what_glob_finds_but_never_loop_through_linked_folders(tmp_path):
+    for name in ("a.tif", "sub/b.tif", "sub/deeper/c.tif", ".hidden/d.tif", "sub/.e.tif"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    pattern = f"{tmp_path}/**/*.tif"
+    assert glob_files(pattern) == sorted(glob.glob(pattern, recursive=True))
+    assert glob_files(f"{tmp_path}/sub/*.tif") == [f"{tmp_path}/sub/b.tif"]
+    assert glob_files(f"{tmp_path}/sub/.*.tif") == sorted(glob.glob(f"{tmp_path}/sub/.*.tif"))
+    assert glob_files(f"{tmp_path}/a.tif") == [f"{tmp_path}/a.tif"]
+    assert glob_files(f"{tmp_path}/none.tif") == []
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # glob.glob: every file again at every depth
+    (tmp_path / "again").symlink_to(tmp_path)
+    assert glob_files(pattern) == sorted(
+        f"{tmp_path}/{name}" for name in ("a.tif", "sub/b.tif", "sub/deeper/c.tif")
+    )

@@ -11,7 +11,6 @@ chip is read (``geoseg.training.loader``).
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import warnings
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from rasterio.windows import Window
 from geoseg.errors import ConfigError, GeosegWarning, LabelError, SceneError
 from geoseg.model.metadata import Radiometry, names_its_bands
 from geoseg.model_input import scaled_scene
+from geoseg.safepaths import glob_files
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.training.config import DatasetConfig, EntryWeighting
 from geoseg.training.labels import (
@@ -83,7 +83,7 @@ def open_datasets(
     scenes: list[LabelledScene] = []
     vector_files: dict[tuple[str, str | None], VectorLabelFile] = {}
     for index, entry in enumerate(datasets):
-        paths = sorted(glob.glob(entry.images))
+        paths = glob_files(entry.images)
         if not paths:
             raise ConfigError(f"no scenes match images {entry.images!r}")
         if entry.labels is not None and (key := (entry.labels, entry.class_field)) not in vector_files:
