@@ -37,6 +37,8 @@ def read_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
         raise ConfigError(f"{file}: {what} not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: nested too deeply to be a {what}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: a {what} is a mapping of fields")
     return raw

@@ -35,6 +35,7 @@ class Job(BaseModel):
         ("name: [unclosed", "not valid YAML"),
         ("- a list\n- of names", "a job is a mapping of fields"),
         ("", "a job is a mapping of fields"),
+        ("name: " + "[" * 100_000 + "]" * 100_000, "nested too deeply to be a job"),
     ],
 )
 def test_a_file_that_is_not_a_yaml_mapping_is_one_line_naming_the_file(tmp_path, text, problem):
