@@ -13,7 +13,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from dask.utils import parse_bytes
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -89,9 +89,9 @@ class OutputConfig(_Strict):
     compress: Literal["DEFLATE", "ZSTD", "LZW"] = "DEFLATE"
     vector_formats: tuple[VectorFormat, ...] = ("gpkg", "geojson")
     connectivity: Literal[4, 8] = 8
-    min_area_m2: float = Field(0.0, ge=0)
-    fill_holes_below_m2: float = Field(0.0, ge=0)
-    simplify_tolerance_m: float = Field(0.0, ge=0)
+    min_area_m2: float = Field(0.0, ge=0, allow_inf_nan=False)
+    fill_holes_below_m2: float = Field(0.0, ge=0, allow_inf_nan=False)
+    simplify_tolerance_m: float = Field(0.0, ge=0, allow_inf_nan=False)
     run_layer: VectorFormat | None = Field("gpkg", description="one layer gathering every scene")
 
 
@@ -161,8 +161,10 @@ class Workflow(_Strict):
     model: Path
     output: Path
     asset_key: str | None = Field(None, description="STAC asset to segment (default: first GeoTIFF)")
-    bands: list[int] | None = Field(
-        None, description="1-based bands to read (default: by the model's band colours, else all non-alpha)"
+    bands: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="1-based bands to read (default: by the model's band colours, else all non-alpha)",
     )
     inference: InferenceConfig = InferenceConfig()
     tiling: TilingConfig = TilingConfig()

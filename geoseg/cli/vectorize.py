@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,12 @@ def _connectivity(value: int) -> int:
     return value
 
 
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
 @app.command()
 def vectorize(
     mask: Annotated[Path, typer.Argument(help="Mask GeoTIFF (band 1 class ids, 255 nodata).")],
@@ -24,12 +31,18 @@ def vectorize(
         typer.Option("--out", help="Output .gpkg, .parquet, .geojson, .shp or .fgb (repeatable)."),
     ],
     block_size: Annotated[int, typer.Option(help="Pixels per block read (memory bound).", min=16)] = 2048,
-    min_area: Annotated[float, typer.Option("--min-area", help="Drop polygons below m².", min=0)] = 0.0,
-    simplify: Annotated[float, typer.Option("--simplify", help="Tolerance in metres.", min=0)] = 0.0,
+    min_area: Annotated[
+        float, typer.Option("--min-area", help="Drop polygons below m².", min=0, callback=_finite)
+    ] = 0.0,
+    simplify: Annotated[
+        float, typer.Option("--simplify", help="Tolerance in metres.", min=0, callback=_finite)
+    ] = 0.0,
     connectivity: Annotated[
         int, typer.Option(help="Pixel connectivity, 4 or 8.", callback=_connectivity)
     ] = 8,
-    fill_holes: Annotated[float, typer.Option("--fill-holes", help="Fill holes below m².", min=0)] = 0.0,
+    fill_holes: Annotated[
+        float, typer.Option("--fill-holes", help="Fill holes below m².", min=0, callback=_finite)
+    ] = 0.0,
     scene_id: Annotated[str | None, typer.Option(help="Scene id (default: mask stem).")] = None,
 ) -> None:
     """Vectorise MASK into one polygon per connected component, with areas in metres."""

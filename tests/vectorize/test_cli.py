@@ -30,6 +30,17 @@ def test_vectorize_writes_the_layers_and_prints_a_summary(tmp_path):
     assert len(read_features(tmp_path / "a.gpkg")) == len(read_features(tmp_path / "a.geojson")) == 1
 
 
+@pytest.mark.parametrize("option", ["--min-area", "--simplify", "--fill-holes"])
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_a_size_that_is_not_a_finite_number_is_a_usage_error(tmp_path, option, value):
+    mask = write_mask(tmp_path / "scene.tif", np.ones((4, 4), dtype=np.uint8))
+    result = CliRunner().invoke(
+        app, ["vectorize", str(mask), "--out", str(tmp_path / "a.gpkg"), option, value]
+    )
+    assert result.exit_code == 2
+    assert option in result.output and not (tmp_path / "a.gpkg").exists()
+
+
 def test_a_bad_connectivity_is_a_usage_error(tmp_path):
     mask = write_mask(tmp_path / "scene.tif", np.ones((4, 4), dtype=np.uint8))
     result = CliRunner().invoke(
