@@ -31,7 +31,7 @@ Resample = Literal["none", "model"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TilingConfig(_Strict):
@@ -89,9 +89,9 @@ class OutputConfig(_Strict):
     compress: Literal["DEFLATE", "ZSTD", "LZW"] = "DEFLATE"
     vector_formats: tuple[VectorFormat, ...] = ("gpkg", "geojson")
     connectivity: Literal[4, 8] = 8
-    min_area_m2: float = Field(0.0, ge=0, allow_inf_nan=False)
-    fill_holes_below_m2: float = Field(0.0, ge=0, allow_inf_nan=False)
-    simplify_tolerance_m: float = Field(0.0, ge=0, allow_inf_nan=False)
+    min_area_m2: float = Field(0.0, ge=0)
+    fill_holes_below_m2: float = Field(0.0, ge=0)
+    simplify_tolerance_m: float = Field(0.0, ge=0)
     run_layer: VectorFormat | None = Field("gpkg", description="one layer gathering every scene")
 
 

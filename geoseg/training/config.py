@@ -20,7 +20,7 @@ from geoseg.model.metadata import Radiometry
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 EntryWeighting = Literal["chips", "sqrt", "equal"]

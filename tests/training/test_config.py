@@ -62,6 +62,14 @@ def test_error_names_the_nested_field(tmp_path):
         parse_config(raw, tmp_path)
 
 
+@pytest.mark.parametrize("field", ["dice_weight", "time_limit_s", "lr_g"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_a_number_that_is_not_finite_is_refused_naming_the_field(tmp_path, field, value):
+    raw = {**MINIMAL, "training": {field: value}}
+    with pytest.raises(ConfigError, match=rf"field 'training\.{field}'"):
+        parse_config(raw, tmp_path)
+
+
 def test_unknown_field_is_named(tmp_path):
     raw = {**MINIMAL, "training": {"adversarial_wieght": 0.1}}
     with pytest.raises(ConfigError, match=r"training\.adversarial_wieght"):
