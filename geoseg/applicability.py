@@ -171,5 +171,6 @@ def scene_warnings(scene: Scene, domain: Domain | None, sample: np.ndarray | Non
 
 
 def number_text(value: float) -> str:
-    """Three significant digits, without exponents for large values (300, 45.8, 0.0742)."""
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    """Three significant digits, without exponents for large values (300, 45.8, 0.0742; past a
+    trillion with one: 1e+308)."""
+    return f"{value:.0f}" if 100 <= abs(value) < 1e12 else f"{value:.3g}"

@@ -23,6 +23,9 @@ import numpy as np
 from geoseg.applicability import number_text
 from geoseg.model.metadata import Radiometry
 
+_FLOAT32_SAFE = 1e30
+"""Scales and offsets beyond this are applied in float64 (float32 ends at 3.4e38)."""
+
 
 @dataclass(frozen=True)
 class BandScaling:
@@ -38,14 +41,17 @@ class BandScaling:
     """One map for all bands."""
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:
-        """``pixels`` (bands, …) scaled, as float32."""
+        """``pixels`` (bands, …) scaled, as float32; in float64 where float32 would overflow
+        (float64 pixels past its range, or the huge scale of a tiny value range)."""
         shape = (-1,) + (1,) * (pixels.ndim - 1)
-        scale = np.asarray(self.scale, dtype=np.float32).reshape(shape)
-        offset = np.asarray(self.offset, dtype=np.float32).reshape(shape)
-        out: np.ndarray = np.multiply(pixels, scale, dtype=np.float32)  # converts and scales in one pass
+        fits = all(abs(v) < _FLOAT32_SAFE for v in (*self.scale, *self.offset))
+        work = np.float32 if fits and pixels.dtype != np.float64 else np.float64
+        scale = np.asarray(self.scale, dtype=work).reshape(shape)
+        offset = np.asarray(self.offset, dtype=work).reshape(shape)
+        out: np.ndarray = np.multiply(pixels, scale, dtype=work)  # converts and scales in one pass
         out += offset
         np.clip(out, self.low, self.high, out=out)
-        return out
+        return out.astype(np.float32, copy=False)
 
     @property
     def note(self) -> str:

@@ -49,6 +49,23 @@ def test_a_band_of_one_value_goes_to_the_middle_of_the_target():
     assert scaling.apply(np.array([[[7.0, 9.0]]]))[0, 0].tolist() == [127.5, 127.5]
 
 
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        (np.full(50, 1e308), np.float64),  # beyond float32's range
+        (np.linspace(0, 1e-300, 50), np.float64),  # a range so small its scale is beyond float32's
+        (np.linspace(0, 1e-40, 50), np.float32),  # float32 subnormals: the same
+    ],
+)
+def test_extreme_float_values_scale_into_the_target_without_overflow(values, dtype):
+    pixels = values.astype(dtype).reshape(1, 1, -1)
+    scaling = band_scaling(pixels[:, 0].astype(np.float64), Radiometry(percentiles=(0, 100)))
+    with np.errstate(all="raise"):
+        scaled = scaling.apply(pixels)
+    assert scaled.dtype == np.float32
+    assert np.isfinite(scaled).all() and scaled.min() >= 0 and scaled.max() <= 255
+
+
 def test_only_pixel_types_the_checkpoint_does_not_keep_are_scaled():
     rule = Radiometry()
     assert not needs_scaling("uint8", rule)
