@@ -105,5 +105,9 @@ def scaled_scene(scene: Scene, radiometry: Radiometry | None, sample: np.ndarray
     if sample is not None:  # fill that no nodata tag marks: NaN, inf, or 0 in every band (a collar)
         sample = sample[:, np.isfinite(sample).all(axis=0) & (sample != 0).any(axis=0)]
     if sample is None or not sample.size:
-        raise SceneError(scene.path, "no readable valid pixel to scale its values by for the model")
+        raise SceneError(
+            scene.path,
+            "no readable valid pixel to scale its values by for the model "
+            "(every pixel read is nodata, not finite, or 0 in every band: untagged fill)",
+        )
     return dataclasses.replace(scene, scaling=band_scaling(sample, radiometry))
