@@ -100,6 +100,8 @@ def glob_files(pattern: str) -> list[str]:
     if first is None:
         return [pattern] if os.path.lexists(pattern) else []
     base, rest = Path(*parts[:first]), Path(*parts[first:])
+    if rest.name == "**":  # glob.glob's "folder/**" names the files below too, pathlib's only folders
+        rest = rest / "*"
     dotted = any(part.startswith(".") for part in rest.parts)
     return sorted(
         str(path)

@@ -123,6 +123,7 @@ def test_globs_find_what_glob_finds_but_never_loop_through_linked_folders(tmp_pa
     assert glob_files(f"{tmp_path}/sub/*.tif") == [f"{tmp_path}/sub/b.tif"]
     assert glob_files(f"{tmp_path}/sub/.*.tif") == sorted(glob.glob(f"{tmp_path}/sub/.*.tif"))
     assert glob_files(f"{tmp_path}/a.tif") == [f"{tmp_path}/a.tif"]
+    assert set(glob_files(f"{tmp_path}/sub/**")) == set(glob.glob(f"{tmp_path}/sub/**/*", recursive=True))
     assert glob_files(f"{tmp_path}/none.tif") == []
     (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # glob.glob: every file again at every depth
     (tmp_path / "again").symlink_to(tmp_path)
