@@ -27,7 +27,7 @@ from geoseg.atomic import atomic_output
 from geoseg.errors import ConfigError, SceneError
 from geoseg.safepaths import check_replaceable, glob_files, inside, is_special_file, safe_name
 from geoseg.sampledata import expand_variables
-from geoseg.scenes import scene_id
+from geoseg.scenes import check_on_the_earth, scene_id
 
 _TIFF_TYPES = ("image/tiff", "image/geotiff", "image/tiff; application=geotiff")
 
@@ -205,10 +205,13 @@ def unique_ids(files: Sequence[Path]) -> list[str]:
 
 def scene_item(path: Path, properties: dict[str, Any] | None = None) -> pystac.Item:
     """A STAC item for a GeoTIFF: footprint in lon/lat, projection info, an ``image`` asset."""
+    if is_special_file(path):
+        raise SceneError(path, "is not a regular file (a pipe, socket or device)")
     try:
         with rasterio.open(path) as ds:
             if ds.crs is None:
                 raise SceneError(path, "has no CRS")
+            check_on_the_earth(str(path), ds.crs, ds.transform, ds.width, ds.height)
             bbox = list(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21))
             proj = {
                 "proj:code": f"EPSG:{ds.crs.to_epsg()}" if ds.crs.to_epsg() else None,

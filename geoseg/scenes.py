@@ -168,7 +168,7 @@ def _describe(
         raise SceneError(path, f"has a degenerate geotransform (pixel size {transform.a} × {transform.e})")
     if transform.b != 0 or transform.d != 0:
         raise SceneError(path, "has a rotated geotransform (warp it to a north-up grid first)")
-    _check_on_the_earth(path, crs, transform, ds.width, ds.height)
+    check_on_the_earth(path, crs, transform, ds.width, ds.height)
     file_colours = [ci.name for ci in ds.colorinterp]
     band_choice = None
     if bands is None:
@@ -246,7 +246,7 @@ _POLE_LATITUDE = 90 + 1e-6
 """Latitudes beyond this are off the Earth (the margin: global grids whose edges round past ±90°)."""
 
 
-def _check_on_the_earth(path: str, crs: CRS, transform: Affine, width: int, height: int) -> None:
+def check_on_the_earth(path: str, crs: CRS, transform: Affine, width: int, height: int) -> None:
     """Refuse a scene that cannot be placed on the Earth: a CRS that PROJ cannot relate to WGS 84
     (a local engineering grid), or corners that are no longitude and latitude there."""
     try:

@@ -6,7 +6,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
 from geoseg.catalog import build_catalog, load_inputs
 from geoseg.errors import ConfigError
@@ -25,6 +28,25 @@ def test_built_catalog_has_relative_hrefs_that_resolve_to_the_scenes(sample_data
     inputs = load_inputs(str(catalog))
     assert [(s.id, s.href) for s in inputs] == [("RGB.byte", str(scenes[0])), ("image", str(scenes[1]))]
     assert all(open_scene(s.href) for s in inputs)
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_building_skips_pipes_and_scenes_off_the_earth_naming_them(sample_data, tmp_path):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.tif")
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
+    site_grid = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
+    with rasterio.open(
+        folder / "site.tif", "w", crs=site_grid, transform=Affine(1, 0, 0, 0, -1, 8), **profile
+    ) as dst:
+        dst.write(np.zeros((3, 8, 8), dtype=np.uint8))
+    catalog, skipped = build_catalog([folder, sample_data / "edge/RGB.byte.tif"], tmp_path / "catalog.json")
+    assert [s.id for s in load_inputs(str(catalog))] == ["RGB.byte"]
+    assert sorted(skipped) == [
+        f"{folder / 'pipe.tif'}: is not a regular file (a pipe, socket or device)",
+        f"{folder / 'site.tif'}: has a CRS that cannot be placed on the Earth ('site grid'; assign a geographic or projected one)",
+    ]
 
 
 def test_item_collection_and_missing_asset_key(sample_data, tmp_path):
