@@ -79,6 +79,8 @@ def load_inputs(
 def _stac_inputs(path: Path, asset_key: str | None) -> list[SceneInput]:
     """The scenes of a STAC file; any problem is one ``ConfigError`` naming the file."""
     try:
+        if is_special_file(path):
+            raise ConfigError(f"inputs: {path} is not a regular file (a pipe, socket or device)")
         document = json.loads(path.read_text())
         if not isinstance(document, dict):
             raise ConfigError(f"inputs: {path} is not a STAC object (a JSON {type(document).__name__})")

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from geoseg.errors import ConfigError
+from geoseg.safepaths import is_special_file
 from geoseg.sampledata import expand_variables
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,6 +32,8 @@ class FieldProblem(ValueError):
 def read_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """The YAML mapping in ``path``; ``what`` names the kind of file in errors."""
     file = Path(path)
+    if is_special_file(file):
+        raise ConfigError(f"{file}: not a regular file (a pipe, socket or device)")
     try:
         raw = yaml.safe_load(file.read_text())
     except FileNotFoundError:

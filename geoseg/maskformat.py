@@ -90,8 +90,10 @@ def iter_mask_blocks(path: str | os.PathLike[str], block_size: int) -> Iterator[
 
 
 def _open(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise VectorizeError(path, "mask not found")
+    if not Path(path).is_file():
+        raise VectorizeError(path, "not a regular file (a folder, pipe, socket or device)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # reported as an error below

@@ -274,6 +274,24 @@ def test_predict_refuses_a_scene_larger_than_the_limit_before_reading_it(world):
     assert not [p for p in (world / "work").iterdir() if p.name.startswith(".")], "temporary left behind"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "pipe.yaml"],
+        ["run", "workflow.yaml"],  # its inputs: a STAC file that is a pipe
+        ["vectorize", "pipe.tif", "--out", "polygons.gpkg"],
+        ["evaluate", "MODEL", "--images", "SCENE", "--labels", "pipe.gpkg", "--device", "cpu"],
+    ],
+)
+def test_a_named_pipe_where_a_file_is_read_is_one_line_not_a_wait(world, command):
+    for pipe in ("pipe.yaml", "pipe.json", "pipe.tif", "pipe.gpkg"):
+        os.mkfifo(world / "work" / pipe)
+    write_workflow(world, inputs="pipe.json")
+    named = {"MODEL": world / "inputs" / "model.safetensors", "SCENE": world / "inputs" / "scene.tif"}
+    result = geoseg(*[named.get(arg, arg) for arg in command], cwd=world / "work", timeout=60)
+    assert "not a regular file" in error_line(result)
+
+
 # --- other commands --------------------------------------------------------------------------
 
 
