@@ -50,6 +50,12 @@ def read_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
 def validate(model: type[M], raw: dict[str, Any], source: str) -> M:
     """Validate ``raw`` as ``model``; the first problem is a ``ConfigError`` naming the field."""
     try:
+        field = _nul_field(raw)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
+    if field is not None:
+        raise ConfigError(f"{source}: field '{field}': contains a NUL character")
+    try:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -62,6 +68,17 @@ def validate(model: type[M], raw: dict[str, Any], source: str) -> M:
         raise ConfigError(
             f"{source}: field '{field or '(top level)'}': {message.removeprefix('Value error, ')}"
         ) from None
+
+
+def _nul_field(node: Any, path: str = "") -> str | None:
+    """The dotted path of the first string in ``node`` holding a NUL character (no file path can)."""
+    if isinstance(node, str):
+        return path if "\0" in node else None
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if (found := _nul_field(value, f"{path}.{key}" if path else str(key))) is not None:
+            return found
+    return None
 
 
 def _field_path(loc: tuple[int | str, ...], raw: Any) -> str:

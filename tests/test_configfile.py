@@ -62,6 +62,8 @@ def test_a_missing_file_says_what_was_not_found(tmp_path):
             "tiling.halo_px",
             "must be smaller than tile_px",
         ),
+        ({"name": "a\0b", "tiling": {}}, "name", "contains a NUL character"),
+        ({"name": "a", "paths": ["ok", "x\0y"]}, "paths.1", "contains a NUL character"),
     ],
 )
 def test_the_first_problem_names_the_nested_field(raw, field, message):
