@@ -58,20 +58,22 @@ def load_inputs(
     """
     entries = [inputs] if isinstance(inputs, str) else list(inputs)
     scenes: list[SceneInput] = []
-    files: list[Path] = []
+    named: dict[Path, Path] = {}  # resolved → as named (a file named twice is one scene)
     for entry in map(expand_variables, entries):
         path = Path(entry) if Path(entry).is_absolute() else base_dir / entry
         if path.suffix.lower() == ".json":
             scenes += _stac_inputs(path, asset_key)
         elif glob.has_magic(str(path)):
-            matches = [Path(m).resolve() for m in glob_files(str(path))]
+            matches = list(map(Path, glob_files(str(path))))
             if not matches:
                 raise ConfigError(f"inputs: {entry!r} matches no file")
-            files += [m for m in matches if output is None or not m.is_relative_to(output.resolve())]
+            for match in matches:
+                if output is None or not match.resolve().is_relative_to(output.resolve()):
+                    named.setdefault(match.resolve(), match)
         else:
-            files.append(path.resolve())
-    files = list(dict.fromkeys(files))  # a file named twice is one scene
-    scenes += [SceneInput(i, str(f)) for f, i in zip(files, unique_ids(files), strict=True)]
+            named.setdefault(path.resolve(), path)
+    ids = unique_ids(list(named.values()))
+    scenes += [SceneInput(i, str(f)) for f, i in zip(named, ids, strict=True)]
     _check_unique_ids(scenes)
     return scenes
 

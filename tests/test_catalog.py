@@ -73,6 +73,12 @@ def test_globs_name_scenes_by_file_and_by_folder_where_file_names_repeat(sample_
     assert [s.id for s in same_names] == ["landsat-albers-image", "spacenet-atlanta-pan-image"]
 
 
+def test_a_scene_named_through_a_link_keeps_the_links_name(sample_data, tmp_path):
+    (tmp_path / "kampala.tif").symlink_to(sample_data / "edge/RGB.byte.tif")
+    found = load_inputs(["kampala.tif", "*.tif"], base_dir=tmp_path)
+    assert [(s.id, s.href) for s in found] == [("kampala", str(sample_data / "edge/RGB.byte.tif"))]
+
+
 def test_glob_matches_under_the_output_are_not_inputs(tmp_path):
     (tmp_path / "out" / "masks").mkdir(parents=True)
     for scene in ("a.tif", "out/masks/a.tif"):
