@@ -335,6 +335,33 @@ def test_catalog_build_keeps_two_scenes_with_the_same_file_name(world):
     assert ids == {"north-scene", "south-scene"}
 
 
+def test_tiles_commands_never_write_over_a_tile(world, sample_data):
+    tile = next((sample_data / "labeled" / "hotosm-ramp" / "tiles").rglob("OAM-*-20.png"))
+    tiles = world / "work" / "tiles"
+    tiles.mkdir()
+    with rasterio.open(tile) as src:  # a tile that is already a GeoTIFF of the name georeference writes
+        profile = {"driver": "GTiff", "width": src.width, "height": src.height, "count": 3, "dtype": "uint8"}
+        with rasterio.open(tiles / "1000-2000-20.tif", "w", **profile) as dst:
+            dst.write(src.read([1, 2, 3]))
+    before = digest(tiles)
+    georeferenced = geoseg(
+        "tiles", "georeference", "tiles", "--out", "tiles", "--pattern", "*.tif", cwd=world / "work"
+    )
+    assert georeferenced.returncode == 1 and "never overwrites an input" in georeferenced.stderr
+    mosaic = geoseg(
+        "tiles",
+        "mosaic",
+        "tiles",
+        "--out",
+        "tiles/1000-2000-20.tif",
+        "--pattern",
+        "*.tif",
+        cwd=world / "work",
+    )
+    assert "never overwrites an input" in error_line(mosaic)
+    assert digest(tiles) == before
+
+
 def test_tiles_mosaic_of_tiles_at_opposite_ends_of_the_world_is_refused(world, sample_data):
     tile = next((sample_data / "labeled" / "hotosm-ramp" / "tiles").rglob("OAM-*-20.png"))
     tiles = world / "work" / "tiles"

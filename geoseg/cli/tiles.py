@@ -21,12 +21,15 @@ def georeference(
 ) -> None:
     """Write each tile as a GeoTIFF placed by its tile address; bad tiles are reported, not fatal."""
     from geoseg.errors import GeosegError
+    from geoseg.safepaths import ProtectedFiles
     from geoseg.xyz import geotiff_name, write_georeferenced_tile
 
     tiles = _tile_files(folder, pattern)
+    protected = ProtectedFiles(tiles)
     failed = 0
     for tile in tiles:
         try:
+            protected.refuse([out / geotiff_name(tile)])
             write_georeferenced_tile(tile, out / geotiff_name(tile))
         except GeosegError as exc:
             typer.echo(f"skipped {exc}", err=True)
@@ -50,10 +53,12 @@ def mosaic(
 
     Unusable tiles are reported and left out (nodata in the mosaic); the exit code is then 1.
     """
+    from geoseg.safepaths import refuse_overwriting_inputs
     from geoseg.scenes import open_scene
     from geoseg.xyz_mosaic import write_mosaic_vrt
 
     tiles = _tile_files(folder, pattern)
+    refuse_overwriting_inputs([out], tiles)
     vrt, skipped = write_mosaic_vrt(tiles, out, zoom)
     for reason in skipped:
         typer.echo(f"skipped {reason}", err=True)
