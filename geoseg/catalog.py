@@ -25,7 +25,14 @@ from rasterio.warp import transform_bounds
 
 from geoseg.atomic import atomic_output
 from geoseg.errors import ConfigError, SceneError
-from geoseg.safepaths import check_replaceable, glob_files, inside, is_special_file, safe_name
+from geoseg.safepaths import (
+    check_replaceable,
+    glob_files,
+    inside,
+    is_special_file,
+    refuse_overwriting_inputs,
+    safe_name,
+)
 from geoseg.sampledata import expand_variables
 from geoseg.scenes import check_on_the_earth, scene_id
 
@@ -172,6 +179,7 @@ def build_catalog(
         )
     files = list({f.resolve(): f for f in files}.values())  # a file named twice is one scene
     check_replaceable(out)
+    refuse_overwriting_inputs([out], files)
     catalog = pystac.Catalog(id=Path(out).parent.name or "scenes", description=title, title=title)
     skipped: list[str] = []
     for file, item_id in zip(files, unique_ids(files), strict=True):

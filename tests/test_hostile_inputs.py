@@ -322,6 +322,15 @@ def test_catalog_build_refuses_a_folder_as_output(world):
     assert "catalog.json" in line
 
 
+def test_catalog_build_never_writes_over_a_scene(world):
+    line = error_line(
+        geoseg(
+            "catalog", "build", world / "inputs", "--out", world / "inputs" / "scene.tif", cwd=world / "work"
+        )
+    )
+    assert "never overwrites an input" in line
+
+
 def test_catalog_build_keeps_two_scenes_with_the_same_file_name(world):
     for folder in ("north", "south"):
         (world / "work" / folder).mkdir()
