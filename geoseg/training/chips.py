@@ -114,7 +114,12 @@ def _labelled_scene(
     opener = open_xyz_tile if entry.georeference == "xyz" else open_scene
     scene = scaled_scene(opener(path, bands=entry.bands), radiometry)
     if entry.masks is not None:
-        mask_path = entry.masks.format(stem=scene.id, name=Path(path).name)
+        try:
+            mask_path = entry.masks.format(stem=scene.id, name=Path(path).name)
+        except IndexError:
+            raise LabelError(
+                f"{path}: the mask pattern {entry.masks!r} names a character its name lacks"
+            ) from None
         if not Path(mask_path).exists():
             raise LabelError(f"{mask_path}: mask of {path} not found")
         labels: LabelSource = open_mask_labels(scene, mask_path, len(classes), entry.mask_nodata_is_class)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
@@ -26,6 +28,13 @@ class _Frozen(BaseModel):
 EntryWeighting = Literal["chips", "sqrt", "equal"]
 
 
+_MASK_FIELD = re.compile(r"(stem|name)(\[\d+\])?")
+"""What a mask pattern may name: the scene file's name without its suffix, with it, or one character."""
+_MASK_PATTERN_HELP = (
+    "write {stem} (the scene's file name without its suffix), {name}, or one character: {stem[6]}"
+)
+
+
 class DatasetConfig(_Frozen):
     """Scenes (a glob) with either raster masks (a ``{stem}`` pattern) or vector labels."""
 
@@ -37,7 +46,9 @@ class DatasetConfig(_Frozen):
     class_field: str | None = Field(
         None, description="attribute holding the class (name or id); None: every polygon is class 1"
     )
-    bands: list[int] | None = Field(None, description="1-based bands to read; None: all non-alpha")
+    bands: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, min_length=1, description="1-based bands to read; None: all non-alpha"
+    )
     georeference: Literal["file", "xyz"] = Field(
         "file",
         description="'xyz': place each scene by the web-map tile address in its name "
@@ -48,6 +59,25 @@ class DatasetConfig(_Frozen):
         description="the masks' nodata tag is a class id, not 'no label' (the Québec tiles tag "
         "their background 0 as nodata): every mask pixel inside the scene counts",
     )
+
+    @field_validator("masks")
+    @classmethod
+    def _mask_pattern(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        try:
+            fields = [
+                (name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(pattern)
+            ]
+        except ValueError as exc:
+            raise ValueError(f"not a path pattern ({exc}): {_MASK_PATTERN_HELP}") from None
+        for name, spec, conversion in fields:
+            if name is not None and (not _MASK_FIELD.fullmatch(name) or spec or conversion):
+                text = (
+                    "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+                )
+                raise ValueError(f"{text} is not a placeholder it knows: {_MASK_PATTERN_HELP}")
+        return pattern
 
     @model_validator(mode="after")
     def _one_label_source(self) -> DatasetConfig:

@@ -70,6 +70,31 @@ def test_a_number_that_is_not_finite_is_refused_naming_the_field(tmp_path, field
         parse_config(raw, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("masks/{stem:>99999999999}.tif", "{stem:>99999999999} is not a placeholder it knows"),
+        ("masks/{stem.__class__}.tif", "{stem.__class__} is not a placeholder it knows"),
+        ("masks/{0}.tif", "{0} is not a placeholder it knows"),
+        ("masks/{stem", "not a path pattern"),
+    ],
+)
+def test_a_mask_pattern_names_only_the_scene(tmp_path, pattern, problem):
+    raw = {"data": {"train": [{"images": "chips/*.tif", "masks": pattern}]}}
+    with pytest.raises(ConfigError, match=r"field 'data\.train\.0\.masks'") as caught:
+        parse_config(raw, tmp_path)
+    assert problem in str(caught.value)
+    entry = {"images": "chips/*.tif", "masks": "masks/{{x}}{name}-{stem}-{stem[6]}.tif"}
+    assert parse_config({"data": {"train": [entry]}}, tmp_path)
+
+
+@pytest.mark.parametrize("bands", [[0, 1, 2], []])
+def test_dataset_bands_are_one_based_and_not_empty(tmp_path, bands):
+    raw = {"data": {"train": [{**MINIMAL["data"]["train"][0], "bands": bands}]}}
+    with pytest.raises(ConfigError, match=r"field 'data\.train\.0\.bands"):
+        parse_config(raw, tmp_path)
+
+
 def test_unknown_field_is_named(tmp_path):
     raw = {**MINIMAL, "training": {"adversarial_wieght": 0.1}}
     with pytest.raises(ConfigError, match=r"training\.adversarial_wieght"):
