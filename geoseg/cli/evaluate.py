@@ -51,8 +51,10 @@ def evaluate(
         dataset = DatasetConfig.model_validate(
             {**resolved, "class_field": class_field, "georeference": "xyz" if xyz else "file"}
         )
-    except ValidationError:
-        raise ConfigError("evaluate: give exactly one of --masks or --labels") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = f"--{first['loc'][0]}: " if first["loc"] else ""
+        raise ConfigError(f"evaluate: {option}{first['msg'].removeprefix('Value error, ')}") from None
     metrics, scenes = evaluate_checkpoint(
         checkpoint, [dataset], window_px=window, tolerance_px=tolerance, device=device, tta=tta
     )

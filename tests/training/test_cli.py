@@ -62,3 +62,20 @@ def test_a_config_mistake_is_one_line_naming_the_field(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "train config: field 'training.batch_size'" in proc.stderr
+
+
+def test_an_evaluate_mistake_names_the_option(tmp_path):
+    def evaluate(*options: str) -> subprocess.CompletedProcess[str]:
+        command = ["evaluate", "model.safetensors", "--images", "x/*.tif", *options]
+        return subprocess.run(
+            [sys.executable, "-c", "from geoseg.cli import main; main()", *command],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+
+    pattern = evaluate("--masks", "m/{stem:>99}.tif")
+    assert pattern.returncode == 2
+    assert pattern.stderr.startswith("geoseg: error: evaluate: --masks: {stem:>99} is not a placeholder")
+    neither = evaluate()
+    assert neither.returncode == 2 and "give exactly one of 'masks' or 'labels'" in neither.stderr
