@@ -1,4 +1,6 @@
-"""Ctrl-C in the driver: raised as ``KeyboardInterrupt``, and remembered.
+"""Ctrl-C (or SIGTERM, as ``timeout``, ``kill`` and job schedulers send) in the driver: raised as
+``KeyboardInterrupt``, and remembered, so both stop a run the same way (temporaries removed, the
+output's lock released).
 
 Python raises ``KeyboardInterrupt`` wherever the main thread happens to be. Inside a
 garbage-collector callback (Dask installs one) it is printed as "Exception ignored" and
@@ -19,8 +21,9 @@ _REQUESTED = threading.Event()
 
 
 def install() -> None:
-    """Handle Ctrl-C this way in this process (call from the main thread)."""
-    signal.signal(signal.SIGINT, _on_sigint)
+    """Handle Ctrl-C and SIGTERM this way in this process (call from the main thread)."""
+    for signum in STOPPING_SIGNALS:
+        signal.signal(signum, _on_signal)
     previous = sys.unraisablehook
 
     def quiet(unraisable: sys.UnraisableHookArgs) -> None:
@@ -30,14 +33,25 @@ def install() -> None:
     sys.unraisablehook = quiet
 
 
-def _on_sigint(signum: int, frame: FrameType | None) -> None:
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_RECEIVED: list[int] = []
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if not _REQUESTED.is_set():
+        _RECEIVED.append(signum)
     _REQUESTED.set()
     raise KeyboardInterrupt
 
 
 def requested() -> bool:
-    """Whether Ctrl-C was pressed."""
+    """Whether Ctrl-C was pressed (or SIGTERM received)."""
     return _REQUESTED.is_set()
+
+
+def exit_code() -> int:
+    """128 + the stopping signal's number, as shells report it: 130 after Ctrl-C, 143 after SIGTERM."""
+    return 128 + (_RECEIVED[0] if _RECEIVED else signal.SIGINT)
 
 
 def check() -> None:

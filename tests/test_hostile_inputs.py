@@ -649,7 +649,17 @@ def _default_sigint() -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_run_ends_with_one_line_and_releases_the_output(world, sample_data):
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [
+        (lambda pid: os.killpg(pid, signal.SIGINT), 130),  # Ctrl-C: every process of the group gets it
+        (lambda pid: os.kill(pid, signal.SIGTERM), 143),  # kill, timeout, a job scheduler: the driver
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_during_a_run_ends_with_one_line_and_releases_the_output(
+    world, sample_data, stop, code
+):
     chips = str(sample_data / "labeled" / "hotosm-ramp" / "chips" / "*.tif")
     workflow = write_workflow(world, inputs=chips, outputs={"vector_formats": ["gpkg"], "run_layer": None})
     env = {**os.environ, "COLUMNS": "200"}
@@ -667,9 +677,9 @@ def test_ctrl_c_during_a_run_ends_with_one_line_and_releases_the_output(world, s
     deadline = time.monotonic() + 120
     while not (records.is_dir() and any(records.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group gets it
+    stop(run.pid)
     _, stderr = run.communicate(timeout=120)
-    assert run.returncode == 130, stderr
+    assert run.returncode == code, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == "geoseg: interrupted; rerun to resume"
     assert not (world / "work" / "out" / ".geoseg-run.lock").exists()

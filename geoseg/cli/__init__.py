@@ -3,7 +3,7 @@
 User mistakes (``GeosegError``) and environment problems (``OSError``: a full disk, a
 read-only folder) become one line on stderr and exit code 2, never a traceback; an unexpected
 error is one line too, with exit code 3 and a pointer to ``--debug``. Ctrl-C ends with one line
-and exit code 130 (``geoseg.interrupts``). ``--debug`` (or ``GEOSEG_DEBUG=1``) shows full
+and exit code 130, SIGTERM with 143 (``geoseg.interrupts``). ``--debug`` (or ``GEOSEG_DEBUG=1``) shows full
 tracebacks for bug reports.
 """
 
@@ -53,6 +53,7 @@ def main() -> None:
         code = INTERRUPTED if interrupts.requested() else _report(exc)
     if code == INTERRUPTED:  # typer turns KeyboardInterrupt into exit code 130 itself
         print("geoseg: interrupted; rerun to resume", file=sys.stderr)
+        code = interrupts.exit_code()
     raise SystemExit(code if isinstance(code, int) else 0)
 
 
