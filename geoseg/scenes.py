@@ -285,10 +285,14 @@ def bands_by_colour(file_colours: Sequence[str], wanted: Sequence[str]) -> list[
 
 def max_scene_pixels() -> int:
     """The largest scene accepted, in pixels (``$GEOSEG_MAX_SCENE_PIXELS`` or 16 Gpx)."""
+    value = os.environ.get(MAX_PIXELS_VARIABLE, str(DEFAULT_MAX_PIXELS))
     try:
-        return int(float(os.environ.get(MAX_PIXELS_VARIABLE, DEFAULT_MAX_PIXELS)))
+        pixels = float(value)
     except ValueError:
-        raise SceneError(MAX_PIXELS_VARIABLE, "must be a number of pixels") from None
+        pixels = math.nan
+    if not (math.isfinite(pixels) and pixels >= 1):
+        raise SceneError(MAX_PIXELS_VARIABLE, f"must be a number of pixels ≥ 1, got {value!r}")
+    return int(pixels)
 
 
 def _check_readable(ds: rasterio.DatasetReader, scene: Scene) -> None:

@@ -192,3 +192,10 @@ def test_validity_from_pixels_equals_gdals_mask_bands(sample_data, relative):
     with open_pixels(scene.path) as ds:
         expected = ds.read_masks(list(scene.bands), window=window).any(axis=0)
         assert (_valid_mask(ds, scene, window) == expected).all()
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "1e999", "nan", "lots"])
+def test_a_scene_pixel_limit_that_is_no_count_of_pixels_is_refused_naming_it(sample_data, monkeypatch, value):
+    monkeypatch.setenv("GEOSEG_MAX_SCENE_PIXELS", value)
+    with pytest.raises(SceneError, match="GEOSEG_MAX_SCENE_PIXELS: must be a number of pixels"):
+        open_scene(sample_data / "edge/RGB.byte.tif")
