@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
+from shapely import box
 
 from geoseg.errors import LabelError
 from geoseg.scenes import open_scene
@@ -95,6 +97,13 @@ def test_class_field_maps_names_and_rejects_unknown_values(sample_data):
         read_vector_labels(path, ["background", "x"], class_field="Quatreclasses")
     with pytest.raises(LabelError, match="no attribute 'nope'"):
         read_vector_labels(path, CLASSES, class_field="nope")
+
+
+def test_labels_in_a_local_engineering_crs_are_refused(tmp_path):
+    site_grid = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
+    gpd.GeoDataFrame(geometry=[box(0, 0, 10, 10)], crs=site_grid).to_file(tmp_path / "site.gpkg")
+    with pytest.raises(LabelError, match=r"labels have a CRS that cannot be placed on the Earth \('site grid'"):
+        read_vector_labels(tmp_path / "site.gpkg", CLASSES)
 
 
 def test_missing_label_file_is_a_label_error(tmp_path):
