@@ -56,7 +56,8 @@ def load_inputs(
     base_dir: Path = Path("."),
     output: Path | None = None,
 ) -> list[SceneInput]:
-    """Scenes named by a STAC file or by paths/globs (relative to ``base_dir``).
+    """Scenes named by a STAC file or by paths, folders (their GeoTIFFs) and globs (relative to
+    ``base_dir``).
 
     Scenes named by path are identified as ``unique_ids`` does (the file stem, led by folder names
     where stems repeat: ``a/image.tif`` and ``b/image.tif`` are ``a-image`` and ``b-image``).
@@ -70,10 +71,12 @@ def load_inputs(
         path = Path(entry) if Path(entry).is_absolute() else base_dir / entry
         if path.suffix.lower() == ".json":
             scenes += _stac_inputs(path, asset_key)
-        elif glob.has_magic(str(path)):
-            matches = list(map(Path, glob_files(str(path))))
+        elif glob.has_magic(str(path)) or path.is_dir():
+            matches = _matches(path)
             if not matches:
-                raise ConfigError(f"inputs: {entry!r} matches no file")
+                raise ConfigError(
+                    f"inputs: {entry!r} " + ("holds no GeoTIFF" if path.is_dir() else "matches no file")
+                )
             for match in matches:
                 if output is None or not match.resolve().is_relative_to(output.resolve()):
                     named.setdefault(match.resolve(), match)
@@ -83,6 +86,13 @@ def load_inputs(
     scenes += [SceneInput(i, str(f)) for f, i in zip(named, ids, strict=True)]
     _check_unique_ids(scenes)
     return scenes
+
+
+def _matches(path: Path) -> list[Path]:
+    """The files a glob matches; for a folder, every ``*.tif``/``*.tiff`` under it (as ``build_catalog``)."""
+    if not path.is_dir():
+        return list(map(Path, glob_files(str(path))))
+    return [p for p in map(Path, glob_files(str(path / "**" / "*"))) if p.suffix.lower() in (".tif", ".tiff")]
 
 
 def _stac_inputs(path: Path, asset_key: str | None) -> list[SceneInput]:

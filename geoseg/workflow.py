@@ -157,7 +157,9 @@ DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?")
 class Workflow(_Strict):
     """A batch run: inputs → model → masks and vectors under ``output``."""
 
-    inputs: str | list[str] = Field(description="STAC catalog/collection/item collection, or paths/globs")
+    inputs: str | list[str] = Field(
+        description="STAC catalog/collection/item collection, or paths, folders (their GeoTIFFs) and globs"
+    )
     model: Path
     output: Path
     asset_key: str | None = Field(None, description="STAC asset to segment (default: first GeoTIFF)")

@@ -79,6 +79,17 @@ def test_a_scene_named_through_a_link_keeps_the_links_name(sample_data, tmp_path
     assert [(s.id, s.href) for s in found] == [("kampala", str(sample_data / "edge/RGB.byte.tif"))]
 
 
+def test_a_folder_names_the_geotiffs_under_it(tmp_path):
+    for name in ("scenes/a.tif", "scenes/deep/b.TIFF", "scenes/notes.txt", "scenes/out/masks/a.tif"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = load_inputs("scenes", base_dir=tmp_path, output=tmp_path / "scenes" / "out")
+    assert [s.id for s in found] == ["a", "b"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="'empty' holds no GeoTIFF"):
+        load_inputs("empty", base_dir=tmp_path)
+
+
 def test_glob_matches_under_the_output_are_not_inputs(tmp_path):
     (tmp_path / "out" / "masks").mkdir(parents=True)
     for scene in ("a.tif", "out/masks/a.tif"):
