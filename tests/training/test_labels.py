@@ -102,7 +102,9 @@ def test_class_field_maps_names_and_rejects_unknown_values(sample_data):
 def test_labels_in_a_local_engineering_crs_are_refused(tmp_path):
     site_grid = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
     gpd.GeoDataFrame(geometry=[box(0, 0, 10, 10)], crs=site_grid).to_file(tmp_path / "site.gpkg")
-    with pytest.raises(LabelError, match=r"labels have a CRS that cannot be placed on the Earth \('site grid'"):
+    with pytest.raises(
+        LabelError, match=r"labels have a CRS that cannot be placed on the Earth \('site grid'"
+    ):
         read_vector_labels(tmp_path / "site.gpkg", CLASSES)
 
 
