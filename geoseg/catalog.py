@@ -26,6 +26,7 @@ from rasterio.warp import transform_bounds
 from geoseg.atomic import atomic_output
 from geoseg.errors import ConfigError, SceneError
 from geoseg.safepaths import (
+    NOT_A_REGULAR_FILE,
     check_replaceable,
     glob_files,
     inside,
@@ -99,7 +100,7 @@ def _stac_inputs(path: Path, asset_key: str | None) -> list[SceneInput]:
     """The scenes of a STAC file; any problem is one ``ConfigError`` naming the file."""
     try:
         if is_special_file(path):
-            raise ConfigError(f"inputs: {path} is not a regular file (a pipe, socket or device)")
+            raise ConfigError(f"inputs: {path} is {NOT_A_REGULAR_FILE}")
         document = json.loads(path.read_text())
         if not isinstance(document, dict):
             raise ConfigError(f"inputs: {path} is not a STAC object (a JSON {type(document).__name__})")
@@ -228,7 +229,7 @@ def unique_ids(files: Sequence[Path]) -> list[str]:
 def scene_item(path: Path, properties: dict[str, Any] | None = None) -> pystac.Item:
     """A STAC item for a GeoTIFF: footprint in lon/lat, projection info, an ``image`` asset."""
     if is_special_file(path):
-        raise SceneError(path, "is not a regular file (a pipe, socket or device)")
+        raise SceneError(path, f"is {NOT_A_REGULAR_FILE}")
     try:
         with rasterio.open(path) as ds:
             if ds.crs is None:

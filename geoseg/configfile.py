@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from geoseg.errors import ConfigError
-from geoseg.safepaths import is_special_file
+from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
 from geoseg.sampledata import expand_variables
 
 M = TypeVar("M", bound=BaseModel)
@@ -33,7 +33,7 @@ def read_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """The YAML mapping in ``path``; ``what`` names the kind of file in errors."""
     file = Path(path)
     if is_special_file(file):
-        raise ConfigError(f"{file}: not a regular file (a pipe, socket or device)")
+        raise ConfigError(f"{file}: {NOT_A_REGULAR_FILE}")
     try:
         raw = yaml.safe_load(file.read_text())
     except FileNotFoundError:

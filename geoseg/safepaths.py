@@ -110,6 +110,10 @@ def glob_files(pattern: str) -> list[str]:
     )
 
 
+NOT_A_REGULAR_FILE = "not a regular file (a pipe, socket or device)"
+"""Why a special file is refused where one is read (``is_special_file``)."""
+
+
 def is_special_file(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a pipe, socket or device: opening one to read can wait forever."""
     try:

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from geoseg.errors import SceneError
 from geoseg.maskformat import CLASSES_TAG
 from geoseg.model.metadata import NAMELESS_COLOURS
-from geoseg.safepaths import is_special_file
+from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
 from geoseg.units import footprint_area_m2, transformer
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def open_scene(
         if not Path(path).exists():
             raise SceneError(path, "file not found")
         if is_special_file(path):
-            raise SceneError(path, "is not a regular file (a pipe, socket or device)")
+            raise SceneError(path, f"is {NOT_A_REGULAR_FILE}")
     try:
         with open_pixels(path) as ds:
             _check_sources(ds, path)
@@ -229,7 +229,7 @@ def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> Non
         if "://" in source or source.startswith("/vsi"):
             continue
         if is_special_file(source):
-            raise SceneError(path, f"reads {source}, which is not a regular file (a pipe, socket or device)")
+            raise SceneError(path, f"reads {source}, which is {NOT_A_REGULAR_FILE}")
         if source.lower().endswith(".vrt") and depth < _MAX_VRT_NESTING:
             with open_pixels(source) as inner:
                 _check_sources(inner, path, depth + 1)

@@ -33,7 +33,7 @@ from pydantic import (
 from geoseg.configfile import FieldProblem
 from geoseg.errors import CheckpointError
 from geoseg.model.architecture import AnyArchitecture, Architecture, LinearArchitecture
-from geoseg.safepaths import is_special_file
+from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
 
 if TYPE_CHECKING:
     from geoseg.model.checkpoint import Generator
@@ -281,7 +281,7 @@ def read_header(path: Path) -> dict[str, Any]:
     is bounded in size and nesting, and ``__metadata__`` must map names to strings.
     """
     if is_special_file(path):
-        raise CheckpointError(f"{path}: not a regular file (a pipe, socket or device)")
+        raise CheckpointError(f"{path}: {NOT_A_REGULAR_FILE}")
     try:
         with path.open("rb") as f:
             head = f.read(9)

@@ -25,7 +25,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
 from geoseg.errors import LabelError, SceneError
-from geoseg.safepaths import is_special_file
+from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
 from geoseg.scenes import Scene, open_scene, read_window
 from geoseg.units import transformer
 
@@ -114,7 +114,7 @@ def read_vector_labels(
     if not Path(path).exists():
         raise LabelError(f"{path}: label file not found")
     if is_special_file(path):
-        raise LabelError(f"{path}: not a regular file (a pipe, socket or device)")
+        raise LabelError(f"{path}: {NOT_A_REGULAR_FILE}")
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # pyogrio raises several unrelated types for unreadable files
