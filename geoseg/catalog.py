@@ -62,25 +62,27 @@ def load_inputs(
 
     Scenes named by path are identified as ``unique_ids`` does (the file stem, led by folder names
     where stems repeat: ``a/image.tif`` and ``b/image.tif`` are ``a-image`` and ``b-image``).
-    Glob matches under ``output`` (the run's output folder) are not inputs: a run whose output
-    lies under its inputs' glob does not segment its own masks when run again.
+    Files a glob or a folder finds under ``output`` (the run's output folder) are not inputs: a
+    run whose output lies under its inputs does not segment its own masks when run again.
     """
     entries = [inputs] if isinstance(inputs, str) else list(inputs)
     scenes: list[SceneInput] = []
     named: dict[Path, Path] = {}  # resolved → as named (a file named twice is one scene)
+    excluded = output.resolve() if output is not None else None
     for entry in map(expand_variables, entries):
         path = Path(entry) if Path(entry).is_absolute() else base_dir / entry
         if path.suffix.lower() == ".json":
             scenes += _stac_inputs(path, asset_key)
-        elif glob.has_magic(str(path)) or path.is_dir():
-            matches = _matches(path)
+        elif (folder := path.is_dir()) or glob.has_magic(str(path)):
+            matches = _geotiffs_under(path) if folder else list(map(Path, glob_files(str(path))))
             if not matches:
                 raise ConfigError(
-                    f"inputs: {entry!r} " + ("holds no GeoTIFF" if path.is_dir() else "matches no file")
+                    f"inputs: {entry!r} " + ("holds no GeoTIFF" if folder else "matches no file")
                 )
             for match in matches:
-                if output is None or not match.resolve().is_relative_to(output.resolve()):
-                    named.setdefault(match.resolve(), match)
+                resolved = match.resolve()
+                if excluded is None or not resolved.is_relative_to(excluded):
+                    named.setdefault(resolved, match)
         else:
             named.setdefault(path.resolve(), path)
     ids = unique_ids(list(named.values()))
@@ -89,11 +91,9 @@ def load_inputs(
     return scenes
 
 
-def _matches(path: Path) -> list[Path]:
-    """The files a glob matches; for a folder, every ``*.tif``/``*.tiff`` under it (as ``build_catalog``)."""
-    if not path.is_dir():
-        return list(map(Path, glob_files(str(path))))
-    return [p for p in map(Path, glob_files(str(path / "**" / "*"))) if p.suffix.lower() in (".tif", ".tiff")]
+def _geotiffs_under(folder: Path) -> list[Path]:
+    """Every ``*.tif``/``*.tiff`` under ``folder``, sorted: what a folder names as scenes."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
 
 
 def _stac_inputs(path: Path, asset_key: str | None) -> list[SceneInput]:
@@ -183,11 +183,7 @@ def build_catalog(
     """
     files: list[Path] = []
     for entry in map(Path, paths):
-        files += (
-            sorted(p for p in entry.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
-            if entry.is_dir()
-            else [entry]
-        )
+        files += _geotiffs_under(entry) if entry.is_dir() else [entry]
     files = list({f.resolve(): f for f in files}.values())  # a file named twice is one scene
     check_replaceable(out)
     refuse_overwriting_inputs([out], files)
