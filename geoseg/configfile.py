@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from geoseg.errors import ConfigError
 from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
 from geoseg.sampledata import expand_variables
 
 M = TypeVar("M", bound=BaseModel)
+
+BandList = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+"""A config's ``bands``: 1-based band indexes, at least one."""
 
 
 class FieldProblem(ValueError):

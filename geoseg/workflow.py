@@ -13,12 +13,12 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from dask.utils import parse_bytes
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
+from geoseg.configfile import BandList, FieldProblem, read_mapping, resolve_path, validate
 from geoseg.tiling import TilingSpec
 
 VectorFormat = Literal["geojson", "gpkg", "shp", "parquet", "fgb"]
@@ -163,9 +163,8 @@ class Workflow(_Strict):
     model: Path
     output: Path
     asset_key: str | None = Field(None, description="STAC asset to segment (default: first GeoTIFF)")
-    bands: list[Annotated[int, Field(ge=1)]] | None = Field(
+    bands: BandList | None = Field(
         None,
-        min_length=1,
         description="1-based bands to read (default: by the model's band colours, else all non-alpha)",
     )
     inference: InferenceConfig = InferenceConfig()

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from geoseg.configfile import FieldProblem, read_mapping, resolve_path, validate
+from geoseg.configfile import BandList, FieldProblem, read_mapping, resolve_path, validate
 from geoseg.errors import ConfigError
 from geoseg.model.architecture import Architecture, LinearArchitecture, Upsampling, architecture_name
 from geoseg.model.metadata import Radiometry
@@ -46,9 +46,7 @@ class DatasetConfig(_Frozen):
     class_field: str | None = Field(
         None, description="attribute holding the class (name or id); None: every polygon is class 1"
     )
-    bands: list[Annotated[int, Field(ge=1)]] | None = Field(
-        None, min_length=1, description="1-based bands to read; None: all non-alpha"
-    )
+    bands: BandList | None = Field(None, description="1-based bands to read; None: all non-alpha")
     georeference: Literal["file", "xyz"] = Field(
         "file",
         description="'xyz': place each scene by the web-map tile address in its name "
