@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 from types import FrameType
 
-_REQUESTED = threading.Event()
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_RECEIVED: list[int] = []
+"""The signals that asked to stop, in order (the first decides the exit code)."""
 
 
 def install() -> None:
@@ -33,20 +34,14 @@ def install() -> None:
     sys.unraisablehook = quiet
 
 
-STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_RECEIVED: list[int] = []
-
-
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    if not _REQUESTED.is_set():
-        _RECEIVED.append(signum)
-    _REQUESTED.set()
+    _RECEIVED.append(signum)
     raise KeyboardInterrupt
 
 
 def requested() -> bool:
     """Whether Ctrl-C was pressed (or SIGTERM received)."""
-    return _REQUESTED.is_set()
+    return bool(_RECEIVED)
 
 
 def exit_code() -> int:
@@ -56,5 +51,5 @@ def exit_code() -> int:
 
 def check() -> None:
     """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed, also where Python swallowed it."""
-    if _REQUESTED.is_set():
+    if _RECEIVED:
         raise KeyboardInterrupt
