@@ -29,8 +29,9 @@ def georeference(
     failed = 0
     for tile in tiles:
         try:
-            protected.refuse([out / geotiff_name(tile)])
-            write_georeferenced_tile(tile, out / geotiff_name(tile))
+            target = out / geotiff_name(tile)
+            protected.refuse([target])
+            write_georeferenced_tile(tile, target)
         except GeosegError as exc:
             typer.echo(f"skipped {exc}", err=True)
             failed += 1
