@@ -30,7 +30,7 @@ from geoseg.errors import SceneError
 from geoseg.maskformat import CLASSES_TAG
 from geoseg.model.metadata import NAMELESS_COLOURS
 from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
-from geoseg.units import footprint_area_m2, transformer
+from geoseg.units import footprint_area_m2, wgs84_transformer
 
 if TYPE_CHECKING:
     from geoseg.radiometry import BandScaling
@@ -249,14 +249,12 @@ _POLE_LATITUDE = 90 + 1e-6
 def check_on_the_earth(path: str, crs: CRS, transform: Affine, width: int, height: int) -> None:
     """Refuse a scene that cannot be placed on the Earth: a CRS that PROJ cannot relate to WGS 84
     (a local engineering grid), or corners that are no longitude and latitude there."""
-    try:
-        to_wgs84 = transformer(crs, "EPSG:4326")
-    except pyproj.exceptions.ProjError:
+    if (to_wgs84 := wgs84_transformer(crs)) is None:
         name = pyproj.CRS.from_user_input(crs).name
         raise SceneError(
             path,
             f"has a CRS that cannot be placed on the Earth ({name!r}; assign a geographic or projected one)",
-        ) from None
+        )
     corners = [transform @ corner for corner in [(0, 0), (width, 0), (0, height), (width, height)]]
     _, lats = to_wgs84.transform([x for x, _ in corners], [y for _, y in corners])
     if not all(math.isfinite(lat) and abs(lat) <= _POLE_LATITUDE for lat in lats):

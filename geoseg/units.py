@@ -96,6 +96,15 @@ def transformer(source: CRS | pyproj.CRS, target: CRS | pyproj.CRS) -> pyproj.Tr
     )
 
 
+def wgs84_transformer(crs: CRS | pyproj.CRS) -> pyproj.Transformer | None:
+    """``crs`` → WGS 84 longitude/latitude; None for a CRS that PROJ cannot place on the Earth
+    (a local engineering grid)."""
+    try:
+        return transformer(crs, "EPSG:4326")
+    except pyproj.exceptions.ProjError:
+        return None
+
+
 def footprint_area_m2(crs: CRS, transform: Affine, width: int, height: int) -> float:
     """Ground area of a raster's footprint in square metres."""
     left, top = transform @ (0, 0)

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import geopandas as gpd
 import numpy as np
-import pyproj
 import rasterio
 import shapely
 from rasterio.crs import CRS
@@ -27,7 +26,7 @@ from shapely.geometry import box
 from geoseg.errors import LabelError, SceneError
 from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
 from geoseg.scenes import Scene, open_scene, read_window
-from geoseg.units import transformer
+from geoseg.units import wgs84_transformer
 
 
 class LabelSource(Protocol):
@@ -121,12 +120,8 @@ def read_vector_labels(
         raise LabelError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
     if frame.crs is None:
         raise LabelError(f"{path}: labels have no CRS")
-    try:
-        transformer(frame.crs, "EPSG:4326")
-    except pyproj.exceptions.ProjError:
-        raise LabelError(
-            f"{path}: labels have a CRS that cannot be placed on the Earth ({frame.crs.name!r})"
-        ) from None
+    if wgs84_transformer(frame.crs) is None:
+        raise LabelError(f"{path}: labels have a CRS that cannot be placed on the Earth ({frame.crs.name!r})")
     if frame.crs.is_geographic and len(frame):
         west, south, east, north = frame.total_bounds
         if not (-360 <= west <= east <= 360 and -90 <= south <= north <= 90):
