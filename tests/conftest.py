@@ -63,6 +63,21 @@ def make_checkpoint(
     return save_checkpoint(path, model, meta)
 
 
+def vrt_of(source: str, path: Path) -> Path:
+    """A 3-band 8 × 8 VRT at ``path`` whose every band reads band 1 of ``source`` (relative to it)."""
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{band}"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{source}</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
+        for band in (1, 2, 3)
+    )
+    path.write_text(
+        '<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>EPSG:32636</SRS>'
+        f"<GeoTransform>500000, 0.3, 0, 100000, 0, -0.3</GeoTransform>{bands}</VRTDataset>"
+    )
+    return path
+
+
 def eleven_bit_copy(source: Path, out: Path) -> Path:
     """A real 8-bit scene re-encoded as an 11-bit sensor would store it (× 8 + 100, uint16)."""
     import rasterio

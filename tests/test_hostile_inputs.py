@@ -25,7 +25,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from tests.conftest import SHIPPED_MODEL
+from tests.conftest import SHIPPED_MODEL, vrt_of
 
 pytestmark = pytest.mark.usefixtures("sample_data")
 
@@ -565,16 +565,7 @@ def test_ids_that_name_paths_stay_inside_the_output_and_delete_nothing(world):
 @pytest.mark.slow
 def test_hrefs_that_are_no_scene_file_fail_their_scene_alone_without_waiting(world):
     os.mkfifo(world / "work" / "pipe.tif")
-    (world / "work" / "pipe.vrt").write_text(
-        '<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>EPSG:32636</SRS>'
-        "<GeoTransform>500000, 0.3, 0, 100000, 0, -0.3</GeoTransform>"
-        + "".join(
-            f'<VRTRasterBand dataType="Byte" band="{band}"><SimpleSource><SourceFilename relativeToVRT="1">'
-            "pipe.tif</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
-            for band in (1, 2, 3)
-        )
-        + "</VRTDataset>"
-    )
+    vrt_of("pipe.tif", world / "work" / "pipe.vrt")
     hrefs = {
         "empty": ("", "empty href"),
         "nul": (f"{world}/inputs/sce\0ne.tif", "NUL character"),

@@ -11,6 +11,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import SceneError
 from geoseg.scenes import open_scene, read_window
+from tests.conftest import vrt_of
 
 
 def _scene_in(path, crs, transform) -> None:
@@ -45,25 +46,11 @@ def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
         open_scene(pipe)
 
 
-def _vrt_of(source: str, path) -> None:
-    """A 3-band VRT whose every band reads band 1 of ``source``."""
-    bands = "".join(
-        f'<VRTRasterBand dataType="Byte" band="{band}"><SimpleSource>'
-        f'<SourceFilename relativeToVRT="1">{source}</SourceFilename><SourceBand>1</SourceBand>'
-        "</SimpleSource></VRTRasterBand>"
-        for band in (1, 2, 3)
-    )
-    path.write_text(
-        '<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>EPSG:32636</SRS>'
-        f"<GeoTransform>500000, 0.3, 0, 100000, 0, -0.3</GeoTransform>{bands}</VRTDataset>"
-    )
-
-
 @pytest.mark.timeout(60, method="thread")
 def test_a_vrt_that_reads_a_named_pipe_is_refused_without_waiting_also_when_nested(tmp_path):
     os.mkfifo(tmp_path / "pipe.tif")
-    _vrt_of("pipe.tif", tmp_path / "inner.vrt")
-    _vrt_of("inner.vrt", tmp_path / "outer.vrt")
+    vrt_of("pipe.tif", tmp_path / "inner.vrt")
+    vrt_of("inner.vrt", tmp_path / "outer.vrt")
     for vrt in ("inner.vrt", "outer.vrt"):
         with pytest.raises(SceneError, match=r"reads .*pipe\.tif, which is not a regular file"):
             open_scene(tmp_path / vrt)
