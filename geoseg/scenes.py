@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from xml.etree import ElementTree
 
 import numpy as np
 import pyproj
@@ -220,22 +221,43 @@ def _describe(
 
 def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> None:
     """Refuse a scene that reads a pipe, socket or device, e.g. a VRT whose source is a FIFO (its
-    first read would wait forever), also through nested VRTs; opening a VRT reads no source."""
+    first read would wait forever), or a VRT raw band, which reads any file (a key, a password
+    file) as pixels; also through nested VRTs. Opening a VRT reads no source."""
     if ds.driver != "VRT":
         return
+    if _has_raw_band(ds):
+        raise SceneError(path, f"reads a VRT raw band in {ds.name} (any file as pixels; not allowed)")
     for source in ds.files[1:]:
         if _is_standard_input(source):
             raise SceneError(path, f"reads {source}, which is standard input")
-        if "://" in source or source.startswith("/vsi"):
-            continue
-        if is_special_file(source):
+        local = "://" not in source and not source.startswith("/vsi")
+        if local and is_special_file(source):
             raise SceneError(path, f"reads {source}, which is {NOT_A_REGULAR_FILE}")
-        if source.lower().endswith(".vrt") and depth < _MAX_VRT_NESTING:
-            with open_pixels(source) as inner:
-                _check_sources(inner, path, depth + 1)
+        if not (_is_vrt_file(source) if local else source.lower().endswith(".vrt")):
+            continue
+        if depth == _MAX_VRT_NESTING:
+            raise SceneError(path, f"nests VRTs more than {_MAX_VRT_NESTING} deep")
+        with open_pixels(source) as inner:
+            _check_sources(inner, path, depth + 1)
 
 
 _MAX_VRT_NESTING = 8
+
+
+def _is_vrt_file(path: str) -> bool:
+    """Whether a local file is VRT XML, whatever its name (GDAL opens it by content; a remote
+    source is taken for a VRT by its name only, which saves a request per source)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(64).lstrip().startswith(b"<VRTDataset")
+    except OSError:
+        return False
+
+
+def _has_raw_band(ds: rasterio.DatasetReader) -> bool:
+    """Whether a VRT has a raw band (GDAL 3.10 has no setting that turns them off at run time)."""
+    root = ElementTree.fromstring(ds.tags(ns="xml:VRT").get("xml:VRT", "<VRTDataset/>"))
+    return any(band.get("subClass") == "VRTRawRasterBand" for band in root.iter("VRTRasterBand"))
 
 
 def _is_standard_input(path: str) -> bool:

@@ -78,6 +78,22 @@ def vrt_of(source: str, path: Path) -> Path:
     return path
 
 
+def raw_vrt_of(source: Path, path: Path) -> Path:
+    """A 3-band 64 × 8 VRT at ``path`` whose raw bands read the bytes of any file ``source``."""
+    band = (
+        '<VRTRasterBand dataType="Byte" band="{}" subClass="VRTRawRasterBand">'
+        f'<SourceFilename relativeToVRT="0">{source}</SourceFilename>'
+        "<ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>64</LineOffset></VRTRasterBand>"
+    )
+    path.write_text(
+        '<VRTDataset rasterXSize="64" rasterYSize="8"><SRS>EPSG:32636</SRS>'
+        "<GeoTransform>500000, 0.3, 0, 100000, 0, -0.3</GeoTransform>"
+        + "".join(band.format(b) for b in (1, 2, 3))
+        + "</VRTDataset>"
+    )
+    return path
+
+
 def eleven_bit_copy(source: Path, out: Path) -> Path:
     """A real 8-bit scene re-encoded as an 11-bit sensor would store it (× 8 + 100, uint16)."""
     import rasterio

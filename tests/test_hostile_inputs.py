@@ -25,7 +25,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from tests.conftest import SHIPPED_MODEL, vrt_of
+from tests.conftest import SHIPPED_MODEL, raw_vrt_of, vrt_of
 
 pytestmark = pytest.mark.usefixtures("sample_data")
 
@@ -566,12 +566,14 @@ def test_ids_that_name_paths_stay_inside_the_output_and_delete_nothing(world):
 def test_hrefs_that_are_no_scene_file_fail_their_scene_alone_without_waiting(world):
     os.mkfifo(world / "work" / "pipe.tif")
     vrt_of("pipe.tif", world / "work" / "pipe.vrt")
+    raw_vrt_of(Path("/etc/passwd"), world / "work" / "raw.vrt")
     hrefs = {
         "empty": ("", "empty href"),
         "nul": (f"{world}/inputs/sce\0ne.tif", "NUL character"),
         "stdin": ("/vsistdin/", "standard input"),
         "device": ("/dev/zero", "not a regular file"),
         "vrt-of-a-pipe": (str(world / "work" / "pipe.vrt"), "pipe.tif, which is not a regular file"),
+        "vrt-raw-band": (str(world / "work" / "raw.vrt"), "reads a VRT raw band"),
         "good": (str(world / "inputs" / "scene.tif"), None),
     }
     collection = {"type": "FeatureCollection", "features": [item(Path(h), i) for i, (h, _) in hrefs.items()]}

@@ -11,7 +11,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import SceneError
 from geoseg.scenes import open_scene, read_window
-from tests.conftest import vrt_of
+from tests.conftest import raw_vrt_of, vrt_of
 
 
 def _scene_in(path, crs, transform) -> None:
@@ -186,3 +186,23 @@ def test_a_scene_pixel_limit_that_is_no_count_of_pixels_is_refused_naming_it(sam
     monkeypatch.setenv("GEOSEG_MAX_SCENE_PIXELS", value)
     with pytest.raises(SceneError, match="GEOSEG_MAX_SCENE_PIXELS: must be a number of pixels"):
         open_scene(sample_data / "edge/RGB.byte.tif")
+
+
+def test_a_vrt_raw_band_is_refused_as_it_reads_any_file_also_nested_under_another_name(tmp_path):
+    (tmp_path / "secret.txt").write_text("password " * 100)
+    raw_vrt_of(tmp_path / "secret.txt", tmp_path / "raw.vrt")
+    raw_vrt_of(tmp_path / "secret.txt", tmp_path / "raw-named-as.tif")
+    vrt_of("raw-named-as.tif", tmp_path / "outer.vrt")
+    for vrt in ("raw.vrt", "outer.vrt"):
+        with pytest.raises(SceneError, match=r"reads a VRT raw band in .*raw.*not allowed"):
+            open_scene(tmp_path / vrt)
+
+
+def test_vrts_nested_past_the_limit_are_refused(tmp_path):
+    vrt_of("scene.tif", tmp_path / "0.vrt")
+    _scene_in(tmp_path / "scene.tif", "EPSG:32636", Affine(0.3, 0, 500_000, 0, -0.3, 100_000))
+    for level in range(1, 11):
+        vrt_of(f"{level - 1}.vrt", tmp_path / f"{level}.vrt")
+    assert open_scene(tmp_path / "8.vrt").width == 8
+    with pytest.raises(SceneError, match="nests VRTs more than 8 deep"):
+        open_scene(tmp_path / "10.vrt")
