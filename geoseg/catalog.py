@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,32 +103,60 @@ def _stac_inputs(path: Path, asset_key: str | None) -> list[SceneInput]:
             raise ConfigError(f"inputs: {path} is {NOT_A_REGULAR_FILE}")
         document = json.loads(path.read_text())
         if not isinstance(document, dict):
-            raise ConfigError(f"inputs: {path} is not a STAC object (a JSON {type(document).__name__})")
+            raise ConfigError(f"inputs: {path} is not a STAC object (a JSON {_json_kind(document)})")
         if document.get("type") == "FeatureCollection":
-            items: Iterable[pystac.Item] = pystac.ItemCollection.from_dict(document, root=None)
-        else:
-            stac = pystac.read_file(str(path), stac_io=_BoundedStacIO())
-            if isinstance(stac, pystac.Item):
-                items = [stac]
-            elif isinstance(stac, pystac.Catalog):  # collections are catalogs too
-                items = _catalog_items(stac, path)
-            else:
-                raise ConfigError(f"inputs: {path} is a STAC {type(stac).__name__}, not a catalog of items")
-        return [_item_input(item, asset_key) for item in items]
+            if not isinstance(features := document.get("features"), list):
+                raise ConfigError(f"inputs: {path} is a FeatureCollection whose 'features' is not a list")
+            return [_feature_input(feature, number, asset_key) for number, feature in enumerate(features, 1)]
+        stac = pystac.read_file(str(path), stac_io=_BoundedStacIO())
+        if isinstance(stac, pystac.Item):
+            return [_item_input(stac, asset_key)]
+        if isinstance(stac, pystac.Catalog):  # collections are catalogs too
+            return _catalog_inputs(stac, path, asset_key)
+        raise ConfigError(f"inputs: {path} is a STAC {type(stac).__name__}, not a catalog of items")
     except FileNotFoundError as exc:
         raise ConfigError(f"inputs: STAC file {exc.filename or path} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"inputs: {path} cannot be read ({exc})") from None
     except RecursionError:
         raise ConfigError(f"inputs: {path} is nested too deeply to be a STAC file") from None
-    except (ValueError, pystac.STACError, pystac.STACTypeError, KeyError, TypeError, AttributeError) as exc:
-        reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
-        raise ConfigError(f"inputs: {path} is not a readable STAC file ({reason})") from None
+    except _STAC_PROBLEMS as exc:
+        raise ConfigError(f"inputs: {path} is not a readable STAC file ({_reason(exc)})") from None
 
 
-def _catalog_items(catalog: pystac.Catalog, path: Path) -> list[pystac.Item]:
-    """Every item under ``catalog``, following child links once each (link cycles are refused)."""
-    items: list[pystac.Item] = []
+_STAC_PROBLEMS = (ValueError, pystac.STACError, pystac.STACTypeError, KeyError, TypeError, AttributeError)
+"""What pystac raises for a document that is not the STAC it claims to be."""
+
+
+_JSON_KINDS = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string"}
+
+
+def _json_kind(value: object) -> str:
+    return _JSON_KINDS.get(type(value), "array" if isinstance(value, list) else type(value).__name__)
+
+
+def _reason(exc: Exception) -> str:
+    return f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+
+
+def _feature_input(feature: object, number: int, asset_key: str | None) -> SceneInput:
+    """The scene of a FeatureCollection's ``number``th feature; a malformed one fails alone."""
+    if not isinstance(feature, dict):
+        return SceneInput(
+            f"feature-{number}", "", f"STAC item is a JSON {_json_kind(feature)}, not an object"
+        )
+    try:
+        return _item_input(pystac.Item.from_dict(feature), asset_key)
+    except _STAC_PROBLEMS as exc:
+        given = feature.get("id")
+        scene_id = given if isinstance(given, str) and given.strip() else f"feature-{number}"
+        return SceneInput(scene_id, "", f"not a readable STAC item ({_reason(exc)})")
+
+
+def _catalog_inputs(catalog: pystac.Catalog, path: Path, asset_key: str | None) -> list[SceneInput]:
+    """The scenes of every item under ``catalog``, following child links once each (link cycles
+    are refused); an item that cannot be read or parsed fails alone."""
+    scenes: list[SceneInput] = []
     seen: set[str] = set()
     stack = [catalog]
     while stack:
@@ -137,12 +165,24 @@ def _catalog_items(catalog: pystac.Catalog, path: Path) -> list[pystac.Item]:
         if href in seen:
             raise ConfigError(f"inputs: {path}: STAC links form a cycle through {href}")
         seen.add(href)
-        items += node.get_items()
+        for link in node.get_links(pystac.RelType.ITEM):
+            try:
+                link.resolve_stac_object(root=node.get_root())
+                if not isinstance(link.target, pystac.Item):
+                    raise TypeError(f"links to a {type(link.target).__name__} as an item")
+                scenes.append(_item_input(link.target, asset_key))
+            except (*_STAC_PROBLEMS, OSError, UnicodeDecodeError) as exc:
+                scene_id = Path(link.href).stem or f"item-{len(scenes) + 1}"
+                scenes.append(
+                    SceneInput(scene_id, "", f"STAC item {link.href} cannot be read ({_reason(exc)})")
+                )
         stack += reversed(list(node.get_children()))
-    return items
+    return scenes
 
 
 def _item_input(item: pystac.Item, asset_key: str | None) -> SceneInput:
+    if not isinstance(item.id, str) or not item.id.strip():
+        raise ValueError(f"its id {item.id!r} cannot name outputs")
     if asset_key is not None:
         asset = item.assets.get(asset_key)
         if asset is None:

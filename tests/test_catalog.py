@@ -115,6 +115,44 @@ def test_stac_items_with_the_same_id_are_refused(tmp_path):
         load_inputs(str(collection))
 
 
+def test_a_malformed_stac_item_fails_alone_naming_itself_in_a_collection_and_in_a_catalog(tmp_path):
+    good = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "good",
+        "geometry": None,
+        "properties": {"datetime": "2020-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {"image": {"href": "a.tif", "type": "image/tiff"}},
+    }
+    features = [
+        good,
+        {"id": "typeless"},
+        "a string",
+        {**good, "id": 7},
+        {**good, "id": "bad", "properties": None},
+    ]
+    (tmp_path / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    found = {s.id: s.error for s in load_inputs(str(tmp_path / "items.json"))}
+    assert found["good"] is None
+    assert "'type' attribute is not set" in found["typeless"]
+    assert found["feature-3"] == "STAC item is a JSON string, not an object"
+    assert "its id 7 cannot name outputs" in found["feature-4"]
+    assert found["bad"].startswith("not a readable STAC item")
+
+    links = [{"rel": "item", "href": f"./{name}.json"} for name in ("good", "missing", "broken", "child")]
+    catalog = {"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d", "links": links}
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "child.json").write_text(json.dumps({**catalog, "id": "child", "links": []}))
+    found = {s.id: s.error for s in load_inputs(str(tmp_path / "catalog.json"))}
+    assert found["good"] is None
+    assert found["missing"].startswith("STAC item ./missing.json cannot be read")
+    assert found["broken"].startswith("STAC item ./broken.json cannot be read")
+    assert found["child"] == "STAC item ./child.json cannot be read (links to a Catalog as an item)"
+
+
 def test_bundled_example_catalog_points_at_the_sample_data(sample_data):
     from geoseg.demo import EXAMPLE_WORKFLOW
     from geoseg.workflow import load_workflow

@@ -579,6 +579,8 @@ def test_hrefs_that_are_no_scene_file_fail_their_scene_alone_without_waiting(wor
     collection = {"type": "FeatureCollection", "features": [item(Path(h), i) for i, (h, _) in hrefs.items()]}
     for feature, (href, _) in zip(collection["features"], hrefs.values(), strict=True):
         feature["assets"]["image"]["href"] = href
+    collection["features"].append({"type": "Feature", "id": "malformed"})
+    hrefs["malformed"] = ("", "not a readable STAC item")
     workflow = write_workflow(world, inputs=stac_file(world, collection))
     result = geoseg("run", workflow, cwd=world / "work", timeout=120)
     assert result.returncode == 1, result.stderr
