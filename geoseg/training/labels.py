@@ -129,8 +129,9 @@ def read_vector_labels(
                 f"{path}: coordinates are not longitudes/latitudes although the CRS is "
                 f"{frame.crs.to_string()} (are the labels in another CRS?)"
             )
-    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
-    frame = frame[frame.geom_type.isin(["Polygon", "MultiPolygon"])]
+    frame = frame[frame.geometry.notna()]
+    frame = frame.set_geometry(gpd.GeoSeries(_polygonal(frame.geometry.values), frame.index, frame.crs))
+    frame = frame[~frame.geometry.is_empty]
     if frame.empty:
         raise LabelError(f"{path}: no polygon labels (empty, or only points/lines)")
     if not np.isfinite(shapely.get_coordinates(frame.geometry.values)).all():
@@ -138,6 +139,21 @@ def read_vector_labels(
     ids = _class_ids(frame, path, classes, class_field)
     labels = gpd.GeoDataFrame({"class_id": ids}, geometry=frame.geometry.make_valid().values, crs=frame.crs)
     return VectorLabelFile(path, labels)
+
+
+def _polygonal(geometries: Any) -> Any:
+    """Each geometry's polygons: a (multi)polygon as it is, the polygons of a geometry collection
+    (nested ones too) as one multipolygon, and an empty polygon for points and lines."""
+    kept = []
+    for geometry in geometries:
+        if geometry.geom_type in ("Polygon", "MultiPolygon"):
+            kept.append(geometry)
+            continue
+        parts = shapely.get_parts(geometry)
+        while any(part.geom_type in ("GeometryCollection", "MultiPolygon") for part in parts):
+            parts = shapely.get_parts(parts)
+        kept.append(shapely.MultiPolygon([p for p in parts if p.geom_type == "Polygon"]))
+    return np.asarray(kept, dtype=object)
 
 
 def _class_ids(frame: gpd.GeoDataFrame, path: str, classes: list[str], class_field: str | None) -> np.ndarray:

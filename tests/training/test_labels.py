@@ -108,6 +108,23 @@ def test_labels_in_a_local_engineering_crs_are_refused(tmp_path):
         read_vector_labels(tmp_path / "site.gpkg", CLASSES)
 
 
+def test_the_polygons_of_a_geometry_collection_are_labels_and_its_lines_are_not(tmp_path):
+    collection = {
+        "type": "GeometryCollection",
+        "geometries": [
+            {"type": "LineString", "coordinates": [[30, 0], [30.1, 0.1]]},
+            {"type": "Polygon", "coordinates": [[[30, 0], [30.001, 0], [30.001, 0.001], [30, 0]]]},
+        ],
+    }
+    line = {"type": "LineString", "coordinates": [[30, 0], [30.1, 0.1]]}
+    features = [{"type": "Feature", "properties": {}, "geometry": g} for g in (collection, line)]
+    (tmp_path / "mixed.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    labels = read_vector_labels(tmp_path / "mixed.geojson", CLASSES).frame
+    assert list(labels.geom_type) == ["MultiPolygon"]
+    assert labels.crs.to_epsg() == 4326
+    assert labels.geometry.iloc[0].area == pytest.approx(0.001**2 / 2)
+
+
 def test_missing_label_file_is_a_label_error(tmp_path):
     with pytest.raises(LabelError, match="not found"):
         read_vector_labels(tmp_path / "none.geojson", CLASSES)
