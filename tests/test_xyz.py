@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import rasterio
@@ -105,11 +107,14 @@ def test_mosaic_skips_unusable_tiles_naming_each_and_keeps_the_rest(sample_data,
         dst.write(np.zeros((3, 128, 128), dtype=np.uint8))
     truncated = folder / f"OAM-{BLOCK[2][0]}-{BLOCK[2][1]}-21.png"
     truncated.write_bytes((folder / good).read_bytes()[:3000])
+    pipe = folder / f"OAM-{BLOCK[3][0]}-{BLOCK[3][1]}-21.png"
+    os.mkfifo(pipe)
     vrt = tmp_path / "block.vrt"
     result = CliRunner().invoke(app, ["tiles", "mosaic", str(folder), "--out", str(vrt)])
     assert result.exit_code == 1
     assert f"skipped {odd}: tile is 128×128 px" in result.output
     assert f"skipped {truncated}:" in result.output
+    assert f"skipped {pipe}: is not a regular file" in result.output
     assert "256×256 px" in result.output  # the mosaic is the usable tile alone
     scene = open_scene(vrt)
     assert scene.bounds == pytest.approx(XYZTile(*BLOCK[0], 21).bounds, abs=1e-6)

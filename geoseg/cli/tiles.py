@@ -71,8 +71,9 @@ def mosaic(
 
 
 def _tile_files(folder: Path, pattern: str) -> list[Path]:
-    """The files under ``folder`` matching ``pattern``, sorted; a usage error when there are none."""
-    tiles = sorted(p for p in folder.glob(pattern) if p.is_file())
+    """The files under ``folder`` matching ``pattern``, sorted (pipes and devices too: they are
+    skipped naming them, not silently); a usage error when there are none."""
+    tiles = sorted(p for p in folder.glob(pattern) if not p.is_dir())
     if not tiles:
         raise typer.BadParameter(f"no files match {pattern!r} under {folder}", param_hint="FOLDER")
     return tiles
