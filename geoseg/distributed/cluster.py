@@ -188,14 +188,15 @@ def cuda_visible_count(variable: str | None, gpus: int) -> int:
     """How many of ``gpus`` CUDA shows under ``CUDA_VISIBLE_DEVICES=variable``.
 
     Unset: all. Otherwise its comma-separated entries up to the first that names no device, as
-    CUDA reads them: an index outside ``0..gpus-1`` or an empty entry ends the list; UUIDs
-    (``GPU-…``, ``MIG-…``) count as given.
+    CUDA reads them: an index outside ``0..gpus-1``, an empty entry or any other word ends the
+    list; UUIDs (``GPU-…``, ``MIG-…``) count as given.
     """
     if variable is None:
         return gpus
     count = 0
     for entry in (e.strip() for e in variable.split(",")):
-        if not entry or (entry.lstrip("-").isdigit() and not 0 <= int(entry) < gpus):
+        index = entry.isdigit() and int(entry) < gpus
+        if not (index or entry.startswith(("GPU-", "MIG-"))):
             break
         count += 1
     return count

@@ -124,6 +124,8 @@ def test_gpus_are_counted_by_torch_only_where_an_nvidia_driver_is_loaded(tmp_pat
         ("-1", 0),
         ("0, 1", 2),
         ("GPU-3f2a,GPU-99b1", 2),
+        ("abc", 0),
+        ("0,gpu1,1", 1),
     ],
 )
 def test_cuda_visible_devices_narrows_the_gpus_as_cuda_reads_it(variable, expected):
