@@ -91,28 +91,53 @@ def sample_pixels(scene: Scene, side_px: int = SAMPLE_SIDE_PX) -> np.ndarray | N
 def _decimated_by_strips(
     dataset: rasterio.DatasetReader, bands: list[int], shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every ``scale``-th pixel (nearest) and its validity, read strip by strip at full resolution.
+    """Every ``scale``-th pixel (nearest) and its validity, read window by window at full
+    resolution, each window at most about ``STRIP_PX`` pixels.
 
     For files without overviews: GDAL's decimated read of a tiled, compressed file decodes
     each block again for every output row it feeds (80 s for an 8192² DEFLATE scene; strips:
-    each block once, about 1 s).
+    each block once, about 1 s). A window spans only blocks that hold sampled pixels, so a scene
+    2^31 px wide and 1 high is sampled in 512 one-block reads, not one read of the whole scene.
     """
     height, width = shape
     rows = np.minimum(((np.arange(height) + 0.5) * dataset.height / height).astype(int), dataset.height - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * dataset.width / width).astype(int), dataset.width - 1)
-    block_rows = dataset.block_shapes[bands[0] - 1][0]
+    block_rows, block_cols = dataset.block_shapes[bands[0] - 1]
     strip = max(block_rows, STRIP_PX // max(1, dataset.width) // block_rows * block_rows)
+    chunk = max(block_cols, STRIP_PX // strip // block_cols * block_cols)
     pixels = np.zeros((len(bands), height, width), dtype=dataset.dtypes[bands[0] - 1])
     valid = np.zeros((height, width), dtype=bool)
-    for top in range(0, dataset.height, strip):
-        taken = (rows >= top) & (rows < top + strip)
-        if not taken.any():
-            continue
-        window = Window(0, top, dataset.width, min(strip, dataset.height - top))
-        local = rows[taken] - top
-        pixels[:, taken] = dataset.read(bands, window=window)[:, local][:, :, cols]
-        valid[taken] = dataset.read_masks(bands, window=window)[:, local][:, :, cols].any(axis=0)
+    col_spans = _windows_of_samples(cols, chunk, block_cols, dataset.width)
+    for row_taken, top, bottom in _windows_of_samples(rows, strip, block_rows, dataset.height):
+        for col_taken, left, right in col_spans:
+            window = Window(left, top, right - left, bottom - top)
+            at_rows, at_cols = rows[row_taken, None] - top, cols[None, col_taken] - left
+            into_rows, into_cols = row_taken[:, None], col_taken[None, :]
+            pixels[:, into_rows, into_cols] = dataset.read(bands, window=window)[:, at_rows, at_cols]
+            masks = dataset.read_masks(bands, window=window)[:, at_rows, at_cols]
+            valid[into_rows, into_cols] = masks.any(axis=0)
     return pixels, valid
+
+
+def _windows_of_samples(
+    samples: np.ndarray, step: int, block: int, size: int
+) -> list[tuple[np.ndarray, int, int]]:
+    """Spans of whole blocks that hold the (sorted) sampled indices: runs of adjacent blocks, each
+    at most ``step`` long; with the positions in ``samples`` that each span holds."""
+    blocks = samples // block
+    spans: list[tuple[np.ndarray, int, int]] = []
+    first = 0
+    for i in range(1, len(samples) + 1):
+        if (
+            i == len(samples)
+            or blocks[i] > blocks[i - 1] + 1
+            or (blocks[i] + 1 - blocks[first]) * block > step
+        ):
+            spans.append(
+                (np.arange(first, i), int(blocks[first]) * block, min(size, (int(blocks[i - 1]) + 1) * block))
+            )
+            first = i
+    return spans
 
 
 def gsd_warning(gsd_m: float, domain: Domain) -> str | None:

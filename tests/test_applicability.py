@@ -110,6 +110,34 @@ def test_without_overviews_the_strip_read_gives_gdals_nearest_decimation(sample_
     np.testing.assert_array_equal(valid, masks)
 
 
+class _Recording:
+    """A dataset whose reads are recorded (window sizes in pixels)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset, self.read_px = dataset, []
+
+    def __getattr__(self, name):
+        return getattr(self.dataset, name)
+
+    def read(self, *args, window, **kwargs):
+        self.read_px.append(window.width * window.height)
+        return self.dataset.read(*args, window=window, **kwargs)
+
+
+def test_a_scene_far_wider_than_a_strip_is_sampled_in_bounded_reads_of_its_sampled_blocks(tmp_path):
+    width = 2**24
+    profile = {"driver": "GTiff", "width": width, "height": 1, "count": 3, "dtype": "uint8", "tiled": True}
+    with rasterio.open(tmp_path / "strip.tif", "w", blockxsize=512, blockysize=16, **profile) as dst:
+        dst.write(np.tile(np.arange(256, dtype=np.uint8), (3, 1, width // 256)))
+    with rasterio.open(tmp_path / "strip.tif") as dataset:
+        recording = _Recording(dataset)
+        pixels, valid = applicability._decimated_by_strips(recording, [1, 2, 3], (1, 512))
+        expected = dataset.read(out_shape=(3, 1, 512), resampling=Resampling.nearest)
+    np.testing.assert_array_equal(pixels, expected)
+    assert valid.all()
+    assert recording.read_px == [512] * 512  # one block (512 × 1 px) per sampled pixel
+
+
 @pytest.fixture(scope="module")
 def shipped_domain() -> Domain:
     domain = read_metadata(SHIPPED_MODEL).domain
