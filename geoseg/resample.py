@@ -157,10 +157,21 @@ def resampled_blocks(scene: Scene, grid: ModelGrid, spec: TilingSpec) -> list[Bl
 
 
 def scene_blocks(scene: Scene, spec: TilingSpec, grid: ModelGrid | None) -> list[Block]:
-    """The blocks a scene is predicted in: its own block grid, or those of its model grid."""
-    return (
-        block_grid(scene.width, scene.height, spec) if grid is None else resampled_blocks(scene, grid, spec)
-    )
+    """The blocks a scene is predicted in: its own block grid, or those of its model grid.
+
+    Raises ``SceneError`` when its tiles would cost the model more than twice a square scene at
+    the pixel limit: a thin strip is tiled in many nearly empty tiles (2^31 × 1 px would take
+    days), so the limit on its pixels alone would not bound its work.
+    """
+    width, height = (scene.width, scene.height) if grid is None else (grid.width, grid.height)
+    limit = max(max_scene_pixels(), spec.tile_size_px**2)
+    if (computed := spec.computed_pixels(width, height)) > 2 * limit * spec.halo_overhead():
+        raise SceneError(
+            scene.path,
+            f"its {width}×{height} px would cost the model {computed / 1e9:.3g} Gpx of tiles, as much as "
+            f"a square scene over the limit of {limit / 1e9:.3g} Gpx (raise ${MAX_PIXELS_VARIABLE})",
+        )
+    return block_grid(width, height, spec) if grid is None else resampled_blocks(scene, grid, spec)
 
 
 def block_tiles(scene: Scene, block: Block, spec: TilingSpec) -> list[Tile]:

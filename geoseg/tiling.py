@@ -55,6 +55,17 @@ class TilingSpec:
             "predictions near tile borders will differ from a whole-scene pass (seams)"
         )
 
+    def computed_pixels(self, width: int, height: int) -> int:
+        """Pixels the model computes for a scene: every tile's haloed read window. A strip a few
+        pixels high costs far more than its own pixels (2^31 × 1 px: 387 Gpx at the defaults)."""
+        tile_w, tile_h = self.fitted(width, height)
+        tiles = math.ceil(width / tile_w) * math.ceil(height / tile_h)
+        return tiles * (tile_w + 2 * self.halo_px) * (tile_h + 2 * self.halo_px)
+
+    def halo_overhead(self) -> float:
+        """Computed pixels per scene pixel of a large square scene."""
+        return ((self.tile_size_px + 2 * self.halo_px) / self.tile_size_px) ** 2
+
     def fitted(self, width: int, height: int) -> tuple[int, int]:
         """Tile core (width, height) for a scene: never larger than the scene rounded to stride.
 

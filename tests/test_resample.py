@@ -27,6 +27,7 @@ from geoseg.resample import (
     model_grid,
     nearest_indices,
     resampled_blocks,
+    scene_blocks,
     scene_notes,
     target_gsd_m,
 )
@@ -166,6 +167,18 @@ def test_a_model_grid_over_the_scene_limit_is_refused_naming_the_scene(monkeypat
     message = str(error.value)
     assert message.startswith("s.tif: read at the model's GSD 0.298 m it would be 10068×10068 px")
     assert "\n" not in message
+
+
+def test_a_strip_whose_tiles_cost_more_than_twice_a_scene_at_the_limit_is_refused(monkeypatch):
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "1e6")
+    spec = TilingSpec.for_model(stride_px=16, receptive_radius_px=58)
+    assert len(scene_blocks(_scene(0.3, width=1000, height=1000), spec, None)) == 1
+    assert len(scene_blocks(_scene(0.3, width=10_000, height=1), spec, None)) == 5
+    with pytest.raises(SceneError) as error:
+        scene_blocks(_scene(0.3, width=100_000, height=1), spec, None)
+    message = str(error.value)
+    assert message.startswith("s.tif: its 100000×1 px would cost the model 0.0181 Gpx of tiles")
+    assert MAX_PIXELS_VARIABLE in message
 
 
 def test_a_resampled_scene_gets_a_note_for_its_gsd_and_keeps_its_statistics_warning(tmp_path):

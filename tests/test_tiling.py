@@ -66,3 +66,9 @@ def test_stitched_tile_cores_put_every_pixel_where_the_scene_has_it():
         stitched = np.full((int(block.core.height), int(block.core.width)), -1)
         keep_cores(tiles, np.stack([at_scene_pixels(t.read) for t in tiles]), block, spec.halo_px, stitched)
         assert (stitched == at_scene_pixels(block.core)).all(), block.index
+
+
+def test_a_thin_strip_costs_the_model_far_more_than_its_own_pixels():
+    spec = TilingSpec.for_model(stride_px=16, receptive_radius_px=58)  # tile 512, halo 64
+    assert spec.computed_pixels(8192, 8192) == 16 * 16 * 640 * 640 == 8192**2 * spec.halo_overhead()
+    assert spec.computed_pixels(2**20, 1) == 2048 * 640 * (16 + 128)  # 88 px computed per pixel
