@@ -486,7 +486,7 @@ def test_run_refuses_a_bad_workflow_field_naming_it(world, fields, named):
         ([1, 2, 3], "not a STAC object"),
         (None, "not a STAC object"),
         ({"type": "Feature", "id": "x"}, "hostile.json"),
-        ({"type": "FeatureCollection", "features": [{"type": "Feature"}]}, "hostile.json"),
+        ({"type": "FeatureCollection", "features": {"type": "Feature"}}, "'features' is not a list"),
     ],
 )
 def test_run_refuses_a_malformed_stac_file_naming_it(world, document, reason):
