@@ -22,7 +22,7 @@ import pyproj
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import ColorInterp, Interleaving, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.transform import from_bounds
 from rasterio.windows import Window
@@ -203,6 +203,15 @@ def _describe(
             f"(split it, or raise ${MAX_PIXELS_VARIABLE})",
         )
     block_h, block_w = ds.block_shapes[bands[0] - 1]
+    decoded = block_h * block_w * np.dtype(ds.dtypes[bands[0] - 1]).itemsize
+    if ds.interleaving == Interleaving.pixel:
+        decoded *= ds.count  # a pixel-interleaved block holds every band
+    if decoded > MAX_BLOCK_BYTES:
+        raise SceneError(
+            path,
+            f"has internal blocks of {block_w}×{block_h} px ({decoded / 2**20:.0f} MiB decoded each; every "
+            "read decodes whole blocks): rewrite it in smaller tiles (gdal_translate -co TILED=YES)",
+        )
     return Scene(
         path=path,
         id=scene_id(path),
@@ -242,6 +251,10 @@ def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> Non
 
 
 _MAX_VRT_NESTING = 8
+
+MAX_BLOCK_BYTES = 256 * 2**20
+"""The largest internal block accepted, decoded: a small file of one huge compressed tile would
+otherwise make every window read decode gigabytes (a decompression bomb)."""
 
 
 def _is_vrt_file(path: str) -> bool:

@@ -206,3 +206,24 @@ def test_vrts_nested_past_the_limit_are_refused(tmp_path):
     assert open_scene(tmp_path / "8.vrt").width == 8
     with pytest.raises(SceneError, match="nests VRTs more than 8 deep"):
         open_scene(tmp_path / "10.vrt")
+
+
+def test_a_scene_of_huge_internal_blocks_is_refused_as_every_read_would_decode_them(tmp_path, monkeypatch):
+    monkeypatch.setattr("geoseg.scenes.MAX_BLOCK_BYTES", 2**20)  # 1 MiB: stands in for 256 MiB
+    profile = {"driver": "GTiff", "width": 1024, "height": 1024, "count": 3, "dtype": "uint8"}
+    for tile in (1024, 256):
+        with rasterio.open(
+            tmp_path / f"tile{tile}.tif",
+            "w",
+            crs="EPSG:32636",
+            transform=Affine(0.3, 0, 500_000, 0, -0.3, 100_000),
+            tiled=True,
+            blockxsize=tile,
+            blockysize=tile,
+            compress="deflate",
+            **profile,
+        ) as dst:
+            dst.write(np.full((3, 1024, 1024), 100, dtype=np.uint8))
+    assert open_scene(tmp_path / "tile256.tif").block_shape == (256, 256)
+    with pytest.raises(SceneError, match=r"internal blocks of 1024×1024 px \(3 MiB decoded each"):
+        open_scene(tmp_path / "tile1024.tif")
