@@ -57,7 +57,7 @@ class TilingSpec:
 
     def computed_pixels(self, width: int, height: int) -> int:
         """Pixels the model computes for a scene: every tile's haloed read window. A strip a few
-        pixels high costs far more than its own pixels (2^31 × 1 px: 387 Gpx at the defaults)."""
+        pixels high costs far more than its own pixels (2^31 × 1 px: 365 Gpx for the shipped model)."""
         tile_w, tile_h = self.fitted(width, height)
         tiles = math.ceil(width / tile_w) * math.ceil(height / tile_h)
         return tiles * (tile_w + 2 * self.halo_px) * (tile_h + 2 * self.halo_px)
