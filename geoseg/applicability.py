@@ -21,6 +21,7 @@ at full resolution, each block decoded once (about 2 s for an 8192² DEFLATE sce
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NodataShadowWarning, RasterioError
 from rasterio.windows import Window
 
 from geoseg.model.metadata import Domain
@@ -74,18 +75,29 @@ def sample_pixels(scene: Scene, side_px: int = SAMPLE_SIDE_PX) -> np.ndarray | N
     shape = (len(scene.bands), max(1, round(scene.height / scale)), max(1, round(scene.width / scale)))
     bands = list(scene.bands)
     try:
-        with open_pixels(scene.path) as dataset:
-            if dataset.overviews(bands[0]):
-                pixels = dataset.read(bands, out_shape=shape, resampling=Resampling.nearest)
-                valid = dataset.read_masks(bands, out_shape=shape, resampling=Resampling.nearest).any(axis=0)
-            else:
-                pixels, valid = _decimated_by_strips(dataset, bands, shape[1:])
+        with open_pixels(scene.path) as dataset, warnings.catch_warnings():
+            warnings.simplefilter("ignore", NodataShadowWarning)  # the alpha band is read below
+            pixels, valid = _decimated(dataset, bands, shape[1:])
+            if scene.alpha_band is not None:
+                alpha, _ = _decimated(dataset, [scene.alpha_band], shape[1:])
+                valid &= alpha[0] != 0
     except RasterioError:
         return None
     if not valid.any():
         return None
     sample: np.ndarray = pixels[:, valid]
     return sample
+
+
+def _decimated(
+    dataset: rasterio.DatasetReader, bands: list[int], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (bands, *shape) and validity of a nearest decimated read: from overviews if any."""
+    if dataset.overviews(bands[0]):
+        pixels = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+        masks = dataset.read_masks(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+        return pixels, masks.any(axis=0)
+    return _decimated_by_strips(dataset, bands, shape)
 
 
 def _decimated_by_strips(

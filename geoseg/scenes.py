@@ -23,7 +23,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Interleaving, MaskFlags
-from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.transform import from_bounds
 from rasterio.windows import Window
 
@@ -64,6 +64,11 @@ class Scene:
     """How the bands were chosen by their colours, when not all the file's bands in its order."""
     scaling: BandScaling | None = None
     """How its raw pixels are scaled as they are read, for a model (``geoseg.radiometry``)."""
+    alpha_band: int | None = None
+    """A band the file calls alpha that GDAL's masks of ``bands`` ignore (a nodata value shadows
+    it, or it is not the last of 2 or 4 bands): pixels where it is 0 are invalid too."""
+    nodata_per_band: bool = False
+    """Whether ``bands`` have different nodata values (validity then comes from GDAL's masks)."""
 
     @property
     def window(self) -> Window:
@@ -157,6 +162,9 @@ def _describe(
         raise SceneError(
             path, "is placed by ground control points or RPCs only (warp it onto a grid first: gdalwarp)"
         )
+    elif ds.crs is None and ds.subdatasets:
+        names = ", ".join(ds.subdatasets[:3]) + (", …" if len(ds.subdatasets) > 3 else "")
+        raise SceneError(path, f"holds {len(ds.subdatasets)} subdatasets ({names}): name one as the scene")
     elif ds.crs is None:
         raise SceneError(
             path,
@@ -186,6 +194,10 @@ def _describe(
         raise SceneError(path, f"bands {bad} do not exist (the file has {ds.count} bands)")
     if expected_bands is not None and CLASSES_TAG in ds.tags():
         raise SceneError(path, "is a geoseg mask (an earlier run's output), not a scene")
+    if expected_bands is not None and "palette" in (file_colours[b - 1] for b in bands):
+        raise SceneError(
+            path, "is a palette (colour-table) image: expand it to RGB first (gdal_translate -expand rgb)"
+        )
     if expected_bands is not None and len(bands) != expected_bands:
         raise SceneError(
             path,
@@ -212,6 +224,9 @@ def _describe(
             f"has internal blocks of {block_w}×{block_h} px ({decoded / 2**20:.0f} MiB decoded each; every "
             "read decodes whole blocks): rewrite it in smaller tiles (gdal_translate -co TILED=YES)",
         )
+    alphas = [i + 1 for i, colour in enumerate(ds.colorinterp) if colour == ColorInterp.alpha]
+    alpha_ignored = alphas and MaskFlags.alpha not in ds.mask_flag_enums[bands[0] - 1]
+    nodatas = {"nan" if v is not None and math.isnan(v) else v for v in (ds.nodatavals[b - 1] for b in bands)}
     return Scene(
         path=path,
         id=scene_id(path),
@@ -225,6 +240,8 @@ def _describe(
         block_shape=(block_h, block_w),
         colours=tuple(file_colours[b - 1] for b in bands),
         band_choice=band_choice,
+        alpha_band=alphas[0] if alpha_ignored else None,
+        nodata_per_band=len(nodatas) > 1,
     )
 
 
@@ -364,7 +381,8 @@ def _is_float(scene: Scene) -> bool:
 def _valid_mask(
     ds: rasterio.DatasetReader, scene: Scene, window: Window, pixels: np.ndarray | None = None
 ) -> np.ndarray:
-    """True where any band is valid (nodata, alpha, internal masks) and no band is NaN or ±Inf.
+    """True where any band is valid (nodata, alpha, internal masks), the alpha band that GDAL
+    ignores (if any) is not 0, and no band is NaN or ±Inf.
 
     GDAL's mask bands cost about three pixel reads; where the mask is only "every pixel" or
     "not the nodata value", it is computed from the pixels instead (same result, checked in tests).
@@ -374,20 +392,24 @@ def _valid_mask(
     valid: np.ndarray
     if all(f == [MaskFlags.all_valid] for f in flags):
         valid = np.ones((int(window.height), int(window.width)), dtype=bool)
-    elif all(f == [MaskFlags.nodata] for f in flags) and _nodata_is_exact(scene):
+    elif all(f == [MaskFlags.nodata] for f in flags) and _one_exact_nodata(scene):
         pixels = ds.read(bands, window=window) if pixels is None else pixels
         valid = (pixels != np.asarray(scene.nodata).astype(pixels.dtype)).any(axis=0)
     else:
-        valid = ds.read_masks(bands, window=window).any(axis=0)
+        with warnings.catch_warnings():  # a nodata value shadowing the alpha band: handled below
+            warnings.simplefilter("ignore", NodataShadowWarning)
+            valid = ds.read_masks(bands, window=window).any(axis=0)
+    if scene.alpha_band is not None:
+        valid &= ds.read([scene.alpha_band], window=window)[0] != 0
     if _is_float(scene):
         pixels = ds.read(bands, window=window) if pixels is None else pixels
         valid &= np.isfinite(pixels).all(axis=0)
     return valid
 
 
-def _nodata_is_exact(scene: Scene) -> bool:
-    """True when the nodata value is one the pixels' dtype holds exactly (or NaN)."""
-    if scene.nodata is None:
+def _one_exact_nodata(scene: Scene) -> bool:
+    """True when the bands share one nodata value that their dtype holds exactly (or NaN)."""
+    if scene.nodata is None or scene.nodata_per_band:
         return False
     with np.errstate(invalid="ignore", over="ignore"):
         cast = np.asarray(scene.nodata).astype(scene.dtype)

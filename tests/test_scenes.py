@@ -7,7 +7,9 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.control import GroundControlPoint
+from rasterio.enums import ColorInterp
 from rasterio.windows import Window
+from scipy.io import netcdf_file
 
 from geoseg.errors import SceneError
 from geoseg.scenes import open_scene, read_window
@@ -227,3 +229,75 @@ def test_a_scene_of_huge_internal_blocks_is_refused_as_every_read_would_decode_t
     assert open_scene(tmp_path / "tile256.tif").block_shape == (256, 256)
     with pytest.raises(SceneError, match=r"internal blocks of 1024×1024 px \(3 MiB decoded each"):
         open_scene(tmp_path / "tile1024.tif")
+
+
+def _rgb_with_alpha(path, alpha_band: int, count: int, nodata=None) -> np.ndarray:
+    """A ``count``-band uint8 scene whose band ``alpha_band`` is alpha, 0 on its left 3 columns,
+    where the other bands are white (a collar that is no nodata value). Returns the alpha band."""
+    alpha = np.full((8, 8), 255, dtype=np.uint8)
+    alpha[:, :3] = 0
+    bands = np.full((count, 8, 8), 100, dtype=np.uint8)
+    bands[:, :, :3] = 255
+    bands[alpha_band - 1] = alpha
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": count, "dtype": "uint8", "nodata": nodata}
+    transform = Affine(0.3, 0, 500_000, 0, -0.3, 100_000)
+    with rasterio.open(path, "w", crs="EPSG:32636", transform=transform, **profile) as dst:
+        dst.write(bands)
+        colours = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined][: count - 1]
+        colours.insert(alpha_band - 1, ColorInterp.alpha)
+        dst.colorinterp = colours
+    return alpha
+
+
+@pytest.mark.parametrize(
+    ("alpha_band", "count", "nodata"),
+    [(4, 4, 0), (5, 5, None), (1, 4, None)],  # nodata shadows alpha; RGB + NIR + alpha; alpha first
+    ids=["rgba-with-nodata", "rgb-nir-alpha", "alpha-first"],
+)
+def test_an_alpha_band_marks_pixels_invalid_also_where_gdal_ignores_it(tmp_path, alpha_band, count, nodata):
+    alpha = _rgb_with_alpha(tmp_path / "scene.tif", alpha_band, count, nodata)
+    scene = open_scene(tmp_path / "scene.tif", expected_bands=3, colours=("red", "green", "blue"))
+    _, valid = read_window(scene, scene.window)
+    np.testing.assert_array_equal(valid, alpha != 0)
+
+
+def test_bands_with_different_nodata_values_are_each_masked_by_their_own(tmp_path):
+    pixels = np.full((3, 8, 8), 100, dtype=np.uint8)
+    pixels[:, :, :2] = np.array([0, 1, 2], dtype=np.uint8)[:, None, None]  # fill (0, 1, 2)
+    pixels[:, :, 2] = 0  # 0 in every band: band 1's nodata only, so valid
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
+    with rasterio.open(tmp_path / "scene.tif", "w", **profile) as dst:
+        dst.write(pixels)
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><NoDataValue>{b - 1}</NoDataValue><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">scene.tif</SourceFilename><SourceBand>{b}</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
+        for b in (1, 2, 3)
+    )
+    (tmp_path / "scene.vrt").write_text(
+        '<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>EPSG:32636</SRS>'
+        f"<GeoTransform>500000, 0.3, 0, 100000, 0, -0.3</GeoTransform>{bands}</VRTDataset>"
+    )
+    scene = open_scene(tmp_path / "scene.vrt")
+    _, valid = read_window(scene, scene.window)
+    assert not valid[:, :2].any() and valid[:, 2:].all()
+
+
+def test_a_palette_image_and_a_container_of_subdatasets_are_refused_saying_what_to_do(tmp_path):
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 1, "dtype": "uint8"}
+    transform = Affine(0.3, 0, 500_000, 0, -0.3, 100_000)
+    with rasterio.open(
+        tmp_path / "palette.tif", "w", crs="EPSG:32636", transform=transform, **profile
+    ) as dst:
+        dst.write(np.zeros((1, 8, 8), dtype=np.uint8))
+        dst.write_colormap(1, {0: (255, 0, 0, 255), 1: (0, 255, 0, 255)})
+    with pytest.raises(SceneError, match=r"is a palette \(colour-table\) image: expand it .*-expand rgb"):
+        open_scene(tmp_path / "palette.tif", expected_bands=3)
+    layers = netcdf_file(tmp_path / "layers.nc", "w")  # two variables: two subdatasets
+    layers.createDimension("y", 8)
+    layers.createDimension("x", 8)
+    for name in ("red", "green"):
+        layers.createVariable(name, "i2", ("y", "x"))[:] = 1
+    layers.close()
+    with pytest.raises(SceneError, match=r"holds 2 subdatasets \(.*layers.nc.*red, .*green\): name one"):
+        open_scene(tmp_path / "layers.nc")
