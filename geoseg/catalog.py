@@ -30,6 +30,7 @@ from geoseg.safepaths import (
     check_replaceable,
     glob_files,
     inside,
+    is_dataset_name,
     is_special_file,
     refuse_overwriting_inputs,
     safe_name,
@@ -70,6 +71,9 @@ def load_inputs(
     named: dict[Path, Path] = {}  # resolved → as named (a file named twice is one scene)
     excluded = output.resolve() if output is not None else None
     for entry in map(expand_variables, entries):
+        if is_dataset_name(entry):  # a URL, /vsi… path or driver prefix: GDAL's, as given
+            scenes.append(SceneInput(scene_id(Path(entry.replace('"', "")).name.replace(":", "-")), entry))
+            continue
         path = Path(entry) if Path(entry).is_absolute() else base_dir / entry
         if path.suffix.lower() == ".json":
             scenes += _stac_inputs(path, asset_key)

@@ -110,6 +110,32 @@ def glob_files(pattern: str) -> list[str]:
     )
 
 
+_DATASET_NAME = re.compile(r"^(/vsi|[A-Za-z][A-Za-z0-9+.-]*://|[A-Z][A-Z0-9_]+:)")
+
+
+def is_dataset_name(name: str) -> bool:
+    """Whether ``name`` is a GDAL dataset name rather than a local path: a URL, a ``/vsi…`` path
+    or a driver's prefix (``NETCDF:"f.nc":var``, ``GTIFF_DIR:1:f.tif``). It is given to GDAL as
+    it is: as a path, ``//`` would collapse and a relative folder would be put before it."""
+    return _DATASET_NAME.match(name) is not None
+
+
+def local_file(name: str | os.PathLike[str]) -> str | None:
+    """The local file a scene name reads: the path itself, or the file inside a driver-prefixed
+    name (quoted, or its last ``:``-separated part that exists); None for URLs and ``/vsi`` paths."""
+    text = str(name)
+    if not is_dataset_name(text):
+        return text
+    if text.startswith("/vsi") or "://" in text.split('"')[0]:
+        return None
+    if (quoted := re.search(r'"([^"]+)"', text)) is not None:
+        return quoted.group(1)
+    parts = text.split(":")
+    return next(
+        (":".join(parts[i:]) for i in range(1, len(parts)) if os.path.exists(":".join(parts[i:]))), None
+    )
+
+
 NOT_A_REGULAR_FILE = "not a regular file (a pipe, socket or device)"
 """Why a special file is refused where one is read (``is_special_file``)."""
 
@@ -168,10 +194,10 @@ def refuse_overwriting_inputs(
 
 def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """(device, inode) of an existing local file, links followed; None otherwise."""
-    if "://" in str(path) or str(path).startswith("/vsi"):
+    if (file := local_file(path)) is None:
         return None
     try:
-        info = os.stat(path)
+        info = os.stat(file)
     except (OSError, ValueError):
         return None
     return info.st_dev, info.st_ino

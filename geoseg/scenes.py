@@ -30,7 +30,7 @@ from rasterio.windows import Window
 from geoseg.errors import SceneError
 from geoseg.maskformat import CLASSES_TAG
 from geoseg.model.metadata import NAMELESS_COLOURS
-from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
+from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file, local_file
 from geoseg.units import footprint_area_m2, wgs84_transformer
 
 if TYPE_CHECKING:
@@ -126,10 +126,10 @@ def open_scene(
         raise SceneError(path.replace("\0", "\\0"), "path contains a NUL character")
     if _is_standard_input(path):
         raise SceneError(path, "is standard input, not a scene file (a read would wait for a terminal)")
-    if "://" not in path and not path.startswith("/vsi"):
-        if not Path(path).exists():
+    if (file := local_file(path)) is not None:
+        if not Path(file).exists():
             raise SceneError(path, "file not found")
-        if is_special_file(path):
+        if is_special_file(file):
             raise SceneError(path, f"is {NOT_A_REGULAR_FILE}")
     try:
         with open_pixels(path) as ds:

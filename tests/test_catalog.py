@@ -79,6 +79,12 @@ def test_a_scene_named_through_a_link_keeps_the_links_name(sample_data, tmp_path
     assert [(s.id, s.href) for s in found] == [("kampala", str(sample_data / "edge/RGB.byte.tif"))]
 
 
+def test_gdal_dataset_names_are_inputs_as_given_not_paths_under_the_base_folder(tmp_path):
+    names = ["/vsizip//data/z.zip/chip.tif", "https://example.com/scenes/a.tif", 'NETCDF:"/data/x.nc":red']
+    found = load_inputs(names, base_dir=tmp_path)
+    assert [(s.id, s.href) for s in found] == [("chip", names[0]), ("a", names[1]), ("x.nc-red", names[2])]
+
+
 def test_a_folder_names_the_geotiffs_under_it(tmp_path):
     for name in ("scenes/a.tif", "scenes/deep/b.TIFF", "scenes/notes.txt", "scenes/out/masks/a.tif"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ from geoseg.safepaths import (
     check_unique_names,
     glob_files,
     inside,
+    is_dataset_name,
+    local_file,
     refuse_overwriting_inputs,
     safe_name,
 )
@@ -130,3 +132,27 @@ def test_globs_find_what_glob_finds_but_never_loop_through_linked_folders(tmp_pa
     assert glob_files(pattern) == sorted(
         f"{tmp_path}/{name}" for name in ("a.tif", "sub/b.tif", "sub/deeper/c.tif")
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "dataset", "file"),
+    [
+        ("scenes/a.tif", False, "scenes/a.tif"),
+        ("C:/scenes/a.tif", False, "C:/scenes/a.tif"),
+        ("odd:name.tif", False, "odd:name.tif"),
+        ("/vsizip//data/z.zip/a.tif", True, None),
+        ("https://example.com/a.tif", True, None),
+        ('NETCDF:"/data/x.nc":red', True, "/data/x.nc"),
+    ],
+)
+def test_gdal_dataset_names_are_told_from_paths_with_the_file_they_read(name, dataset, file):
+    assert is_dataset_name(name) is dataset
+    assert local_file(name) == file
+
+
+def test_an_output_may_not_replace_the_file_inside_a_dataset_name(tmp_path):
+    (tmp_path / "x.nc").write_bytes(b"")
+    (tmp_path / "a.tif").write_bytes(b"")
+    for name in (f'NETCDF:"{tmp_path / "x.nc"}":red', f"GTIFF_DIR:1:{tmp_path / 'a.tif'}"):
+        with pytest.raises(OutputError, match="geoseg never overwrites an input"):
+            refuse_overwriting_inputs([local_file(name)], [name])

@@ -19,7 +19,10 @@ from geoseg.workflow import TTA, Precision, Resample
 
 @app.command()
 def predict(
-    image: Annotated[Path, typer.Argument(help="Input GeoTIFF scene.")],
+    image: Annotated[
+        str,
+        typer.Argument(help="Input scene: a GeoTIFF, or any GDAL dataset name (/vsizip/…, URL, NETCDF:…)."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output mask (Cloud-Optimized GeoTIFF).")],
     model: Annotated[
         Path,

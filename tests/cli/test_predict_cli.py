@@ -6,6 +6,7 @@ import pty
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,16 @@ def run_predict(image, model, out, *extra):
 
 def test_predict_writes_a_mask(sample_data, rgb_model, tmp_path):
     result = run_predict(sample_data / "edge/RGB.byte.tif", rgb_model, tmp_path / "mask.tif")
+    assert result.returncode == 0, result.stderr
+    with rasterio.open(tmp_path / "mask.tif") as mask:
+        assert mask.shape == (718, 791)
+
+
+def test_predict_reads_a_scene_in_a_zip_by_its_gdal_name_as_given(sample_data, rgb_model, tmp_path):
+    with zipfile.ZipFile(tmp_path / "scenes.zip", "w") as archive:
+        archive.write(sample_data / "edge/RGB.byte.tif", "RGB.byte.tif")
+    name = f"/vsizip/{tmp_path / 'scenes.zip'}/RGB.byte.tif"  # /vsizip//tmp/…: a Path collapses the //
+    result = run_predict(name, rgb_model, tmp_path / "mask.tif")
     assert result.returncode == 0, result.stderr
     with rasterio.open(tmp_path / "mask.tif") as mask:
         assert mask.shape == (718, 791)
