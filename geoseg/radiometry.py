@@ -25,6 +25,9 @@ from geoseg.model.metadata import Radiometry
 
 _FLOAT32_SAFE = 1e30
 """Scales and offsets beyond this are applied in float64 (float32 ends at 3.4e38)."""
+_FLOAT32_EXACT_OFFSET = 2.0**14
+"""Offsets beyond this are applied in float64: ``raw × scale`` is then so large that float32's
+rounding (2^-24 of it) shows on the model's scale (int32 pixels near 2^30: 256 levels became 5)."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,12 @@ class BandScaling:
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:
         """``pixels`` (bands, …) scaled, as float32; in float64 where float32 would overflow
-        (float64 pixels past its range, or the huge scale of a tiny value range)."""
+        (float64 pixels past its range, or the huge scale of a tiny value range) or round off
+        (a large offset: values far from 0)."""
         shape = (-1,) + (1,) * (pixels.ndim - 1)
-        fits = all(abs(v) < _FLOAT32_SAFE for v in (*self.scale, *self.offset))
+        fits = all(abs(v) < _FLOAT32_SAFE for v in self.scale) and all(
+            abs(v) < _FLOAT32_EXACT_OFFSET for v in self.offset
+        )
         work = np.float32 if fits and pixels.dtype != np.float64 else np.float64
         scale = np.asarray(self.scale, dtype=work).reshape(shape)
         offset = np.asarray(self.offset, dtype=work).reshape(shape)

@@ -66,6 +66,17 @@ def test_extreme_float_values_scale_into_the_target_without_overflow(values, dty
     assert np.isfinite(scaled).all() and scaled.min() >= 0 and scaled.max() <= 255
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32])
+def test_values_far_from_zero_keep_every_level_when_scaled(dtype):
+    """256 levels stored near 2^30 (an offset int32 export): float32 arithmetic kept 5 of them."""
+    pixels = (np.arange(256) + 2**30).astype(dtype).reshape(1, 1, -1)
+    scaling = band_scaling(pixels[:, 0].astype(np.float64), Radiometry(percentiles=(0, 100)))
+    scaled = scaling.apply(pixels)
+    assert scaled.dtype == np.float32
+    expected = np.arange(256) if dtype != np.float32 else (pixels[0, 0].astype(np.float64) - 2**30)
+    np.testing.assert_allclose(scaled[0, 0], expected * 255 / expected.max(), atol=1e-3)
+
+
 def test_only_pixel_types_the_checkpoint_does_not_keep_are_scaled():
     rule = Radiometry()
     assert not needs_scaling("uint8", rule)
