@@ -54,8 +54,9 @@ class BandScaling:
         work = np.float32 if fits and pixels.dtype != np.float64 else np.float64
         scale = np.asarray(self.scale, dtype=work).reshape(shape)
         offset = np.asarray(self.offset, dtype=work).reshape(shape)
-        out: np.ndarray = np.multiply(pixels, scale, dtype=work)  # converts and scales in one pass
-        out += offset
+        with np.errstate(over="ignore"):  # nodata such as -3.4e38 overflows, then clips to low
+            out: np.ndarray = np.multiply(pixels, scale, dtype=work)  # converts and scales in one pass
+            out += offset
         np.clip(out, self.low, self.high, out=out)
         return out.astype(np.float32, copy=False)
 

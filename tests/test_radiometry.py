@@ -77,6 +77,14 @@ def test_values_far_from_zero_keep_every_level_when_scaled(dtype):
     np.testing.assert_allclose(scaled[0, 0], expected * 255 / expected.max(), atol=1e-3)
 
 
+def test_a_nodata_value_at_the_end_of_float32_scales_without_a_warning():
+    pixels = np.array([[[-3.4028235e38, 0.0, 50.0, 100.0]]], dtype=np.float32)  # a common GIS nodata
+    scaling = band_scaling(pixels[0, :, 1:].astype(np.float64), Radiometry(percentiles=(0, 100)))
+    with np.errstate(all="raise"):
+        scaled = scaling.apply(pixels)
+    np.testing.assert_allclose(scaled[0, 0], [0, 0, 127.5, 255], atol=1e-3)
+
+
 def test_only_pixel_types_the_checkpoint_does_not_keep_are_scaled():
     rule = Radiometry()
     assert not needs_scaling("uint8", rule)
