@@ -85,7 +85,8 @@ def band_notes(scene: Scene, colours: Sequence[str] | None) -> list[str]:
     model's (bands chosen by hand, or a file that names only some of them)."""
     if scene.band_choice is not None:
         return [scene.band_choice]
-    if colours is None or not names_its_bands(scene.colours) or tuple(scene.colours) == tuple(colours):
+    named = names_its_bands(scene.colours) or "alpha" in scene.colours  # alpha is a wrong band too
+    if colours is None or not named or tuple(scene.colours) == tuple(colours):
         return []
     return [f"bands read as {', '.join(scene.colours)}; the model's are {', '.join(colours)}"]
 

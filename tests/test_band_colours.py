@@ -79,6 +79,14 @@ def test_bands_chosen_by_hand_that_name_other_colours_than_the_models_get_a_note
     assert prepared.notes == ["bands read as blue, green, red; the model's are red, green, blue"]
 
 
+def test_an_alpha_band_chosen_by_hand_as_a_colour_gets_a_note(sample_data, tmp_path):
+    copy = reordered_copy(
+        sample_data / KAMPALA_CHIP, tmp_path / "rga.tif", (1, 2, 3), ("red", "green", "alpha")
+    )
+    prepared = open_for_model(copy, ModelInput.of(read_metadata(SHIPPED_MODEL)), bands=[1, 2, 3])
+    assert prepared.notes == ["bands read as red, green, alpha; the model's are red, green, blue"]
+
+
 def test_files_that_do_not_name_their_colours_are_read_by_position(sample_data, tmp_path):
     unnamed = ("gray", "undefined", "undefined")
     copy = reordered_copy(sample_data / KAMPALA_CHIP, tmp_path / "unnamed.tif", (1, 2, 3), unnamed)
