@@ -246,20 +246,27 @@ def build_catalog(
 
 
 def unique_ids(files: Sequence[Path]) -> list[str]:
-    """Scene ids for ``files``: the file stem, led by parent folder names where stems repeat.
+    """Scene ids for ``files``: the file stem; where stems repeat, with the file's extension if
+    that is unique, else led by parent folder names.
 
-    ``a/x.tif`` and ``b/x.tif`` become ``a-x`` and ``b-x``, so no scene is lost to another's id.
+    ``x.tif`` and ``x.jp2`` become ``x-tif`` and ``x-jp2``; ``a/x.tif`` and ``b/x.tif`` become
+    ``a-x`` and ``b-x``, so no scene is lost to another's id.
     """
     stems = [scene_id(f) for f in files]
+    names = [f.name for f in files]
+    bases = [
+        f"{stem}-{name.rsplit('.', 1)[-1]}" if stems.count(stem) > 1 and names.count(name) == 1 else stem
+        for stem, name in zip(stems, names, strict=True)
+    ]
     parents = [f.resolve().parent.parts[1:] for f in files]
-    ids = stems
+    ids = bases
     depth = 0
     while len(set(ids)) < len(ids) and depth < max(map(len, parents), default=0):
         depth += 1
         repeated = {i for i in ids if ids.count(i) > 1}
         ids = [
-            "-".join([*folders[-depth:], stem]) if current in repeated else current
-            for folders, stem, current in zip(parents, stems, ids, strict=True)
+            "-".join([*folders[-depth:], base]) if current in repeated else current
+            for folders, base, current in zip(parents, bases, ids, strict=True)
         ]
     if len(set(ids)) < len(ids):
         raise ConfigError(f"scene ids are not unique even with their folders: {sorted(ids)}")

@@ -5,13 +5,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 
-from geoseg.catalog import build_catalog, load_inputs
+from geoseg.catalog import build_catalog, load_inputs, unique_ids
 from geoseg.errors import ConfigError
 from geoseg.scenes import open_scene
 
@@ -71,6 +72,11 @@ def test_globs_name_scenes_by_file_and_by_folder_where_file_names_repeat(sample_
         ]
     )
     assert [s.id for s in same_names] == ["landsat-albers-image", "spacenet-atlanta-pan-image"]
+
+
+def test_scenes_whose_names_differ_only_by_extension_are_named_with_it():
+    files = [Path("/d/a/x.tif"), Path("/d/b/x.tif"), Path("/d/a/x.jp2"), Path("/d/a/y.tif")]
+    assert unique_ids(files) == ["a-x", "b-x", "x-jp2", "y"]
 
 
 def test_a_scene_named_through_a_link_keeps_the_links_name(sample_data, tmp_path):
