@@ -103,6 +103,9 @@ class SceneRecord:
     seconds: float | None = None
     warnings: list[str] = field(default_factory=list)
     """Where the model may not apply (``geoseg.applicability``); the scene is processed anyway."""
+    output_bytes: dict[str, int] = field(default_factory=dict)
+    """Each output file's size (a Shapefile's sidecars too) when the record was written: a rerun
+    redoes a scene whose outputs were truncated, half-copied or lost since."""
 
 
 @dataclass
@@ -176,22 +179,34 @@ def write_record(record: SceneRecord, path: Path) -> None:
         tmp.write_text(json.dumps(asdict(record), indent=2))
 
 
+def output_bytes(outputs: list[str]) -> dict[str, int]:
+    """The size of each output file and of a Shapefile's sidecars (``SceneRecord.output_bytes``)."""
+    files = [Path(p) for p in outputs]
+    files += [
+        s for f in files if f.suffix == ".shp" for s in map(f.with_suffix, _SHAPEFILE_SIDECARS) if s.exists()
+    ]
+    return {str(f): f.stat().st_size for f in files}
+
+
+_SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg")
+
+
 def completed_record(job: SceneJob) -> SceneRecord | None:
-    """The scene's record if a previous run finished it with the same settings and outputs."""
+    """The scene's record if a previous run finished it with the same settings, and its outputs
+    are where and as large as when they were written."""
     try:
         record = SceneRecord(**json.loads(job.record_path.read_text()))
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return None
-    outputs = [
-        record.outputs.get("mask", ""),
-        *record.outputs.get("vectors", []),
-        record.outputs.get("quicklook", ""),
-    ]
     wanted = {str(job.mask_path), *map(str, job.vector_paths), str(job.quicklook_path)}
-    if record.fingerprint != job.fingerprint or set(map(str, outputs)) != wanted:
+    if record.fingerprint != job.fingerprint or not wanted <= set(record.output_bytes):
         return None
-    if not all(Path(str(p)).exists() for p in outputs):
-        return None
+    for path, size in record.output_bytes.items():
+        try:
+            if Path(path).stat().st_size != size:
+                return None
+        except (OSError, ValueError):
+            return None
     return record
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from geoseg.atomic import atomic_output
 from geoseg.distributed.handoff import BlockPart, BlockPolygons, MaskFiles, VectorFiles
-from geoseg.distributed.records import SceneJob, SceneRecord, write_record
+from geoseg.distributed.records import SceneJob, SceneRecord, output_bytes, write_record
 from geoseg.errors import GeosegError, SceneError
 from geoseg.gdal_settings import bounded_cache, http_timeouts
 from geoseg.maskformat import NODATA
@@ -222,6 +222,7 @@ def finish_scene_task(
         blocks=blocks,
         warnings=warnings,
         seconds=max(0.0, time.time() - started),
+        output_bytes=output_bytes([mask.mask, *vectors.paths, mask.quicklook]),
     )
     write_record(record, job.record_path)
     shutil.rmtree(job.parts_dir, ignore_errors=True)

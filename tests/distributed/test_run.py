@@ -161,6 +161,27 @@ def test_interrupted_run_resumes_skipping_finished_scenes(sample_data, rgb_check
     assert_same_outputs(tmp_path, undisturbed, ["RGB.byte", "image_1", "image-RGB"])
 
 
+def test_a_rerun_redoes_scenes_whose_outputs_were_truncated_or_lost_and_skips_the_rest(
+    sample_data, rgb_checkpoint, undisturbed, tmp_path
+):
+    scenes = [sample_data / s for s in GOOD_SCENES]
+    workflow = write_workflow(tmp_path, scenes, rgb_checkpoint, outputs={"vector_formats": ["gpkg", "shp"]})
+    assert geoseg("run", str(workflow)).returncode == 0
+    out = tmp_path / "out"
+    mask = out / "masks" / "RGB.byte.tif"
+    mask.write_bytes(mask.read_bytes()[:500])  # truncated, e.g. by a copy that stopped
+    (out / "vectors" / "image_1.dbf").unlink()  # a Shapefile's attributes lost
+
+    result = geoseg("run", str(workflow))
+    assert result.returncode == 0, result.stderr
+    assert statuses(report_of(tmp_path)) == {"RGB.byte": "ok", "image_1": "ok", "image-RGB": "skipped"}
+    assert (
+        read_features(out / "vectors" / "image_1.shp").columns.tolist()
+        == read_features(out / "vectors" / "image_1.gpkg").columns.tolist()
+    )
+    assert_same_outputs(tmp_path, undisturbed, ["RGB.byte", "image_1", "image-RGB"])
+
+
 @contextlib.contextmanager
 def dask_cluster(*worker_args: list[str]):
     """A ``dask scheduler`` and one ``dask worker`` per argument list, as local processes."""
