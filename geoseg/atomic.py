@@ -7,6 +7,7 @@ its final name, and a rerun can trust that any final name it finds is complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import uuid
@@ -59,7 +60,7 @@ def make_folder(folder: str | os.PathLike[str]) -> Path:
 
 def _sidecars(tmp: Path) -> list[Path]:
     stem = tmp.with_suffix("").name
-    return [p for p in tmp.parent.glob(f"{stem}.*") if p != tmp]
+    return [p for p in tmp.parent.glob(f"{glob.escape(stem)}.*") if p != tmp]
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:

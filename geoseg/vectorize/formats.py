@@ -68,6 +68,8 @@ def write_features(features: Features | gpd.GeoDataFrame, path: str | os.PathLik
         features = Features.from_frame(features)
     driver = vector_driver(path)
     final = Path(path)
+    if driver == "ESRI Shapefile":  # GDAL writes the sidecars, and .shp itself, in lower case
+        final = final.with_suffix(".shp")
     with atomic_output(final) as tmp:
         if driver == "GeoParquet":
             _write_geoparquet(features, tmp)
@@ -89,8 +91,8 @@ def _write_ogr(
 ) -> None:
     """Write (or with ``append=True`` add) a layer through GDAL's Arrow interface.
 
-    The layer's geometry type is the features' one type, else ``Unknown``; Shapefiles get
-    short field names.
+    An empty layer is still a polygon layer (``_layer_geometry_type``); Shapefiles get short
+    field names.
     """
     import pyogrio  # imports GeoPandas: 0.25 s of a worker's start that GeoParquet runs never need
 
@@ -108,10 +110,18 @@ def _write_ogr(
         layer=None if driver == "ESRI Shapefile" else layer,
         driver=driver,
         geometry_name=GEOMETRY,
-        geometry_type=geometry_type or (types.pop() if len(types) == 1 else "Unknown"),
+        geometry_type=geometry_type
+        or (types.pop() if len(types) == 1 else "Unknown" if types else "MultiPolygon"),
         crs=_ogr_crs(features),
         **options,
     )
+
+
+def _layer_geometry_type(types: set[str]) -> str:
+    """The one type of a layer's geometries; ``MultiPolygon`` for none, ``Unknown`` for several."""
+    if not types:
+        return "MultiPolygon"
+    return types.pop() if len(types) == 1 else "Unknown"
 
 
 def _ogr_crs(features: Features) -> str | None:

@@ -102,10 +102,23 @@ def test_other_formats_round_trip_in_the_scene_crs(features, tmp_path, suffix):
     assert shapely.equals(back.geometry.values, expected.geometry.values).all()
 
 
-def test_an_empty_layer_is_written(features, tmp_path):
+def test_an_empty_layer_is_written_as_a_polygon_layer(features, tmp_path):
+    import pyogrio
+
     for suffix in (".gpkg", ".geojson", ".parquet", ".shp", ".fgb"):
-        back = read_features(write_features(features.iloc[:0], tmp_path / f"empty{suffix}"))
-        assert len(back) == 0
+        path = write_features(features.iloc[:0], tmp_path / f"empty{suffix}")
+        assert len(read_features(path)) == 0
+        if suffix in (".gpkg", ".shp", ".fgb"):  # QGIS then offers it as a polygon layer
+            assert pyogrio.read_info(path)["geometry_type"] in ("MultiPolygon", "Polygon"), suffix
+
+
+@pytest.mark.parametrize("name", ["x[1].shp", "UPPER.SHP", "a b?.shp"])
+def test_a_shapefile_named_with_glob_characters_or_in_capitals_is_whole(features, tmp_path, name):
+    path = write_features(features, tmp_path / name)
+    assert path.suffix == ".shp"
+    assert len(read_features(path)) == len(features)
+    assert {p.suffix for p in tmp_path.iterdir()} >= {".shp", ".shx", ".dbf", ".prj"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_an_unknown_extension_is_refused_naming_the_file(features, tmp_path):
