@@ -179,7 +179,7 @@ def _describe(
         raise SceneError(path, "has a rotated geotransform (warp it to a north-up grid first)")
     check_on_the_earth(path, crs, transform, ds.width, ds.height)
     file_colours = [ci.name for ci in ds.colorinterp]
-    band_choice = None
+    band_choice, chosen_by_hand = None, bands
     if bands is None:
         listed = listed_bands(file_colours)
         chosen = bands_by_colour(file_colours, colours) if colours else None
@@ -199,9 +199,9 @@ def _describe(
             path, "is a palette (colour-table) image: expand it to RGB first (gdal_translate -expand rgb)"
         )
     if expected_bands is not None and len(bands) != expected_bands:
+        how = "choose bands explicitly" if chosen_by_hand is None else f"choose {expected_bands}"
         raise SceneError(
-            path,
-            f"has {len(bands)} usable bands but the model expects {expected_bands} (choose bands explicitly)",
+            path, f"has {len(bands)} usable bands but the model expects {expected_bands} ({how})"
         )
     dtypes = {ds.dtypes[b - 1] for b in bands}
     if len(dtypes) > 1:

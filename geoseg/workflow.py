@@ -12,9 +12,11 @@ import glob
 import hashlib
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
+import psutil
 from dask.utils import parse_bytes
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -30,6 +32,13 @@ Resample = Literal["none", "model"]
 """Reading scenes outside the model's GSD range: as they are, or at the model's GSD (``geoseg.resample``)."""
 
 
+MAX_HALO_PX = 1024
+"""Far beyond any U-Net's receptive radius (the shipped one: 58 px); a larger halo only makes
+every tile's read, and its memory, grow with its square."""
+MIN_WORKER_MEMORY = "1GiB"
+"""Below this a worker that has loaded the model cannot hold a block: Dask pauses it for good."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -38,7 +47,7 @@ class TilingConfig(_Strict):
     """How scenes are cut: tile core, halo (default: the model's receptive radius), blocks."""
 
     tile_size_px: int = Field(512, ge=16)
-    halo_px: int | None = Field(None, ge=0)
+    halo_px: int | None = Field(None, ge=0, le=MAX_HALO_PX)
     block_size_px: int = Field(2048, ge=16, description="pixels per task side (work and memory unit)")
 
     def spec(self, stride_px: int, receptive_radius_px: int) -> TilingSpec:
@@ -94,6 +103,13 @@ class OutputConfig(_Strict):
     simplify_tolerance_m: float = Field(0.0, ge=0)
     run_layer: VectorFormat | None = Field("gpkg", description="one layer gathering every scene")
 
+    @field_validator("vector_formats")
+    @classmethod
+    def _once_each(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if repeated := sorted({f for f in value if value.count(f) > 1}):
+            raise ValueError(f"lists {', '.join(repeated)} more than once")
+        return value
+
 
 class ClusterConfig(_Strict):
     """The local cluster started when no ``--scheduler`` is given."""
@@ -117,17 +133,24 @@ class ClusterConfig(_Strict):
     @field_validator("memory_limit")
     @classmethod
     def _memory(cls, value: str | float) -> str | float:
-        if isinstance(value, float | int):
-            if value < 0:
-                raise ValueError(f"must not be negative, got {value}")
+        if value == "auto" or value == 0:
             return value
-        if value != "auto":
+        if isinstance(value, float | int):
+            if not 0 < value <= 1:
+                raise ValueError(f"a number is a fraction of RAM (0 to 1; 0: no limit), got {value}")
+            limit = int(value * psutil.virtual_memory().total)
+        else:
             try:
-                parse_bytes(value)
+                limit = parse_bytes(value)
             except (ValueError, TypeError):
                 raise ValueError(
                     f"expected auto, a size like 4GiB or a fraction of RAM, got {value!r}"
                 ) from None
+        if limit != 0 and limit < parse_bytes(MIN_WORKER_MEMORY):
+            raise ValueError(
+                f"{value!r} is {limit / 2**20:.0f} MiB; a worker needs at least {MIN_WORKER_MEMORY} "
+                "(the model and a block's pixels; below that Dask pauses it for good)"
+            )
         return value
 
     @field_validator("dashboard_address")
@@ -136,6 +159,8 @@ class ClusterConfig(_Strict):
         match = _HOST_PORT.fullmatch(value)
         if match is None or int(match["port"]) > 65535:
             raise ValueError(f"expected host:port (e.g. 127.0.0.1:8787, or :0 for any port), got {value!r}")
+        if match["host"] and (problem := _unbindable(match["host"])):
+            raise ValueError(f"host {match['host']!r} {problem}")
         return value
 
 
@@ -149,7 +174,21 @@ MOVED_TO_INFERENCE = (
 )
 """(section, field) of the settings that moved to ``inference``: refused there, naming the new place."""
 
-_HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
+_HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.-]*):(?P<port>[0-9]{1,5})")
+
+
+def _unbindable(host: str) -> str | None:
+    """Why the dashboard cannot listen on ``host``, or None (it names an address of this machine)."""
+    try:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+    except socket.gaierror:
+        return "is no host name or address"
+    except OSError as exc:
+        return f"is not an address of this machine ({exc.strerror})"
+    return None
+
+
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?")
 """Device names a workflow and ``geoseg predict`` accept."""
 
@@ -184,6 +223,13 @@ class Workflow(_Strict):
                     old = f"{section}.{name}" if section else name
                     raise FieldProblem(old, f"moved: write it as inference.{name}")
         return raw
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty (name the folder the run writes to)")
+        return value
 
     @field_validator("inputs")
     @classmethod

@@ -34,7 +34,7 @@ def predict(
     ] = BUILDINGS_MODEL,
     tile_size: Annotated[int, typer.Option(help="Tile core size in pixels.", min=16)] = 512,
     halo: Annotated[
-        int | None, typer.Option(help="Halo in pixels (default: receptive radius).", min=0)
+        int | None, typer.Option(help="Halo in pixels (default: receptive radius).", min=0, max=1024)
     ] = None,
     block_size: Annotated[int, typer.Option(help="Pixels per block read (memory bound).", min=16)] = 2048,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",

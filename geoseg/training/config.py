@@ -149,6 +149,13 @@ class DataConfig(_Frozen):
         "(0: the training process); the batches are the same for any number",
     )
 
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if repeated := sorted({c for c in value if value.count(c) > 1}):
+            raise ValueError(f"class names must be distinct: {', '.join(repeated)} repeated")
+        return value
+
     def entry_under(self, place: str) -> DatasetConfig:
         """The one ``val`` or ``train`` entry whose images pattern contains ``place`` (a path part)."""
         matches = [e for e in [*self.val, *self.train] if place in e.images]

@@ -95,6 +95,12 @@ def test_dataset_bands_are_one_based_and_not_empty(tmp_path, bands):
         parse_config(raw, tmp_path)
 
 
+def test_class_names_must_be_distinct_before_training_starts(tmp_path):
+    raw = {"data": {**MINIMAL["data"], "classes": ["background", "building", "building"]}}
+    with pytest.raises(ConfigError, match=r"field 'data\.classes'.*distinct: building repeated"):
+        parse_config(raw, tmp_path)
+
+
 def test_unknown_field_is_named(tmp_path):
     raw = {**MINIMAL, "training": {"adversarial_wieght": 0.1}}
     with pytest.raises(ConfigError, match=r"training\.adversarial_wieght"):
