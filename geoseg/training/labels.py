@@ -25,7 +25,7 @@ from shapely.geometry import box
 
 from geoseg.errors import LabelError, SceneError
 from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
-from geoseg.scenes import Scene, open_scene, read_window
+from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.units import wgs84_transformer
 
 
@@ -76,6 +76,12 @@ def open_mask_labels(
         mask = open_scene(mask_path, bands=[1], require_valid_pixels=False)
     except SceneError as exc:
         raise LabelError(f"{mask_path}: mask of {scene.path} cannot be used ({exc.reason})") from None
+    with open_pixels(mask_path) as dataset:
+        if dataset.count > 2:  # a mask is class ids in band 1 (geoseg's own may add probability)
+            raise LabelError(
+                f"{mask_path}: is a {dataset.count}-band image, not a label mask of {scene.path} (one "
+                "band of class ids; convert colour-coded masks to ids first)"
+            )
     if (mask.width, mask.height) != (scene.width, scene.height):
         raise LabelError(
             f"{mask_path}: mask is {mask.width}×{mask.height} px but its scene {scene.path} is "

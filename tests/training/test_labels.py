@@ -91,6 +91,12 @@ def test_mask_on_another_grid_is_refused(sample_data):
         open_mask_labels(open_scene(chips[0]), str(wrong), 2)
 
 
+def test_an_rgb_image_given_as_its_own_mask_is_refused(sample_data):
+    chip = sorted((sample_data / "labeled" / "hotosm-ramp" / "chips").glob("*.tif"))[0]
+    with pytest.raises(LabelError, match="is a 3-band image, not a label mask"):
+        open_mask_labels(open_scene(chip), str(chip), 2)
+
+
 def test_class_field_maps_names_and_rejects_unknown_values(sample_data):
     path = sample_data / "labeled" / "new-brunswick-landcover" / "landcover.gpkg"
     with pytest.raises(LabelError, match="class value"):
