@@ -32,6 +32,7 @@ from geoseg.training.config import DatasetConfig, EntryWeighting
 from geoseg.training.labels import (
     LabelSource,
     VectorLabelFile,
+    VectorLabels,
     open_mask_labels,
     read_vector_labels,
     vector_labels_for,
@@ -96,11 +97,23 @@ def open_datasets(
                 warnings.warn(GeosegWarning(f"skipped {exc}"), stacklevel=2)
         if not opened:
             raise ConfigError(f"images {entry.images!r}: none of its {len(paths)} scenes can be used")
+        if entry.labels is not None and not any(_has_polygons(s.labels) for s in opened):
+            warnings.warn(
+                GeosegWarning(
+                    f"{entry.labels}: no label polygon falls on any of the {len(opened)} scenes of "
+                    f"{entry.images!r} (labels of another place, or coordinates in another CRS?)"
+                ),
+                stacklevel=2,
+            )
         scenes += opened
     bands = {len(s.scene.bands) for s in scenes}
     if len(bands) > 1:
         raise ConfigError(f"scenes have different band counts {sorted(bands)}; choose 'bands'")
     return scenes
+
+
+def _has_polygons(labels: LabelSource) -> bool:
+    return isinstance(labels, VectorLabels) and len(labels.frame) > 0
 
 
 def _labelled_scene(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 
+import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 
 from geoseg.errors import ConfigError, GeosegWarning
 from geoseg.training.chips import (
@@ -70,6 +72,17 @@ def test_a_scene_that_cannot_be_used_is_skipped_with_a_warning_naming_it(sample_
     assert "mask of " in skipped[1] and "unlabelled.tif not found" in skipped[1]
     (tmp_path / "images" / "good.tif").unlink()
     with pytest.warns(GeosegWarning), pytest.raises(ConfigError, match="none of its 2 scenes can be used"):
+        open_datasets([entry], CLASSES, None)
+
+
+def test_labels_that_fall_on_none_of_the_scenes_are_warned_about(sample_data, tmp_path):
+    chip = sorted((sample_data / "labeled" / "hotosm-ramp" / "chips").glob("*.tif"))[0]
+    elsewhere = gpd.GeoDataFrame(geometry=[shapely.box(10, 10, 10.001, 10.001)], crs="EPSG:4326")
+    elsewhere.to_file(tmp_path / "elsewhere.geojson")
+    entry = DatasetConfig.model_validate({"images": str(chip), "labels": str(tmp_path / "elsewhere.geojson")})
+    with pytest.warns(
+        GeosegWarning, match=r"elsewhere.geojson: no label polygon falls on any of the 1 scenes"
+    ):
         open_datasets([entry], CLASSES, None)
 
 
