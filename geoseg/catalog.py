@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -198,7 +199,16 @@ def _item_input(item: pystac.Item, asset_key: str | None) -> SceneInput:
         asset = next((a for a in candidates if "data" in (a.roles or [])), candidates[0])
     if not asset.href.strip():
         return SceneInput(item.id, "", "STAC asset has an empty href")
-    return SceneInput(item.id, asset.get_absolute_href() or asset.href)
+    return SceneInput(item.id, _local_href(asset.get_absolute_href() or asset.href))
+
+
+def _local_href(href: str) -> str:
+    """A local href with its percent-escapes decoded (``a%23b.tif`` is the file ``a#b.tif``),
+    unless the file is named as written (catalogs that do not escape their hrefs)."""
+    if is_dataset_name(href) or os.path.lexists(href):
+        return href
+    decoded = urllib.parse.unquote(href)
+    return decoded if os.path.lexists(decoded) else href
 
 
 def _is_geotiff(asset: pystac.Asset) -> bool:
@@ -305,7 +315,11 @@ def scene_item(path: Path, properties: dict[str, Any] | None = None) -> pystac.I
     )
     item.add_asset(
         "image",
-        pystac.Asset(str(path.resolve()), media_type=pystac.MediaType.GEOTIFF, roles=["data"]),
+        pystac.Asset(
+            urllib.parse.quote(str(path.resolve())),  # an href is a URI: "#", "?" and "%" escaped
+            media_type=pystac.MediaType.GEOTIFF,
+            roles=["data"],
+        ),
     )
     return item
 

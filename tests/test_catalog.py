@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,17 @@ def test_built_catalog_has_relative_hrefs_that_resolve_to_the_scenes(sample_data
     inputs = load_inputs(str(catalog))
     assert [(s.id, s.href) for s in inputs] == [("RGB.byte", str(scenes[0])), ("image", str(scenes[1]))]
     assert all(open_scene(s.href) for s in inputs)
+
+
+def test_built_catalog_hrefs_are_escaped_so_odd_file_names_come_back_whole(sample_data, tmp_path):
+    (tmp_path / "scenes").mkdir()
+    names = ["a#b.tif", "e?f.tif", "c%20d.tif", "g h.tif"]
+    for name in names:
+        shutil.copy(sample_data / "edge/RGB.byte.tif", tmp_path / "scenes" / name)
+    catalog, skipped = build_catalog([tmp_path / "scenes"], tmp_path / "stac" / "catalog.json")
+    assert skipped == []
+    hrefs = sorted(Path(s.href).name for s in load_inputs(str(catalog)))
+    assert hrefs == sorted(names)
 
 
 @pytest.mark.timeout(60, method="thread")
