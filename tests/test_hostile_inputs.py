@@ -468,6 +468,7 @@ def stac_file(world: Path, document: object, name: str = "hostile.json") -> str:
         ({"cluster": {"dashboard_address": "8.8.8.8:8787"}}, "is not an address of this machine"),
         ({"cluster": {"dashboard_address": "[::1]:0"}}, "cluster.dashboard_address"),
         ({"tiling": {"halo_px": 4000}}, "tiling.halo_px"),
+        ({"inference": {"device": "cuda:15"}}, "inference.device: cuda:15, but this machine shows"),
         ({"output": ""}, "output"),
         ({"outputs": {"vector_formats": ["gpkg", "geojson", "gpkg"]}}, "lists gpkg more than once"),
         ({"cluster": {"dashboard_address": "not an address"}}, "dashboard_address"),

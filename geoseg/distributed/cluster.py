@@ -85,7 +85,7 @@ def _local_cluster(config: ClusterConfig, device: str) -> Any:
 
 
 def _start_local_cluster(config: ClusterConfig, device: str) -> Any:
-    gpus = visible_gpus() if device in ("auto", "cuda") else int(device.startswith("cuda:"))
+    gpus = _gpus_for(device)
     if not gpus:
         return LocalCluster(
             n_workers=config.n_workers or 2,
@@ -161,6 +161,23 @@ def visible_gpus() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+def _gpus_for(device: str) -> int:
+    """The GPUs a local cluster gives workers for ``inference.device``; a CUDA device this
+    machine does not show is refused before any worker starts (each scene would fail alone)."""
+    if device == "cpu":
+        return 0
+    gpus = visible_gpus()
+    if device == "auto":
+        return gpus
+    index = int(device.partition(":")[2] or 0)
+    if index >= gpus:
+        raise ConfigError(
+            f"inference.device: {device}, but this machine shows {gpus} CUDA GPU"
+            f"{'' if gpus == 1 else 's'} (use auto or cpu)"
+        )
+    return gpus if device == "cuda" else 1
 
 
 NVML_LIBRARY = "libnvidia-ml.so.1"
