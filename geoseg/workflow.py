@@ -110,6 +110,15 @@ class OutputConfig(_Strict):
             raise ValueError(f"lists {', '.join(repeated)} more than once")
         return value
 
+    @model_validator(mode="after")
+    def _run_layer_has_vectors(self) -> OutputConfig:
+        if self.run_layer is not None and not self.vector_formats:
+            raise FieldProblem(
+                "outputs.run_layer",
+                "gathers the scenes' vectors, but vector_formats is empty (masks only: run_layer: null)",
+            )
+        return self
+
 
 class ClusterConfig(_Strict):
     """The local cluster started when no ``--scheduler`` is given."""

@@ -471,6 +471,7 @@ def stac_file(world: Path, document: object, name: str = "hostile.json") -> str:
         ({"inference": {"device": "cuda:15"}}, "inference.device: cuda:15, but this machine shows"),
         ({"output": ""}, "output"),
         ({"outputs": {"vector_formats": ["gpkg", "geojson", "gpkg"]}}, "lists gpkg more than once"),
+        ({"outputs": {"vector_formats": []}}, "outputs.run_layer': gathers the scenes' vectors"),
         ({"cluster": {"dashboard_address": "not an address"}}, "dashboard_address"),
         ({"inference": {"device": "tpu"}}, "inference.device"),
         ({"inference": {"batch_size": 0}}, "inference.batch_size"),
