@@ -129,11 +129,9 @@ def local_file(name: str | os.PathLike[str]) -> str | None:
     if text.startswith("/vsi") or "://" in text.split('"')[0]:
         return None
     if (quoted := re.search(r'"([^"]+)"', text)) is not None:
-        return quoted.group(1)
-    parts = text.split(":")
-    return next(
-        (":".join(parts[i:]) for i in range(1, len(parts)) if os.path.exists(":".join(parts[i:]))), None
-    )
+        return local_file(quoted.group(1))  # HDF5:"/vsis3/…":x reads no local file
+    tails = [":".join(text.split(":")[i:]) for i in range(1, text.count(":") + 1)]
+    return next((tail for tail in tails if os.path.exists(tail)), None)
 
 
 NOT_A_REGULAR_FILE = "not a regular file (a pipe, socket or device)"

@@ -143,6 +143,7 @@ def test_globs_find_what_glob_finds_but_never_loop_through_linked_folders(tmp_pa
         ("/vsizip//data/z.zip/a.tif", True, None),
         ("https://example.com/a.tif", True, None),
         ('NETCDF:"/data/x.nc":red', True, "/data/x.nc"),
+        ('HDF5:"/vsis3/bucket/x.h5"://red', True, None),
     ],
 )
 def test_gdal_dataset_names_are_told_from_paths_with_the_file_they_read(name, dataset, file):
