@@ -110,8 +110,7 @@ def _write_ogr(
         layer=None if driver == "ESRI Shapefile" else layer,
         driver=driver,
         geometry_name=GEOMETRY,
-        geometry_type=geometry_type
-        or (types.pop() if len(types) == 1 else "Unknown" if types else "MultiPolygon"),
+        geometry_type=geometry_type or _layer_geometry_type(types),
         crs=_ogr_crs(features),
         **options,
     )
