@@ -81,13 +81,17 @@ def test_the_scenes_record_is_written_once_with_its_warnings_and_seconds(
     """The worker writes the record complete, so a driver killed after it leaves nothing to add."""
     scene = open_scene(sample_data / "edge/RGB.byte.tif")
     job = job_for(scene.path, rgb_checkpoint, tmp_path, "aaaa")
-    mask, vectors = MaskFiles("m.tif", "q.png"), VectorFiles(["v.gpkg"], 3, 12.5, None)
+    for name, size in (("m.tif", 10), ("q.png", 20), ("v.gpkg", 30)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    mask = MaskFiles(str(tmp_path / "m.tif"), str(tmp_path / "q.png"))
+    vectors = VectorFiles([str(tmp_path / "v.gpkg")], 3, 12.5, None)
     started = time.time() - 2.5
     warnings = ["GSD 300 m is outside the model's range"]
     finish_scene_task(job, scene, 4, mask, vectors, warnings=warnings, started=started)
     record = json.loads(job.record_path.read_text())
     assert record["warnings"] == warnings and 2.5 <= record["seconds"] < 60
     assert record["status"] == "ok" and record["polygons"] == 3
+    assert sorted(record["output_bytes"].values()) == [10, 20, 30]  # what resume checks
 
 
 def test_stage_timeline_sums_compute_time_per_stage_from_the_task_stream():
