@@ -202,6 +202,12 @@ def _item_input(item: pystac.Item, asset_key: str | None) -> SceneInput:
     return SceneInput(item.id, _local_href(asset.get_absolute_href() or asset.href))
 
 
+def _href(path: Path) -> str:
+    """A local file's absolute href: a URI, so "#", "?", "%" and spaces are escaped (pystac cut
+    ``a#b.tif`` to ``a``); ``_local_href`` reads it back."""
+    return urllib.parse.quote(str(path.resolve()))
+
+
 def _local_href(href: str) -> str:
     """A local href with its percent-escapes decoded (``a%23b.tif`` is the file ``a#b.tif``),
     unless the file is named as written (catalogs that do not escape their hrefs)."""
@@ -315,11 +321,7 @@ def scene_item(path: Path, properties: dict[str, Any] | None = None) -> pystac.I
     )
     item.add_asset(
         "image",
-        pystac.Asset(
-            urllib.parse.quote(str(path.resolve())),  # an href is a URI: "#", "?" and "%" escaped
-            media_type=pystac.MediaType.GEOTIFF,
-            roles=["data"],
-        ),
+        pystac.Asset(_href(path), media_type=pystac.MediaType.GEOTIFF, roles=["data"]),
     )
     return item
 
@@ -352,21 +354,17 @@ def write_results_catalog(
         )
         item.id = record.id
         item.assets.pop("image")
-        item.add_asset(
-            "mask", pystac.Asset(str(mask.resolve()), media_type=pystac.MediaType.COG, roles=["data"])
-        )
+        item.add_asset("mask", pystac.Asset(_href(mask), media_type=pystac.MediaType.COG, roles=["data"]))
         for vector in map(Path, record.outputs.get("vectors", [])):
             item.add_asset(
                 f"vectors-{vector.suffix[1:]}",
-                pystac.Asset(
-                    str(vector.resolve()), media_type=_VECTOR_MEDIA.get(vector.suffix), roles=["data"]
-                ),
+                pystac.Asset(_href(vector), media_type=_VECTOR_MEDIA.get(vector.suffix), roles=["data"]),
             )
         if quicklook := record.outputs.get("quicklook"):
             item.add_asset(
                 "quicklook",
                 pystac.Asset(
-                    str(Path(quicklook).resolve()),
+                    _href(Path(quicklook)),
                     title="Quick-look: the scene with its predicted classes",
                     media_type=pystac.MediaType.PNG,
                     roles=["thumbnail", "overview"],
