@@ -337,21 +337,27 @@ _VECTOR_MEDIA = {
 
 def write_results_catalog(
     records: Sequence[Any], out: Path, model: str, parameters: dict[str, Any], metadata: Any
-) -> Path:
-    """A STAC catalog of a run's results: per scene, its mask COG, vector files and quick-look."""
+) -> tuple[Path, dict[str, str]]:
+    """A STAC catalog of a run's results: per scene, its mask COG, vector files and quick-look.
+
+    Returns it with, per scene id, why its mask could not be read (the scene is left out).
+    """
     catalog = pystac.Catalog(id="geoseg-results", description=f"Segmentation results of {Path(model).name}")
+    unreadable: dict[str, str] = {}
     for record in records:
         mask = Path(record.outputs["mask"])
-        item = scene_item(
-            mask,
-            {
-                "geoseg:model": Path(model).name,
-                "geoseg:classes": metadata.classes,
-                "geoseg:parameters": parameters,
-                "geoseg:input": record.input,
-                "geoseg:polygons": record.polygons,
-            },
-        )
+        properties = {
+            "geoseg:model": Path(model).name,
+            "geoseg:classes": metadata.classes,
+            "geoseg:parameters": parameters,
+            "geoseg:input": record.input,
+            "geoseg:polygons": record.polygons,
+        }
+        try:
+            item = scene_item(mask, properties)
+        except SceneError as exc:  # changed since its run, yet as large
+            unreadable[record.id] = str(exc)
+            continue
         item.id = record.id
         item.assets.pop("image")
         item.add_asset("mask", pystac.Asset(_href(mask), media_type=pystac.MediaType.COG, roles=["data"]))
@@ -372,7 +378,7 @@ def write_results_catalog(
             )
         catalog.add_item(item)
     _save(catalog, out)
-    return out
+    return out, unreadable
 
 
 def _save(catalog: pystac.Catalog, out: Path) -> None:

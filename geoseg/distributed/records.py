@@ -66,7 +66,7 @@ class SceneJob:
     @property
     def record_path(self) -> Path:
         """The scene's completion record, written last."""
-        return inside(self.output_dir, "scenes", f"{self.name}.json")
+        return record_path(self.output_dir, self.input.id)
 
     @property
     def output_paths(self) -> list[Path]:
@@ -171,6 +171,18 @@ def remove_stale_parts(output_dir: str | Path, fingerprints: set[str]) -> None:
         for folder in root.iterdir():
             if folder.name not in fingerprints and folder.is_dir() and not folder.is_symlink():
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def record_path(output_dir: str | Path, scene_id: str) -> Path:
+    """Where a scene's completion record is (``SceneJob.record_path``)."""
+    return inside(output_dir, "scenes", f"{safe_name(scene_id)}.json")
+
+
+def forget_unreadable(record: SceneRecord, output_dir: str | Path, problem: str) -> None:
+    """Turn a finished scene whose output cannot be read back into a failed one, and delete its
+    completion record so that the next run makes its outputs again."""
+    record.status, record.error = "failed", f"{problem}; rerun to make it again"
+    record_path(output_dir, record.id).unlink(missing_ok=True)
 
 
 def write_record(record: SceneRecord, path: Path) -> None:

@@ -33,6 +33,7 @@ from geoseg.distributed.records import (
     SceneJob,
     SceneRecord,
     completed_record,
+    forget_unreadable,
     remove_stale_parts,
     run_level_outputs,
     scene_fingerprint,
@@ -40,7 +41,7 @@ from geoseg.distributed.records import (
     summary,
 )
 from geoseg.distributed.worker_setup import WorkerFunction
-from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError
+from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError, VectorizeError
 from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.model_input import ModelInput, PreparedScene
 from geoseg.report_html import format_area, format_count, write_report_html
@@ -197,6 +198,7 @@ class _LayerFeed:
         self.first_format = f".{formats[0]}" if formats else ""
         self.waiting = collections.deque(jobs)
         self.records = records
+        self.output = output
         self.files = files
         self.parts: dict[str, bytes] = {}
         self.layer: RunLayer | None = None
@@ -226,7 +228,10 @@ class _LayerFeed:
                 continue
             for vectors in record.outputs.get("vectors", []):
                 if str(vectors).endswith(self.first_format):
-                    self._layer(self.path).add(vectors)
+                    try:
+                        self._layer(self.path).add(vectors)
+                    except VectorizeError as exc:  # changed since its run, yet as large
+                        forget_unreadable(record, self.output, str(exc))
 
     def _layer(self, path: Path) -> RunLayer:
         if self.layer is None:  # GeoPandas: imported once the first scene is done, not at start
@@ -444,11 +449,13 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
     done = [s for s in report.scenes if s.status in ("ok", "skipped")]
     if done:
         parameters = workflow.model_dump(mode="json", include={"bands", "inference", "tiling", "outputs"})
-        report.catalog = str(
-            write_results_catalog(
-                done, output / "catalog" / "catalog.json", report.model, parameters, metadata
-            )
+        catalog, unreadable = write_results_catalog(
+            done, output / "catalog" / "catalog.json", report.model, parameters, metadata
         )
+        report.catalog = str(catalog)
+        for record in done:
+            if record.id in unreadable:
+                forget_unreadable(record, output, unreadable[record.id])
     totals = summary(report)
     report_json = inside(output, "run-report.json")
     facts = [

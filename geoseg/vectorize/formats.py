@@ -167,9 +167,14 @@ def read_features(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     driver = vector_driver(path)
     if not Path(path).exists():
         raise VectorizeError(path, "vector file not found")
-    if driver == "GeoParquet":
-        return gpd.read_parquet(path)
-    features = gpd.read_file(path, engine="pyogrio", use_arrow=True)  # 1.7× faster than without
+    try:
+        if driver == "GeoParquet":
+            return gpd.read_parquet(path)
+        features = gpd.read_file(path, engine="pyogrio", use_arrow=True)  # 1.7× faster than without
+    except Exception as exc:  # pyogrio and pyarrow raise several unrelated types for a broken file
+        raise VectorizeError(
+            path, f"cannot be read ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+        ) from None
     return features.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
 
 

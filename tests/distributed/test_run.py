@@ -182,6 +182,29 @@ def test_a_rerun_redoes_scenes_whose_outputs_were_truncated_or_lost_and_skips_th
     assert_same_outputs(tmp_path, undisturbed, ["RGB.byte", "image_1", "image-RGB"])
 
 
+def test_outputs_spoilt_at_the_same_size_fail_their_scene_alone_and_are_made_again_next_run(
+    sample_data, rgb_checkpoint, undisturbed, tmp_path
+):
+    scenes = [sample_data / s for s in GOOD_SCENES]
+    workflow = write_workflow(tmp_path, scenes, rgb_checkpoint)
+    assert geoseg("run", str(workflow)).returncode == 0
+    out = tmp_path / "out"
+    for spoilt in (out / "masks" / "RGB.byte.tif", out / "vectors" / "image_1.gpkg"):
+        spoilt.write_bytes(bytes(spoilt.stat().st_size))  # zeros: the size a resume checks is kept
+
+    result = geoseg("run", str(workflow))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    report = {s["id"]: s for s in report_of(tmp_path)["scenes"]}
+    assert report["image-RGB"]["status"] == "skipped"
+    for scene_id, spoilt in (("RGB.byte", "RGB.byte.tif"), ("image_1", "image_1.gpkg")):
+        assert report[scene_id]["status"] == "failed"
+        assert spoilt in report[scene_id]["error"] and "rerun to make it again" in report[scene_id]["error"]
+
+    assert geoseg("run", str(workflow)).returncode == 0
+    assert statuses(report_of(tmp_path)) == {"RGB.byte": "ok", "image_1": "ok", "image-RGB": "skipped"}
+    assert_same_outputs(tmp_path, undisturbed, ["RGB.byte", "image_1", "image-RGB"])
+
+
 @contextlib.contextmanager
 def dask_cluster(*worker_args: list[str]):
     """A ``dask scheduler`` and one ``dask worker`` per argument list, as local processes."""
