@@ -23,7 +23,7 @@ from geoseg.errors import SceneError
 from geoseg.model.metadata import Domain, ModelMetadata, Radiometry, names_its_bands
 from geoseg.radiometry import band_scaling, needs_scaling
 from geoseg.resample import ModelGrid, model_grid, scene_notes
-from geoseg.scenes import Scene, open_scene
+from geoseg.scenes import ONE_STRIP_NOTE, Scene, open_scene
 from geoseg.workflow import Resample
 
 
@@ -77,6 +77,8 @@ def prepare_scene(scene: Scene, model: ModelInput, resample: Resample = "none") 
     scene = scaled_scene(scene, radiometry, sample)
     grid = model_grid(scene, domain) if resample == "model" else None
     notes = [*band_notes(scene, model.colours), *scene_notes(scene, domain, grid, sample)]
+    if scene.one_strip:
+        notes.append(ONE_STRIP_NOTE)
     return PreparedScene(scene, notes if scene.scaling is None else [*notes, scene.scaling.note], grid)
 
 

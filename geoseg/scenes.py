@@ -69,6 +69,9 @@ class Scene:
     it, or it is not the last of 2 or 4 bands): pixels where it is 0 are invalid too."""
     nodata_per_band: bool = False
     """Whether ``bands`` have different nodata values (validity then comes from GDAL's masks)."""
+    one_strip: bool = False
+    """Whether the file is one compressed strip, which GDAL serves as rows decoded from the top:
+    every block read decodes all rows above it (``ONE_STRIP_NOTE``)."""
 
     @property
     def window(self) -> Window:
@@ -85,6 +88,12 @@ class Scene:
     def area_m2(self) -> float:
         """Ground area of the scene's footprint in square metres."""
         return footprint_area_m2(self.crs, self.transform, self.width, self.height)
+
+
+ONE_STRIP_NOTE = (
+    "stored as one compressed strip: each block is decoded from the top of the image, so reading "
+    "slows with its height; gdal_translate -co TILED=YES makes it fast"
+)
 
 
 def scene_id(path: str | os.PathLike[str]) -> str:
@@ -242,6 +251,19 @@ def _describe(
         band_choice=band_choice,
         alpha_band=alphas[0] if alpha_ignored else None,
         nodata_per_band=len(nodatas) > 1,
+        one_strip=_is_one_compressed_strip(ds, bands[0]),
+    )
+
+
+def _is_one_compressed_strip(ds: rasterio.DatasetReader, band: int) -> bool:
+    """A compressed GeoTIFF of one strip, which GDAL presents as one-row blocks, taller than
+    two blocks of a run (below that, decoding from the top costs little)."""
+    return (
+        ds.driver == "GTiff"
+        and ds.height > 4096
+        and ds.block_shapes[band - 1][0] == 1
+        and ds.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION") not in (None, "NONE")
+        and ds.get_tag_item("BLOCK_OFFSET_0_1", "TIFF", bidx=band) is None
     )
 
 

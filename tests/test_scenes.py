@@ -12,8 +12,10 @@ from rasterio.windows import Window
 from scipy.io import netcdf_file
 
 from geoseg.errors import SceneError
-from geoseg.scenes import open_scene, read_window
-from tests.conftest import raw_vrt_of, vrt_of
+from geoseg.model.metadata import read_metadata
+from geoseg.model_input import ModelInput, open_for_model
+from geoseg.scenes import ONE_STRIP_NOTE, open_scene, read_window
+from tests.conftest import SHIPPED_MODEL, raw_vrt_of, vrt_of
 
 
 def _scene_in(path, crs, transform) -> None:
@@ -301,3 +303,26 @@ def test_a_palette_image_and_a_container_of_subdatasets_are_refused_saying_what_
     layers.close()
     with pytest.raises(SceneError, match=r"holds 2 subdatasets \(.*layers.nc.*red, .*green\): name one"):
         open_scene(tmp_path / "layers.nc")
+
+
+def test_a_tall_scene_stored_as_one_compressed_strip_is_flagged_as_slow_to_read(tmp_path):
+    for height, blocks in (
+        (8200, {"blockysize": 8200}),
+        (8200, {"blockysize": 16}),
+        (300, {"blockysize": 300}),
+    ):
+        path = tmp_path / f"{height}-{blocks['blockysize']}.tif"
+        profile = {"driver": "GTiff", "width": 64, "height": height, "count": 3, "dtype": "uint8"}
+        with rasterio.open(
+            path,
+            "w",
+            crs="EPSG:32636",
+            transform=Affine(0.3, 0, 500_000, 0, -0.3, 100_000),
+            compress="deflate",
+            **blocks,
+            **profile,
+        ) as dst:
+            dst.write(np.full((3, height, 64), 100, dtype=np.uint8))
+        assert open_scene(path).one_strip == (blocks["blockysize"] == height == 8200), path.name
+    notes = open_for_model(tmp_path / "8200-8200.tif", ModelInput.of(read_metadata(SHIPPED_MODEL))).notes
+    assert ONE_STRIP_NOTE in notes  # in the run table and report, as a warning of the scene
