@@ -9,12 +9,14 @@ are read by window with ``read_window`` and must share the scene's grid. Labels 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import rasterio
 import shapely
 from rasterio.crs import CRS
@@ -23,7 +25,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
-from geoseg.errors import LabelError, SceneError
+from geoseg.errors import GeosegWarning, LabelError, SceneError
 from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.units import wgs84_transformer
@@ -120,10 +122,7 @@ def read_vector_labels(
         raise LabelError(f"{path}: label file not found")
     if is_special_file(path):
         raise LabelError(f"{path}: {NOT_A_REGULAR_FILE}")
-    try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # pyogrio raises several unrelated types for unreadable files
-        raise LabelError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
+    frame = _read_frame(path)
     if frame.crs is None:
         raise LabelError(f"{path}: labels have no CRS")
     if wgs84_transformer(frame.crs) is None:
@@ -143,8 +142,37 @@ def read_vector_labels(
     if not np.isfinite(shapely.get_coordinates(frame.geometry.values)).all():
         raise LabelError(f"{path}: labels have NaN or infinite coordinates")
     ids = _class_ids(frame, path, classes, class_field)
-    labels = gpd.GeoDataFrame({"class_id": ids}, geometry=frame.geometry.make_valid().values, crs=frame.crs)
+    if invalid := int((~frame.geometry.is_valid).sum()):
+        warnings.warn(
+            GeosegWarning(
+                f"{path}: {invalid} invalid label polygons repaired (shapely make_valid: a hole larger "
+                "than its shell becomes the polygon; parts without area are dropped)"
+            ),
+            stacklevel=2,
+        )
+    repaired = _polygonal(frame.geometry.make_valid().values)  # zero-area parts become lines: dropped
+    kept = ~shapely.is_empty(repaired)
+    labels = gpd.GeoDataFrame({"class_id": ids[kept]}, geometry=repaired[kept], crs=frame.crs)
     return VectorLabelFile(path, labels)
+
+
+def _read_frame(path: str) -> gpd.GeoDataFrame:
+    """The features of a label file (GeoParquet too); of a file with several layers, the first,
+    with a warning naming them."""
+    try:
+        if path.lower().endswith(".parquet"):
+            return gpd.read_parquet(path)
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        if len(layers) > 1:
+            warnings.warn(
+                GeosegWarning(f"{path}: has layers {', '.join(layers)}; reading the first, {layers[0]}"),
+                stacklevel=3,
+            )
+        with warnings.catch_warnings():  # pyogrio's own notes (several layers, odd positions)
+            warnings.simplefilter("ignore")
+            return gpd.read_file(path, layer=layers[0] if layers else None)
+    except Exception as exc:  # pyogrio raises several unrelated types for unreadable files
+        raise LabelError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
 
 
 def _polygonal(geometries: Any) -> Any:
@@ -177,8 +205,8 @@ def _class_id(value: Any, path: str, classes: list[str]) -> int:
     if isinstance(value, str) and value in classes:
         return classes.index(value)
     try:
-        number = int(value)
-    except (TypeError, ValueError):
+        number = int(value) if float(value).is_integer() else -1  # 0.6 is no class, nor 1.7
+    except (TypeError, ValueError, OverflowError):
         number = -1
     if not 0 <= number < len(classes):
         raise LabelError(
@@ -190,12 +218,13 @@ def _class_id(value: Any, path: str, classes: list[str]) -> int:
 def rasterize_window(
     frame: gpd.GeoDataFrame, transform: rasterio.Affine, shape: tuple[int, int]
 ) -> np.ndarray:
-    """Burn the polygons' ``class_id`` into a (h, w) uint8 grid (0 where no polygon)."""
+    """Burn the polygons' ``class_id`` into a (h, w) uint8 grid (0 where no polygon); where
+    polygons overlap, the later one in ``frame`` wins."""
     height, width = shape
     left, top = transform @ (0, 0)
     right, bottom = transform @ (width, height)
     extent = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-    hits = frame.iloc[frame.sindex.query(extent, predicate="intersects")]
+    hits = frame.iloc[np.sort(frame.sindex.query(extent, predicate="intersects"))]  # tree order is not
     if hits.empty:
         return np.zeros(shape, dtype=np.uint8)
     burned: np.ndarray = rasterize(
@@ -227,5 +256,5 @@ def vector_labels_for(scene: Scene, labels: VectorLabelFile) -> VectorLabels:
     """The labels of ``labels`` that fall on ``scene``, in the scene's CRS."""
     frame = labels.in_crs(scene.crs)
     left, bottom, right, top = scene.bounds
-    on_scene = frame.iloc[frame.sindex.query(box(left, bottom, right, top), predicate="intersects")]
+    on_scene = frame.iloc[np.sort(frame.sindex.query(box(left, bottom, right, top), predicate="intersects"))]
     return VectorLabels(scene, on_scene.reset_index(drop=True))

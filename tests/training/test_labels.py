@@ -10,11 +10,16 @@ import pytest
 import rasterio
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
-from shapely import box
+from shapely import Polygon, box
 
-from geoseg.errors import LabelError
+from geoseg.errors import GeosegWarning, LabelError
 from geoseg.scenes import open_scene
-from geoseg.training.labels import open_mask_labels, read_vector_labels, vector_labels_for
+from geoseg.training.labels import (
+    open_mask_labels,
+    rasterize_window,
+    read_vector_labels,
+    vector_labels_for,
+)
 
 CLASSES = ["background", "building"]
 
@@ -184,3 +189,56 @@ def test_a_mask_whose_nodata_tag_is_a_class_counts_every_pixel_when_told(sample_
     assert valid[:, 16:].all() and not valid[:, :16].any()
     assert np.array_equal(ids, tagged_ids) and 0 < ids[valid].sum() < valid.sum()
     assert np.array_equal(tagged_valid, valid & (ids == 1))  # as tagged, only the buildings count
+
+
+UTM = "EPSG:32636"
+
+
+def test_label_parts_without_area_are_dropped_and_invalid_polygons_repaired_with_a_warning(tmp_path):
+    spike = Polygon([(0, 0), (5, 5), (10, 10), (5, 5), (0, 0)])  # out and back: no area
+    square_with_spike = Polygon([(0, 0), (10, 0), (10, 10), (30, 30), (10, 10), (0, 10), (0, 0)])
+    gpd.GeoDataFrame(geometry=[spike, square_with_spike], crs=UTM).to_file(tmp_path / "odd.gpkg")
+    with pytest.warns(GeosegWarning, match="2 invalid label polygons repaired"):
+        labels = read_vector_labels(tmp_path / "odd.gpkg", CLASSES).frame
+    assert list(labels.geom_type) == ["MultiPolygon"] and labels.geometry.iloc[0].area == pytest.approx(100)
+
+
+def test_where_labels_overlap_the_later_one_in_the_file_wins(tmp_path):
+    transform = rasterio.transform.from_origin(0, 20, 1, 1)
+    scene = open_scene(_utm_scene(tmp_path / "scene.tif", transform))
+    shapes = {"building": box(2, 2, 18, 18), "background": box(0, 0, 20, 20)}
+    specks = [box(x, y, x + 1, y + 1) for x in range(0, 20, 3) for y in range(0, 20, 3)]  # a deeper tree
+    for order in (["building", "background"], ["background", "building"]):
+        frame = gpd.GeoDataFrame(
+            {"class_id": [CLASSES.index(c) for c in order] + [0] * len(specks)},
+            geometry=[*(shapes[c] for c in order), *specks],
+            crs=UTM,
+        )
+        expected = CLASSES.index(order[-1])  # the spatial index returns these two the other way round
+        assert rasterize_window(frame, transform, (20, 20))[10, 10] == expected, order
+        frame.assign(cls=[CLASSES[i] for i in frame["class_id"]]).to_file(tmp_path / "labels.gpkg")
+        labels = vector_labels_for(scene, read_vector_labels(tmp_path / "labels.gpkg", CLASSES, "cls"))
+        assert labels.read(Window(0, 0, 20, 20))[0][10, 10] == expected, order
+
+
+def test_a_class_value_that_is_not_a_whole_number_is_refused(tmp_path):
+    gpd.GeoDataFrame({"cls": [0.6]}, geometry=[box(0, 0, 1, 1)], crs=UTM).to_file(tmp_path / "half.gpkg")
+    with pytest.raises(LabelError, match=r"class value 0\.6 is not one of"):
+        read_vector_labels(tmp_path / "half.gpkg", CLASSES, "cls")
+
+
+def test_geoparquet_labels_are_read_and_a_file_of_several_layers_says_which_it_reads(tmp_path):
+    frame = gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs=UTM)
+    frame.to_parquet(tmp_path / "labels.parquet")
+    assert len(read_vector_labels(tmp_path / "labels.parquet", CLASSES).frame) == 1
+    frame.to_file(tmp_path / "layers.gpkg", layer="aaa")
+    frame.to_file(tmp_path / "layers.gpkg", layer="buildings", mode="a")
+    with pytest.warns(GeosegWarning, match=r"layers.gpkg: has layers aaa, buildings; reading the first, aaa"):
+        read_vector_labels(tmp_path / "layers.gpkg", CLASSES)
+
+
+def _utm_scene(path, transform):
+    profile = {"driver": "GTiff", "width": 20, "height": 20, "count": 3, "dtype": "uint8"}
+    with rasterio.open(path, "w", crs=UTM, transform=transform, **profile) as dst:
+        dst.write(np.full((3, 20, 20), 100, dtype=np.uint8))
+    return path
