@@ -26,7 +26,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
 from geoseg.errors import GeosegWarning, LabelError, SceneError
-from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file
+from geoseg.safepaths import NOT_A_REGULAR_FILE, is_special_file, local_file
 from geoseg.scenes import Scene, open_pixels, open_scene, read_window
 from geoseg.units import wgs84_transformer
 
@@ -118,9 +118,13 @@ def read_vector_labels(
 ) -> VectorLabelFile:
     """Read polygons and their class ids (1 for every polygon when ``class_field`` is None)."""
     path = str(path)
-    if not Path(path).exists():
-        raise LabelError(f"{path}: label file not found")
-    if is_special_file(path):
+    if (file := local_file(path)) is not None and not Path(file).exists():
+        lost = Path(file).is_symlink()
+        raise LabelError(
+            f"{path}: "
+            + ("a link to nothing (a loop or a missing target)" if lost else "label file not found")
+        )
+    if file is not None and is_special_file(file):
         raise LabelError(f"{path}: {NOT_A_REGULAR_FILE}")
     frame = _read_frame(path)
     if frame.crs is None:
@@ -134,11 +138,19 @@ def read_vector_labels(
                 f"{path}: coordinates are not longitudes/latitudes although the CRS is "
                 f"{frame.crs.to_string()} (are the labels in another CRS?)"
             )
+    features = len(frame)
     frame = frame[frame.geometry.notna()]
     frame = frame.set_geometry(gpd.GeoSeries(_polygonal(frame.geometry.values), frame.index, frame.crs))
     frame = frame[~frame.geometry.is_empty]
     if frame.empty:
         raise LabelError(f"{path}: no polygon labels (empty, or only points/lines)")
+    if left_out := features - len(frame):
+        warnings.warn(
+            GeosegWarning(
+                f"{path}: {left_out} of {features} features have no polygon (null, empty, points or lines)"
+            ),
+            stacklevel=2,
+        )
     if not np.isfinite(shapely.get_coordinates(frame.geometry.values)).all():
         raise LabelError(f"{path}: labels have NaN or infinite coordinates")
     ids = _class_ids(frame, path, classes, class_field)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import geopandas as gpd
 import numpy as np
@@ -130,7 +131,8 @@ def test_the_polygons_of_a_geometry_collection_are_labels_and_its_lines_are_not(
     line = {"type": "LineString", "coordinates": [[30, 0], [30.1, 0.1]]}
     features = [{"type": "Feature", "properties": {}, "geometry": g} for g in (collection, line)]
     (tmp_path / "mixed.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    labels = read_vector_labels(tmp_path / "mixed.geojson", CLASSES).frame
+    with pytest.warns(GeosegWarning, match="1 of 2 features have no polygon"):
+        labels = read_vector_labels(tmp_path / "mixed.geojson", CLASSES).frame
     assert list(labels.geom_type) == ["MultiPolygon"]
     assert labels.crs.to_epsg() == 4326
     assert labels.geometry.iloc[0].area == pytest.approx(0.001**2 / 2)
@@ -242,3 +244,14 @@ def _utm_scene(path, transform):
     with rasterio.open(path, "w", crs=UTM, transform=transform, **profile) as dst:
         dst.write(np.full((3, 20, 20), 100, dtype=np.uint8))
     return path
+
+
+def test_a_label_file_in_a_zip_is_read_by_its_gdal_name_and_a_link_loop_is_named_as_one(tmp_path):
+    gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs=UTM).to_file(tmp_path / "labels.geojson")
+    with zipfile.ZipFile(tmp_path / "labels.zip", "w") as archive:
+        archive.write(tmp_path / "labels.geojson", "labels.geojson")
+    assert len(read_vector_labels(f"/vsizip/{tmp_path / 'labels.zip'}/labels.geojson", CLASSES).frame) == 1
+    (tmp_path / "a.geojson").symlink_to(tmp_path / "b.geojson")
+    (tmp_path / "b.geojson").symlink_to(tmp_path / "a.geojson")
+    with pytest.raises(LabelError, match="a link to nothing"):
+        read_vector_labels(tmp_path / "a.geojson", CLASSES)
