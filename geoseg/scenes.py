@@ -278,10 +278,10 @@ def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> Non
     for source in ds.files[1:]:
         if _is_standard_input(source):
             raise SceneError(path, f"reads {source}, which is standard input")
-        local = "://" not in source and not source.startswith("/vsi")
-        if local and is_special_file(source):
+        file = local_file(source)
+        if file is not None and is_special_file(file):
             raise SceneError(path, f"reads {source}, which is {NOT_A_REGULAR_FILE}")
-        if not (_is_vrt_file(source) if local else source.lower().endswith(".vrt")):
+        if not (_is_vrt_file(file) if file is not None else source.lower().endswith(".vrt")):
             continue
         if depth == _MAX_VRT_NESTING:
             raise SceneError(path, f"nests VRTs more than {_MAX_VRT_NESTING} deep")
