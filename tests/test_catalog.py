@@ -123,16 +123,21 @@ def test_glob_matches_under_the_output_are_not_inputs(tmp_path):
     assert len(load_inputs("**/*.tif", base_dir=tmp_path)) == 2
 
 
-def test_stac_items_with_the_same_id_are_refused(tmp_path):
-    item = {
+def stac_item(item_id: str) -> dict[str, object]:
+    """A minimal STAC item whose image asset is ``a.tif``."""
+    return {
         "type": "Feature",
         "stac_version": "1.0.0",
-        "id": "twin",
+        "id": item_id,
         "geometry": None,
         "properties": {"datetime": "2020-01-01T00:00:00Z"},
         "links": [],
         "assets": {"image": {"href": "a.tif", "type": "image/tiff"}},
     }
+
+
+def test_stac_items_with_the_same_id_are_refused(tmp_path):
+    item = stac_item("twin")
     collection = tmp_path / "items.json"
     collection.write_text(json.dumps({"type": "FeatureCollection", "features": [item, item]}))
     with pytest.raises(ConfigError, match="two scenes have the id 'twin'"):
@@ -140,15 +145,7 @@ def test_stac_items_with_the_same_id_are_refused(tmp_path):
 
 
 def test_a_malformed_stac_item_fails_alone_naming_itself_in_a_collection_and_in_a_catalog(tmp_path):
-    good = {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "id": "good",
-        "geometry": None,
-        "properties": {"datetime": "2020-01-01T00:00:00Z"},
-        "links": [],
-        "assets": {"image": {"href": "a.tif", "type": "image/tiff"}},
-    }
+    good = stac_item("good")
     features = [
         good,
         {"id": "typeless"},
