@@ -236,7 +236,7 @@ def rasterize_window(
     left, top = transform @ (0, 0)
     right, bottom = transform @ (width, height)
     extent = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-    hits = frame.iloc[np.sort(frame.sindex.query(extent, predicate="intersects"))]  # tree order is not
+    hits = frame.iloc[np.sort(frame.sindex.query(extent, predicate="intersects"))]  # file order
     if hits.empty:
         return np.zeros(shape, dtype=np.uint8)
     burned: np.ndarray = rasterize(
