@@ -182,7 +182,9 @@ def _read_frame(path: str) -> gpd.GeoDataFrame:
             )
         with warnings.catch_warnings():  # pyogrio's own notes (several layers, odd positions)
             warnings.simplefilter("ignore")
-            return gpd.read_file(path, layer=layers[0] if layers else None)
+            # on_invalid="fix": an unclosed ring is closed; a geometry past fixing becomes None
+            # (counted below) instead of refusing the whole file
+            return gpd.read_file(path, layer=layers[0] if layers else None, on_invalid="fix")
     except Exception as exc:  # pyogrio raises several unrelated types for unreadable files
         raise LabelError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
 

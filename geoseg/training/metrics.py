@@ -47,6 +47,7 @@ def _near(mask: np.ndarray, tolerance_px: int) -> np.ndarray:
 
 
 def _ratio(num: float, den: float) -> float:
+    """``num / den``, and 1.0 for 0 / 0: with nothing to find, nothing is missed (recall 1.0)."""
     return num / den if den else 1.0
 
 

@@ -9,6 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 from shapely import Polygon, box
@@ -136,6 +137,18 @@ def test_the_polygons_of_a_geometry_collection_are_labels_and_its_lines_are_not(
     assert list(labels.geom_type) == ["MultiPolygon"]
     assert labels.crs.to_epsg() == 4326
     assert labels.geometry.iloc[0].area == pytest.approx(0.001**2 / 2)
+
+
+def test_an_unclosed_ring_is_closed_instead_of_refusing_the_whole_file(tmp_path):
+    closed = [[30, 0], [30.001, 0], [30.001, 0.001], [30, 0.001], [30, 0]]
+    rings = (closed, closed[:-1])  # GeoJSON from hand-written tools often forgets the last point
+    features = [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [r]}}
+        for r in rings
+    ]
+    (tmp_path / "open.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    labels = read_vector_labels(tmp_path / "open.geojson", CLASSES).frame
+    assert len(labels) == 2 and shapely.area(labels.geometry.values).tolist() == pytest.approx([0.001**2] * 2)
 
 
 def test_missing_label_file_is_a_label_error(tmp_path):
