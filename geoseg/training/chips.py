@@ -97,11 +97,12 @@ def open_datasets(
                 warnings.warn(GeosegWarning(f"skipped {exc}"), stacklevel=2)
         if not opened:
             raise ConfigError(f"images {entry.images!r}: none of its {len(paths)} scenes can be used")
-        if entry.labels is not None and not any(_has_polygons(s.labels) for s in opened):
+        if entry.labels is not None and not any(_has_foreground(s.labels) for s in opened):
             warnings.warn(
                 GeosegWarning(
-                    f"{entry.labels}: no label polygon falls on any of the {len(opened)} scenes of "
-                    f"{entry.images!r} (labels of another place, or coordinates in another CRS?)"
+                    f"{entry.labels}: no label polygon of a class other than {classes[0]!r} falls on "
+                    f"any of the {len(opened)} scenes of {entry.images!r} (labels of another place, "
+                    "coordinates in another CRS, or a class field that names no class?)"
                 ),
                 stacklevel=2,
             )
@@ -112,8 +113,8 @@ def open_datasets(
     return scenes
 
 
-def _has_polygons(labels: LabelSource) -> bool:
-    return isinstance(labels, VectorLabels) and len(labels.frame) > 0
+def _has_foreground(labels: LabelSource) -> bool:
+    return isinstance(labels, VectorLabels) and bool((labels.frame["class_id"] > 0).any())
 
 
 def _labelled_scene(

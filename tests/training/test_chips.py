@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 import shapely
 
 from geoseg.errors import ConfigError, GeosegWarning
@@ -80,10 +82,27 @@ def test_labels_that_fall_on_none_of_the_scenes_are_warned_about(sample_data, tm
     elsewhere = gpd.GeoDataFrame(geometry=[shapely.box(10, 10, 10.001, 10.001)], crs="EPSG:4326")
     elsewhere.to_file(tmp_path / "elsewhere.geojson")
     entry = DatasetConfig.model_validate({"images": str(chip), "labels": str(tmp_path / "elsewhere.geojson")})
-    with pytest.warns(
-        GeosegWarning, match=r"elsewhere.geojson: no label polygon falls on any of the 1 scenes"
-    ):
+    with pytest.warns(GeosegWarning, match=r"elsewhere.geojson: no label polygon of a class other than"):
         open_datasets([entry], CLASSES, None)
+
+
+def test_labels_whose_polygons_on_the_scenes_are_all_background_are_warned_about(sample_data, tmp_path):
+    chip = sorted((sample_data / "labeled" / "hotosm-ramp" / "chips").glob("*.tif"))[0]
+    with rasterio.open(chip) as src:
+        bounds, crs = src.bounds, src.crs
+    on_chip = gpd.GeoDataFrame({"kind": ["background"]}, geometry=[shapely.box(*bounds)], crs=crs)
+    on_chip.to_file(tmp_path / "background.geojson")
+    labels = {"images": str(chip), "labels": str(tmp_path / "background.geojson"), "class_field": "kind"}
+    with pytest.warns(GeosegWarning, match=r"no label polygon of a class other than 'background' falls on"):
+        open_datasets([DatasetConfig.model_validate(labels)], CLASSES, None)
+    on_chip.assign(kind="building").to_file(tmp_path / "building.geojson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GeosegWarning)
+        open_datasets(
+            [DatasetConfig.model_validate(labels | {"labels": str(tmp_path / "building.geojson")})],
+            CLASSES,
+            None,
+        )
 
 
 def test_grid_covers_the_scene_with_the_last_window_flush():
