@@ -263,7 +263,8 @@ def test_a_label_file_in_a_zip_is_read_by_its_gdal_name_and_a_link_loop_is_named
     gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs=UTM).to_file(tmp_path / "labels.geojson")
     with zipfile.ZipFile(tmp_path / "labels.zip", "w") as archive:
         archive.write(tmp_path / "labels.geojson", "labels.geojson")
-    assert len(read_vector_labels(f"/vsizip/{tmp_path / 'labels.zip'}/labels.geojson", CLASSES).frame) == 1
+    for name in (f"/vsizip/{tmp_path / 'labels.zip'}/labels.geojson", f"zip://{tmp_path / 'labels.zip'}"):
+        assert len(read_vector_labels(name, CLASSES).frame) == 1
     (tmp_path / "a.geojson").symlink_to(tmp_path / "b.geojson")
     (tmp_path / "b.geojson").symlink_to(tmp_path / "a.geojson")
     with pytest.raises(LabelError, match="a link to nothing"):
