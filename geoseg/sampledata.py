@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 VARIABLE = "GEOSEG_SAMPLE_DATA"
+_SAMPLE_DATA = re.compile(r"\$(\{" + VARIABLE + r"\}|" + VARIABLE + r"(?!\w))")
 
 
 def sample_data_dir() -> Path:
-    """``$GEOSEG_SAMPLE_DATA``, else ``../shared/data`` beside the repository checkout."""
+    """``$GEOSEG_SAMPLE_DATA`` (a relative one taken from the current folder, as the shell that set
+    it would), else ``../shared/data`` beside the repository checkout."""
     default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return Path(os.environ.get(VARIABLE, default))
+    return Path(os.path.abspath(os.environ.get(VARIABLE, default)))
 
 
 def expand_variables(text: str) -> str:
-    """Expand environment variables in a path; ``$GEOSEG_SAMPLE_DATA`` always has a value."""
-    if VARIABLE not in os.environ:
-        default = str(sample_data_dir())
-        text = text.replace("${" + VARIABLE + "}", default).replace("$" + VARIABLE, default)
-    return os.path.expandvars(text)
+    """Expand environment variables in a path; ``$GEOSEG_SAMPLE_DATA`` always has a value, and an
+    absolute one, so that a config's folder does not change where it points."""
+    data = str(sample_data_dir())
+    return os.path.expandvars(
+        re.sub(r"\$(\{" + VARIABLE + r"\}|" + VARIABLE + r"(?!\w))", lambda _: data, text)
+    )

@@ -79,3 +79,14 @@ def test_relative_paths_are_anchored_at_the_config_and_variables_expanded(tmp_pa
     assert resolve_path("scenes/a.tif", tmp_path) == tmp_path / "scenes" / "a.tif"
     assert resolve_path("${GEOSEG_SAMPLE_DATA}/a.tif", tmp_path) == Path("/data/samples/a.tif")
     assert resolve_path("/abs/a.tif", tmp_path) == Path("/abs/a.tif")
+
+
+def test_a_relative_sample_data_variable_is_taken_from_the_current_folder_not_the_configs(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GEOSEG_SAMPLE_DATA", "samples")
+    monkeypatch.setenv("GEOSEG_SAMPLE_DATA_OLD", "/old")
+    config_folder = tmp_path / "configs"
+    assert resolve_path("$GEOSEG_SAMPLE_DATA/a.tif", config_folder) == tmp_path / "samples" / "a.tif"
+    assert resolve_path("$GEOSEG_SAMPLE_DATA_OLD/a.tif", config_folder) == Path("/old/a.tif")
