@@ -168,8 +168,6 @@ class ClusterConfig(_Strict):
         match = _HOST_PORT.fullmatch(value)
         if match is None or int(match["port"]) > 65535:
             raise ValueError(f"expected host:port (e.g. 127.0.0.1:8787, or :0 for any port), got {value!r}")
-        if match["host"] and (problem := _unbindable(match["host"])):
-            raise ValueError(f"host {match['host']!r} {problem}")
         return value
 
 
@@ -184,6 +182,16 @@ MOVED_TO_INFERENCE = (
 """(section, field) of the settings that moved to ``inference``: refused there, naming the new place."""
 
 _HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.-]*):(?P<port>[0-9]{1,5})")
+
+
+def dashboard_problem(address: str) -> str | None:
+    """Why a local cluster's dashboard cannot listen on ``address`` (a valid ``host:port``), or
+    None. Checked when a local cluster starts, not with the workflow: a run on ``--scheduler``
+    never binds it."""
+    match = _HOST_PORT.fullmatch(address)
+    if match and match["host"] and (problem := _unbindable(match["host"])):
+        return f"cluster.dashboard_address: host {match['host']!r} {problem}"
+    return None
 
 
 def _unbindable(host: str) -> str | None:

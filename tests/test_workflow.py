@@ -5,7 +5,7 @@ import re
 import pytest
 
 from geoseg.errors import ConfigError
-from geoseg.workflow import load_workflow
+from geoseg.workflow import dashboard_problem, load_workflow
 
 
 def write(tmp_path, text):
@@ -85,3 +85,12 @@ def test_inference_settings_live_in_one_section(tmp_path):
     wf = load_workflow(write(tmp_path, f"inputs: a.tif\nmodel: m\noutput: o\n{text}"))
     assert (wf.inference.device, wf.inference.batch_size, wf.inference.precision) == ("cpu", 32, "bf16")
     assert (wf.inference.tta, wf.inference.resample, wf.inference.compile_model) == ("flips", "model", False)
+
+
+def test_a_dashboard_host_of_another_machine_is_only_refused_where_a_local_cluster_would_bind_it(tmp_path):
+    text = "inputs: a.tif\nmodel: m\noutput: o\ncluster: {dashboard_address: '8.8.8.8:8787'}\n"
+    wf = load_workflow(write(tmp_path, text))  # a run on --scheduler never binds it
+    assert "host '8.8.8.8' is not an address of this machine" in dashboard_problem(
+        wf.cluster.dashboard_address
+    )
+    assert dashboard_problem("127.0.0.1:0") is None and dashboard_problem(":8787") is None

@@ -25,7 +25,7 @@ from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
 from geoseg.distributed.worker_setup import CPU_WORKER_ENV
 from geoseg.errors import ConfigError
-from geoseg.workflow import ClusterConfig
+from geoseg.workflow import ClusterConfig, dashboard_problem
 
 GPU = "GPU"
 CONNECT_TIMEOUT_S = 15.0
@@ -85,6 +85,8 @@ def _local_cluster(config: ClusterConfig, device: str) -> Any:
 
 
 def _start_local_cluster(config: ClusterConfig, device: str) -> Any:
+    if problem := dashboard_problem(config.dashboard_address):
+        raise ConfigError(problem)
     gpus = _gpus_for(device)
     if not gpus:
         return LocalCluster(
