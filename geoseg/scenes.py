@@ -224,15 +224,8 @@ def _describe(
             f"(split it, or raise ${MAX_PIXELS_VARIABLE})",
         )
     block_h, block_w = ds.block_shapes[bands[0] - 1]
-    decoded = block_h * block_w * np.dtype(ds.dtypes[bands[0] - 1]).itemsize
-    if ds.interleaving == Interleaving.pixel:
-        decoded *= ds.count  # a pixel-interleaved block holds every band
-    if decoded > MAX_BLOCK_BYTES:
-        raise SceneError(
-            path,
-            f"has internal blocks of {block_w}×{block_h} px ({decoded / 2**20:.0f} MiB decoded each; every "
-            "read decodes whole blocks): rewrite it in smaller tiles (gdal_translate -co TILED=YES)",
-        )
+    if problem := _huge_blocks(ds, bands[0]):
+        raise SceneError(path, f"has {problem}")
     alphas = [i + 1 for i, colour in enumerate(ds.colorinterp) if colour == ColorInterp.alpha]
     alpha_ignored = alphas and MaskFlags.alpha not in ds.mask_flag_enums[bands[0] - 1]
     nodatas = {"nan" if v is not None and math.isnan(v) else v for v in (ds.nodatavals[b - 1] for b in bands)}
@@ -282,6 +275,8 @@ def _check_sources(ds: rasterio.DatasetReader, path: str, depth: int = 0) -> Non
         if file is not None and is_special_file(file):
             raise SceneError(path, f"reads {source}, which is {NOT_A_REGULAR_FILE}")
         if not (_is_vrt_file(file) if file is not None else source.lower().endswith(".vrt")):
+            if file is not None and (problem := _source_problem(source)):
+                raise SceneError(path, f"reads {source}, which has {problem}")
             continue
         if depth == _MAX_VRT_NESTING:
             raise SceneError(path, f"nests VRTs more than {_MAX_VRT_NESTING} deep")
@@ -294,6 +289,31 @@ _MAX_VRT_NESTING = 8
 MAX_BLOCK_BYTES = 256 * 2**20
 """The largest internal block accepted, decoded: a small file of one huge compressed tile would
 otherwise make every window read decode gigabytes (a decompression bomb)."""
+
+
+def _huge_blocks(ds: rasterio.DatasetReader, band: int) -> str | None:
+    """What is wrong with the internal blocks of ``band``, when one decodes to more than
+    ``MAX_BLOCK_BYTES``; else None."""
+    block_h, block_w = ds.block_shapes[band - 1]
+    decoded = block_h * block_w * np.dtype(ds.dtypes[band - 1]).itemsize
+    if ds.interleaving == Interleaving.pixel:
+        decoded *= ds.count  # a pixel-interleaved block holds every band
+    if decoded <= MAX_BLOCK_BYTES:
+        return None
+    return (
+        f"internal blocks of {block_w}×{block_h} px ({decoded / 2**20:.0f} MiB decoded each; every "
+        "read decodes whole blocks): rewrite it in smaller tiles (gdal_translate -co TILED=YES)"
+    )
+
+
+def _source_problem(source: str) -> str | None:
+    """Why a VRT's local source cannot be read safely (huge blocks), or None. Only its header is
+    read; a source that does not open is left to the read, which names it."""
+    try:
+        with open_pixels(source) as ds:
+            return next(filter(None, (_huge_blocks(ds, band) for band in ds.indexes)), None)
+    except RasterioError:
+        return None
 
 
 def _is_vrt_file(path: str) -> bool:

@@ -212,7 +212,7 @@ def test_vrts_nested_past_the_limit_are_refused(tmp_path):
         open_scene(tmp_path / "10.vrt")
 
 
-def test_a_scene_of_huge_internal_blocks_is_refused_as_every_read_would_decode_them(tmp_path, monkeypatch):
+def test_a_scene_or_vrt_source_of_huge_internal_blocks_is_refused_as_every_read_would_decode_them(tmp_path, monkeypatch):
     monkeypatch.setattr("geoseg.scenes.MAX_BLOCK_BYTES", 2**20)  # 1 MiB: stands in for 256 MiB
     profile = {"driver": "GTiff", "width": 1024, "height": 1024, "count": 3, "dtype": "uint8"}
     for tile in (1024, 256):
@@ -231,6 +231,9 @@ def test_a_scene_of_huge_internal_blocks_is_refused_as_every_read_would_decode_t
     assert open_scene(tmp_path / "tile256.tif").block_shape == (256, 256)
     with pytest.raises(SceneError, match=r"internal blocks of 1024×1024 px \(3 MiB decoded each"):
         open_scene(tmp_path / "tile1024.tif")
+    assert open_scene(vrt_of("tile256.tif", tmp_path / "small.vrt")).block_shape == (8, 8)
+    with pytest.raises(SceneError, match=r"reads .*tile1024.tif, which has internal blocks of 1024×1024"):
+        open_scene(vrt_of("tile1024.tif", tmp_path / "bomb.vrt"))  # the VRT's own blocks are small
 
 
 def _rgb_with_alpha(path, alpha_band: int, count: int, nodata=None) -> np.ndarray:
