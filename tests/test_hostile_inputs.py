@@ -25,6 +25,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from geoseg.runlock import output_lock
 from tests.conftest import SHIPPED_MODEL, raw_vrt_of, vrt_of
 
 pytestmark = pytest.mark.usefixtures("sample_data")
@@ -524,13 +525,10 @@ def test_run_refuses_an_unreachable_scheduler_quickly(world):
 
 
 def test_a_second_run_into_an_output_held_by_a_live_run_is_refused_naming_the_lock(world):
-    out = world / "work" / "out"
-    out.mkdir()
-    lock = out / ".geoseg-run.lock"
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now"}))
-    line = error_line(geoseg("run", write_workflow(world), cwd=world / "work"))
-    assert str(lock) in line and f"pid {os.getpid()}" in line
-    assert lock.exists()
+    with output_lock(world / "work" / "out") as lock:
+        line = error_line(geoseg("run", write_workflow(world), cwd=world / "work"))
+        assert str(lock) in line and f"pid {os.getpid()}" in line
+        assert lock.exists()
 
 
 # --- geoseg run: hostile catalogs, with a real cluster --------------------------------------
