@@ -11,7 +11,7 @@ import glob
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from geoseg.errors import OutputError
@@ -63,16 +63,29 @@ def _sidecars(tmp: Path) -> list[Path]:
     return [p for p in tmp.parent.glob(f"{glob.escape(stem)}.*") if p != tmp]
 
 
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
-    """Delete temporaries left by an interrupted run under ``folder``; return how many.
+def remove_stale_temporaries(folder: str | os.PathLike[str], subfolders: Iterable[str] = ()) -> int:
+    """Delete temporaries left by an interrupted run in ``folder`` itself and in the trees of its
+    ``subfolders`` (the ones the run writes); return how many.
 
-    Only geoseg's own temporaries (hidden names carrying ``TMP_MARK``) are deleted, and links
-    to folders are not followed, so nothing outside ``folder`` is touched.
+    Only geoseg's own temporaries (hidden names carrying ``TMP_MARK``) are deleted, links to
+    folders are not followed, and other folders are left alone: they may hold the live
+    temporaries of another run or ``geoseg predict`` writing beside this run's outputs.
     """
+    root = Path(folder)
+    listed: list[tuple[str, list[str]]] = [(str(root), _names(root))]
+    for name in subfolders:
+        if (root / name).is_dir() and not (root / name).is_symlink():
+            listed += [(parent, files) for parent, _, files in os.walk(root / name, followlinks=False)]
     count = 0
-    for parent, _, files in os.walk(folder, followlinks=False):
+    for parent, files in listed:
         for name in files:
             if name.startswith(".") and TMP_MARK in name:
                 (Path(parent) / name).unlink(missing_ok=True)
                 count += 1
     return count
+
+
+def _names(folder: Path) -> list[str]:
+    """The names of the files (not folders) in ``folder``."""
+    with os.scandir(folder) as entries:
+        return [e.name for e in entries if not e.is_dir(follow_symlinks=False)]

@@ -57,18 +57,24 @@ def test_make_folder_names_the_folder_it_cannot_create(tmp_path):
         make_folder(tmp_path / "a-file" / "masks")
 
 
-def test_only_geoseg_temporaries_are_swept_and_links_to_folders_are_not_followed(tmp_path):
+def test_only_geoseg_temporaries_of_the_runs_own_folders_are_swept_and_links_are_not_followed(tmp_path):
     run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
-    (run / "masks").mkdir(parents=True)
-    elsewhere.mkdir()
-    stale = run / "masks" / f".a.tif.0123abcd{TMP_MARK}.tif"
-    outside = elsewhere / f".b.tif.0123abcd{TMP_MARK}.tif"
-    for path in (stale, outside, run / "masks" / "a.tif", run / f"visible{TMP_MARK}.tif"):
+    for folder in (run / "masks" / "deep", run / "nested-run" / "masks", elsewhere):
+        folder.mkdir(parents=True)
+    stale = [
+        run / "masks" / "deep" / f".a.tif.0123abcd{TMP_MARK}.tif",
+        run / f".l.gpkg.0123abcd{TMP_MARK}.gpkg",
+    ]
+    kept = [
+        elsewhere / f".b.tif.0123abcd{TMP_MARK}.tif",
+        run / "nested-run" / "masks" / f".c.tif.0123abcd{TMP_MARK}.tif",  # a live run's, maybe
+        run / "masks" / "a.tif",
+        run / f"visible{TMP_MARK}.tif",
+    ]
+    for path in stale + kept:
         path.write_text("")
-    (run / "link").symlink_to(elsewhere, target_is_directory=True)
+    (run / "masks" / "link").symlink_to(elsewhere, target_is_directory=True)
+    (run / "vectors").symlink_to(elsewhere, target_is_directory=True)
 
-    assert remove_stale_temporaries(run) == 1
-    assert not stale.exists()
-    assert (
-        outside.exists() and (run / "masks" / "a.tif").exists() and (run / f"visible{TMP_MARK}.tif").exists()
-    )
+    assert remove_stale_temporaries(run, ["masks", "vectors", "quicklooks"]) == 2
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)

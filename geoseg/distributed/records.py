@@ -159,6 +159,10 @@ def stage_timeline(tasks: list[dict[str, Any]], origin: float) -> dict[str, dict
     return {name: {k: round(v, 3) for k, v in entry.items()} for name, entry in ordered}
 
 
+RUN_FOLDERS = ("masks", "vectors", "quicklooks", "catalog", "scenes", ".parts")
+"""The folders a run writes under its output (besides files at its top)."""
+
+
 def parts_root(output_dir: str | Path) -> Path:
     """Where block parts of unfinished scenes wait, one folder per scene fingerprint."""
     return inside(output_dir, ".parts")

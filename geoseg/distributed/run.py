@@ -29,6 +29,7 @@ from geoseg.atomic import atomic_output, remove_stale_temporaries
 from geoseg.catalog import SceneInput, load_inputs, write_results_catalog
 from geoseg.distributed.cluster import Placement, cluster_client, dashboard_link, placement
 from geoseg.distributed.records import (
+    RUN_FOLDERS,
     RunReport,
     SceneJob,
     SceneRecord,
@@ -85,7 +86,7 @@ def run_workflow(
             target=importlib.import_module, args=("geoseg.vectorize.formats",), daemon=True
         ).start()
     with output_lock(output):
-        remove_stale_temporaries(output)
+        remove_stale_temporaries(output, RUN_FOLDERS)
         remove_stale_parts(output, {job.fingerprint for job in jobs})
         for job in jobs:
             if job.input.id not in records and (done := completed_record(job)) is not None:
@@ -109,7 +110,7 @@ def run_workflow(
             workers = _worker_facts(client, stream.data, workflow.inference.device, where)
             timeline = {"cluster_ready_s": round(ready, 3), "stages": stage_timeline(stream.data, origin)}
 
-        remove_stale_temporaries(output)
+        remove_stale_temporaries(output, RUN_FOLDERS)
         report = RunReport(
             scenes=[records[job.input.id] for job in jobs],
             model=str(model),
