@@ -38,15 +38,48 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = temporary_sibling(final)
     try:
         yield tmp
-        for sidecar in _sidecars(tmp):
-            os.replace(sidecar, final.with_suffix(sidecar.suffix))
-        os.replace(tmp, final)
+        moves = [(sidecar, final.with_suffix(sidecar.suffix)) for sidecar in _sidecars(tmp)]
+        _replace_together([*moves, (tmp, final)])
+        if final.suffix.lower() == ".shp":
+            written = {target.suffix.lower() for _, target in moves}
+            for index in SHAPEFILE_INDEXES - written:  # of the old file: they would misplace the new
+                final.with_suffix(index).unlink(missing_ok=True)
     finally:
         for leftover in [tmp, *_sidecars(tmp)]:
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+SHAPEFILE_INDEXES = frozenset({".qix", ".sbn", ".sbx"})
+"""Spatial indexes of a Shapefile that GIS programs write beside it (QGIS, ArcGIS)."""
+
+
+def _replace_together(moves: list[tuple[Path, Path]]) -> None:
+    """Rename each (source, target), all or none: a file and its sidecars are never left half
+    old, half new. Old targets are set aside first and put back if any rename fails."""
+    for _, target in moves:
+        check_replaceable(target)
+    kept: list[tuple[Path, Path]] = []
+    done: list[Path] = []
+    try:
+        for _, target in moves:
+            if target.exists() or target.is_symlink():
+                aside = temporary_sibling(target)
+                os.replace(target, aside)
+                kept.append((aside, target))
+        for source, target in moves:
+            os.replace(source, target)
+            done.append(target)
+    except OSError as exc:
+        for target in done:
+            target.unlink(missing_ok=True)
+        for aside, target in kept:
+            os.replace(aside, target)
+        raise OutputError(moves[-1][1], f"cannot be written ({exc.strerror or exc})") from None
+    for aside, _ in kept:
+        aside.unlink(missing_ok=True)
 
 
 def make_folder(folder: str | os.PathLike[str]) -> Path:

@@ -43,6 +43,58 @@ def test_sidecars_written_beside_the_temporary_are_renamed_with_it(tmp_path):
     assert (tmp_path / "buildings.prj").read_text() == ".prj"
 
 
+SHAPEFILE = (".shp", ".shx", ".dbf", ".prj")
+
+
+def _write_shapefile(target, text):
+    with atomic_output(target) as tmp:
+        for suffix in SHAPEFILE:
+            tmp.with_suffix(suffix).write_text(text)
+
+
+def _contents(folder):
+    return {p.name: p.read_text() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_sidecar_target_that_is_a_folder_leaves_the_old_shapefile_whole(tmp_path):
+    target = tmp_path / "v.shp"
+    _write_shapefile(target, "old")
+    (tmp_path / "v.prj").unlink()
+    (tmp_path / "v.prj").mkdir()
+    with pytest.raises(OutputError, match=r"v.prj: is a folder"):
+        _write_shapefile(target, "new")
+    assert _contents(tmp_path) == {"v.dbf": "old", "v.shp": "old", "v.shx": "old"}
+
+
+def test_a_rename_that_fails_half_way_puts_every_old_file_back(tmp_path, monkeypatch):
+    target = tmp_path / "v.shp"
+    _write_shapefile(target, "old")
+    real_replace, calls = os.replace, []
+
+    def replace(source, destination):
+        calls.append(destination)
+        if len(calls) == len(SHAPEFILE) + 2:  # old files set aside, then two new ones renamed in
+            raise OSError(5, "Input/output error")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputError, match=r"v.shp: cannot be written \(Input/output error\)"):
+        _write_shapefile(target, "new")
+    monkeypatch.undo()
+    assert _contents(tmp_path) == dict.fromkeys(["v.dbf", "v.prj", "v.shp", "v.shx"], "old")
+
+
+def test_a_new_shapefile_removes_the_old_ones_spatial_index(tmp_path):
+    _write_shapefile(tmp_path / "v.shp", "old")
+    (tmp_path / "v.qix").write_text("index of the old polygons")
+    (tmp_path / "v.tif").write_text("a mask named like it")
+    _write_shapefile(tmp_path / "v.shp", "new")
+    assert _contents(tmp_path) == {
+        **dict.fromkeys(["v.dbf", "v.prj", "v.shp", "v.shx"], "new"),
+        "v.tif": "a mask named like it",
+    }
+
+
 def test_a_folder_under_the_target_name_is_refused_and_left_alone(tmp_path):
     (tmp_path / "mask.tif").mkdir()
     (tmp_path / "mask.tif" / "keep.txt").write_text("user data")
