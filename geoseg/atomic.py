@@ -7,6 +7,7 @@ its final name, and a rerun can trust that any final name it finds is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import shutil
@@ -14,15 +15,23 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from geoseg.errors import OutputError
+from geoseg.errors import GeosegError, OutputError
 from geoseg.safepaths import check_replaceable
 
 TMP_MARK = ".geoseg-tmp"
 
 
+NAME_MAX_BYTES = 255
+"""The longest file name most filesystems take (ext4, XFS, APFS, NTFS in UTF-16 units)."""
+
+
 def temporary_sibling(path: Path) -> Path:
-    """A unique temporary path in the same folder (same filesystem, so rename is atomic)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_MARK}{path.suffix}")
+    """A unique temporary path in the same folder (same filesystem, so rename is atomic); the
+    final name is cut short where the marks would make it longer than a file name may be."""
+    mark = f".{uuid.uuid4().hex[:8]}{TMP_MARK}{path.suffix}"
+    budget = NAME_MAX_BYTES - 1 - len(os.fsencode(mark))
+    name = os.fsencode(path.name)[:budget].decode("utf-8", errors="ignore")  # whole characters
+    return path.with_name(f".{name}{mark}")
 
 
 @contextlib.contextmanager
@@ -37,7 +46,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     make_folder(final.parent)
     tmp = temporary_sibling(final)
     try:
-        yield tmp
+        with writing(final):
+            yield tmp
         moves = [(sidecar, final.with_suffix(sidecar.suffix)) for sidecar in _sidecars(tmp)]
         _replace_together([*moves, (tmp, final)])
         if final.suffix.lower() == ".shp":
@@ -50,6 +60,37 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def writing(final: Path) -> Iterator[None]:
+    """Turn an error of the OS, GDAL or OGR raised while writing ``final`` (under whatever
+    temporary name: a full disk, a read-only folder) into one ``OutputError`` naming it."""
+    try:
+        yield
+    except GeosegError:
+        raise
+    except Exception as exc:
+        if not (isinstance(exc, OSError) or type(exc).__module__.partition(".")[0] in _WRITERS):
+            raise
+        raise OutputError(final, f"cannot be written ({_write_problem(exc, final.parent)})") from None
+
+
+_WRITERS = ("rasterio", "pyogrio")
+"""Packages whose errors (``RasterioError``, pyogrio's ``DataSourceError`` …) a write may raise."""
+
+
+def _write_problem(exc: Exception, folder: Path) -> str:
+    """What went wrong, in a few words: a full disk said as such (GDAL often says only "write
+    failed"), else the error's own reason, which names the temporary file rather than the output."""
+    with contextlib.suppress(OSError):
+        if getattr(exc, "errno", None) == errno.ENOSPC or shutil.disk_usage(folder).free < 2**20:
+            return "no space left on the device"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = reason.replace(" See previous exception for details.", "")  # GDAL printed it above
+    return reason if len(reason) <= 120 else f"{reason[:50]} … {reason[-60:]}"  # SQL of a GeoPackage
 
 
 SHAPEFILE_INDEXES = frozenset({".qix", ".sbn", ".sbx"})
@@ -80,6 +121,19 @@ def _replace_together(moves: list[tuple[Path, Path]]) -> None:
         raise OutputError(moves[-1][1], f"cannot be written ({exc.strerror or exc})") from None
     for aside, _ in kept:
         aside.unlink(missing_ok=True)
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Refuse now, with an ``OutputError``, an output that ``atomic_output`` could not write
+    later (a folder in its place, a folder that cannot be created or written), before hours of
+    work are spent on it."""
+    final = Path(path)
+    check_replaceable(final)
+    make_folder(final.parent)
+    probe = temporary_sibling(final)
+    with writing(final):
+        probe.touch(exist_ok=False)
+        probe.unlink()
 
 
 def make_folder(folder: str | os.PathLike[str]) -> Path:

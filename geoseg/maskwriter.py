@@ -9,6 +9,8 @@ The mask format (bands, nodata, class-name tag) is ``geoseg.maskformat``'s.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -19,7 +21,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from geoseg.atomic import atomic_output, temporary_sibling
+from geoseg.atomic import atomic_output, temporary_sibling, writing
 from geoseg.gdal_settings import bounded_cache
 from geoseg.maskformat import CLASSES_TAG, NODATA
 from geoseg.overviews import LevelBuilder, with_overviews
@@ -78,24 +80,26 @@ class MaskWriter:
             "nodata": NODATA,
             **working_options(self.scene.width, self.scene.height, bands),
         }
-        self._dataset = rasterio.open(self._working, "w", **profile)
-        self._levels = LevelBuilder(self._working, profile, COG_BLOCK_PX, NODATA)
-        self._dataset.update_tags(**{CLASSES_TAG: json.dumps(self.classes)})
-        self._dataset.set_band_description(1, "class")
-        if self.with_probability:
-            self._dataset.set_band_description(2, "probability_percent")
+        with writing(self.out):
+            self._dataset = rasterio.open(self._working, "w", **profile)
+            self._levels = LevelBuilder(self._working, profile, COG_BLOCK_PX, NODATA)
+            self._dataset.update_tags(**{CLASSES_TAG: json.dumps(self.classes)})
+            self._dataset.set_band_description(1, "class")
+            if self.with_probability:
+                self._dataset.set_band_description(2, "probability_percent")
         return self
 
     def write(self, window: Window, classes: np.ndarray, probability: np.ndarray | None = None) -> None:
         """Write one block's class ids (and probabilities) at ``window``."""
         assert self._dataset is not None, "MaskWriter used outside its with-block"
         bands = [classes, probability] if self.with_probability and probability is not None else [classes]
-        with stage("stitch"):
-            for index, band in enumerate(bands, start=1):
-                self._dataset.write(band, index, window=window)
-        with stage("overviews"):  # the block's share of every overview level, while it is at hand
-            assert self._levels is not None
-            self._levels.add(window, bands)
+        with writing(self.out):
+            with stage("stitch"):
+                for index, band in enumerate(bands, start=1):
+                    self._dataset.write(band, index, window=window)
+            with stage("overviews"):  # the block's share of every overview level, while it is at hand
+                assert self._levels is not None
+                self._levels.add(window, bands)
 
     def __exit__(
         self,
@@ -105,15 +109,33 @@ class MaskWriter:
     ) -> None:
         try:
             if self._dataset is not None:
-                self._dataset.close()
+                with writing(self.out) if exc_type is None else contextlib.suppress(Exception):
+                    self._dataset.close()  # after an error, that error is the one to tell
             if exc_type is None and self._levels is not None:
                 levels = self._levels.finish()
                 with stage("assemble"), atomic_output(self.out) as tmp:
                     write_cog(self._working, tmp, self.compress, levels)
+                    check_blocks_on_disk(tmp)
         finally:
             if self._levels is not None:
                 self._levels.close()
             self._working.unlink(missing_ok=True)
+
+
+def check_blocks_on_disk(path: Path) -> None:
+    """Raise ``OSError`` when a full-resolution block of the GeoTIFF at ``path`` ends past the
+    end of the file: GDAL's COG copy can meet a full disk, print the error and yet succeed,
+    leaving a file whose headers promise blocks that were never written. Reads tags, no pixels."""
+    size = path.stat().st_size
+    with rasterio.open(path) as ds:
+        block_h, block_w = ds.block_shapes[0]
+        for band in ds.indexes:
+            for row in range(-(-ds.height // block_h)):
+                for col in range(-(-ds.width // block_w)):
+                    offset = ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band)
+                    length = ds.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band)
+                    if offset and length and int(offset) + int(length) > size:
+                        raise OSError(errno.EIO, "the file was cut short: a write failed")
 
 
 def write_cog(

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
+import pyogrio.errors
 import pytest
 
-from geoseg.atomic import TMP_MARK, atomic_output, make_folder, remove_stale_temporaries
+from geoseg.atomic import (
+    NAME_MAX_BYTES,
+    TMP_MARK,
+    atomic_output,
+    make_folder,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
 from geoseg.errors import OutputError
 
 
@@ -130,3 +139,34 @@ def test_only_geoseg_temporaries_of_the_runs_own_folders_are_swept_and_links_are
 
     assert remove_stale_temporaries(run, ["masks", "vectors", "quicklooks"]) == 2
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+@pytest.mark.parametrize("name", ["m" * 246 + ".tif", "é" * 123 + ".tif"])  # 250 and 250 bytes
+def test_an_output_name_near_the_limit_gets_a_temporary_name_within_it(tmp_path, name):
+    assert len(os.fsencode(temporary_sibling(tmp_path / name).name)) <= NAME_MAX_BYTES
+    with atomic_output(tmp_path / name) as tmp:
+        tmp.write_text("complete")
+    assert os.listdir(tmp_path) == [name]
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "no space left on the device"),
+        (OSError(errno.EROFS, "Read-only file system"), "Read-only file system"),
+        (
+            pyogrio.errors.DataSourceError("sqlite3_exec(CREATE TABLE) failed"),
+            "sqlite3_exec(CREATE TABLE) failed",
+        ),
+    ],
+)
+def test_an_error_raised_while_writing_names_the_output_not_its_temporary(tmp_path, error, said):
+    with pytest.raises(OutputError) as raised, atomic_output(tmp_path / "v.gpkg"):
+        raise error
+    assert str(raised.value) == f"{tmp_path / 'v.gpkg'}: cannot be written ({said})"
+    assert os.listdir(tmp_path) == []
+
+
+def test_other_errors_raised_while_writing_pass_through_unchanged(tmp_path):
+    with pytest.raises(ValueError, match="a bug"), atomic_output(tmp_path / "v.gpkg"):
+        raise ValueError("a bug")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -31,9 +32,18 @@ from tests.conftest import SHIPPED_MODEL, raw_vrt_of, vrt_of
 pytestmark = pytest.mark.usefixtures("sample_data")
 
 
-def geoseg(*args: object, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def geoseg(
+    *args: object, cwd: Path, timeout: float = 240, max_file_bytes: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a geoseg command; ``max_file_bytes`` makes every write past that size fail (EFBIG), as
+    a full disk would, but only for this process."""
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("GEOSEG_DEBUG", None)
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
     return subprocess.run(
         [sys.executable, "-m", "geoseg", *map(str, args)],
         cwd=cwd,
@@ -41,6 +51,7 @@ def geoseg(*args: object, cwd: Path, timeout: float = 240) -> subprocess.Complet
         text=True,
         timeout=timeout,
         env=env,
+        preexec_fn=None if max_file_bytes is None else limit_file_size,
     )
 
 
@@ -136,6 +147,20 @@ def test_predict_into_a_folder_that_cannot_exist_is_one_line(world):
     blocker.write_text("x")
     line = error_line(predict(world, world / "inputs" / "scene.tif", "--out", blocker / "mask.tif"))
     assert "a-file" in line
+
+
+@pytest.mark.parametrize("out", ["mask.tif", "v.gpkg", "v.shp", "v.geojson", "v.fgb"])
+def test_a_write_that_fails_half_way_is_one_line_naming_the_output_and_leaves_no_file(world, out):
+    work = world / "work"
+    scene = world / "inputs" / "scene.tif"
+    if out.endswith(".tif"):
+        result = geoseg("predict", scene, "--out", out, "--device", "cpu", cwd=work, max_file_bytes=4096)
+    else:
+        assert predict(world, scene, "--out", "mask.tif").returncode == 0
+        result = geoseg("vectorize", "mask.tif", "--out", out, cwd=work, max_file_bytes=100)
+    line = error_line(result)  # the reason is GDAL's or the OS's: "File too large", "disk I/O error" …
+    assert line.startswith(f"geoseg: error: {out}: cannot be written (") and len(line) < 200
+    assert sorted(p.name for p in work.iterdir()) == ([] if out.endswith(".tif") else ["mask.tif"])
 
 
 # --- geoseg predict: values that used to give tracebacks or wrong masks --------------------

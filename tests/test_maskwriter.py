@@ -10,7 +10,7 @@ from rasterio.windows import Window
 
 from geoseg.inference import Predictor
 from geoseg.maskformat import CLASSES_TAG, NODATA
-from geoseg.maskwriter import MaskWriter, working_options
+from geoseg.maskwriter import MaskWriter, check_blocks_on_disk, working_options
 from geoseg.predict import predict_scene
 from geoseg.scenes import Scene, open_scene
 from tests.conftest import SHIPPED_MODEL
@@ -82,6 +82,20 @@ def test_the_mask_is_a_cog_with_overviews_class_names_and_band_names(tmp_path):
         assert set(np.unique(overview.read(1))) <= {0, 1, 2, NODATA}
     assert abs(halved[halved != NODATA].mean() - probability[probability != NODATA].mean()) < 0.5
     assert [p.name for p in out.parent.iterdir()] == ["scene.tif"], "temporaries left behind"
+
+
+def test_a_cog_cut_short_by_a_full_disk_is_caught_although_gdal_let_it_pass(tmp_path):
+    """GDAL's COG copy, meeting a full disk, printed the error and returned: the mask was written
+    with exit 0 and unreadable blocks (seen on a 3 MiB tmpfs with 1.30 MiB free)."""
+    scene = synthetic_scene(1300, 700)
+    out = tmp_path / "scene.tif"
+    classes = (np.indices((700, 1300)).sum(axis=0) % 2).astype(np.uint8)
+    with MaskWriter(out, scene, ["background", "building"], with_probability=True) as writer:
+        writer.write(Window(0, 0, 1300, 700), classes, classes * 90)
+    check_blocks_on_disk(out)
+    out.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
+    with pytest.raises(OSError, match="cut short"):
+        check_blocks_on_disk(out)
 
 
 def test_a_mask_smaller_than_a_block_has_no_overviews(sample_data, tmp_path):

@@ -31,13 +31,14 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import geoseg
+from geoseg.atomic import check_writable
 from geoseg.errors import ConfigError
 from geoseg.inference import Predictor, resolve_device
 from geoseg.model.architecture import logit_channels
 from geoseg.model.checkpoint import Generator, generator_for, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
 from geoseg.model.metadata import Domain, ModelMetadata, read_metadata
-from geoseg.safepaths import check_replaceable, refuse_overwriting_inputs
+from geoseg.safepaths import refuse_overwriting_inputs
 from geoseg.training.chips import (
     Chip,
     ChipReader,
@@ -366,7 +367,7 @@ def train(
     if target.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed chip shapes: pick the fastest kernels once
     started = time.perf_counter()
-    check_replaceable(config.out)
+    check_writable(config.out)
     refuse_overwriting_inputs([config.out], [path for path in (config.init_from, config.packed_from) if path])
     if config.init_from:  # before the data is prepared: a wrong starting point costs no minutes
         check_start(config, read_metadata(config.init_from))

@@ -14,6 +14,7 @@ types, geometry types and WKB).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Iterable
@@ -78,7 +79,35 @@ def write_features(features: Features | gpd.GeoDataFrame, path: str | os.PathLik
                 _write_ogr(features, tmp, driver, final.stem, layer_options={"RFC7946": "YES"})
         else:
             _write_ogr(features, tmp, driver, final.stem)
+            if driver == "ESRI Shapefile":
+                check_shapefile(tmp, len(features))
     return final
+
+
+def check_shapefile(shp: Path, features: int) -> None:
+    """Raise ``OSError`` unless the Shapefile at ``shp`` holds ``features`` records in full: GDAL
+    closes a Shapefile without reporting writes that failed (a full disk), and leaves headers
+    that promise more than the files hold. Reads the three headers only."""
+    sizes = {suffix: shp.with_suffix(suffix).stat().st_size for suffix in (".shp", ".shx", ".dbf")}
+    head = _read_head(shp.with_suffix(".dbf"), 12)
+    records = int.from_bytes(head[4:8], "little") if len(head) == 12 else -1
+    promised = {
+        suffix: int.from_bytes(_read_head(shp.with_suffix(suffix), 28)[24:28], "big") * 2
+        for suffix in (".shp", ".shx")
+    }
+    dbf_size = int.from_bytes(head[8:10], "little") + records * int.from_bytes(head[10:12], "little")
+    if (
+        records != features
+        or sizes[".shx"] != 100 + 8 * features
+        or any(promised[suffix] != sizes[suffix] for suffix in promised)
+        or sizes[".dbf"] < dbf_size
+    ):
+        raise OSError(errno.EIO, "the file was cut short: a write failed")
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    with path.open("rb") as file:
+        return file.read(size)
 
 
 def _write_ogr(
@@ -238,6 +267,8 @@ class RunLayer:
         with self._files:  # an appended layer is renamed into place
             if self._kept:
                 write_features(Features.concat(self._kept), self.out)
+            elif self._tmp is not None and self.driver == "ESRI Shapefile":
+                check_shapefile(self._tmp, self.count)
 
 
 def _in_lonlat_with_scene_id(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:

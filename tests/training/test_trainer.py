@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from geoseg.cli import app
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, OutputError
 from geoseg.model.checkpoint import load_generator
 from geoseg.model.linear import LinearSegmenter
 from geoseg.training.chips import ChipSampler
@@ -70,6 +70,13 @@ def test_supervised_twin_matches_the_adversarial_run_during_warm_up(tiny_config_
     assert [s.supervised for s in adversarial[:3]] == [s.supervised for s in supervised[:3]]
     assert adversarial[3].adversarial_g != 0 and supervised[3].adversarial_g == 0
     assert all(s.discriminator == 0 for s in supervised)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_data_is_read(tiny_config_factory, tmp_path):
+    raw = tiny_config_factory(out=str(tmp_path / ("m" * 300 + ".safetensors")))
+    raw["data"]["train"] = [{"images": str(tmp_path / "nowhere" / "*.tif"), "masks": "{stem}.tif"}]
+    with pytest.raises(OutputError, match=r"cannot be written \(File name too long\)"):
+        train(parse_config(raw, tmp_path), device="cpu")
 
 
 def test_train_saves_a_self_describing_checkpoint(tiny_config):
