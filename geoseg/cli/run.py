@@ -27,7 +27,8 @@ def run(
         str | None, typer.Option(help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
     ] = None,
 ) -> None:
-    """Segment and vectorise every scene of WORKFLOW; exit code 1 if any scene failed."""
+    """Segment and vectorise every scene of WORKFLOW; exit code 1 if any scene (or a run-level
+    output: the run layer, the results catalog, the HTML report) failed."""
     from geoseg.distributed.run import run_workflow
     from geoseg.workflow import load_workflow
 
@@ -74,6 +75,8 @@ def print_report(report: RunReport) -> None:
     ]:
         if path:
             out.print(f"{label}: {path}", highlight=False, soft_wrap=True)
+    for error in report.errors:
+        out.print(f"[red]{escape(error)}[/red]", highlight=False, soft_wrap=True)
 
 
 def _row(scene: SceneRecord) -> dict[str, str]:

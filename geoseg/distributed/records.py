@@ -127,6 +127,9 @@ class RunReport:
     seconds per pipeline stage."""
     timeline: dict[str, Any] = field(default_factory=dict)
     """Where the run's seconds went: ``cluster_ready_s`` and per stage (``stage_timeline``)."""
+    errors: list[str] = field(default_factory=list)
+    """Run-level outputs that could not be written (the run layer, the results catalog, the
+    HTML report: a full disk), one line each; the scenes went on without them."""
 
     def count(self, status: str) -> int:
         """Scenes with ``status``."""
@@ -134,8 +137,8 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """True when no scene failed."""
-        return self.count("failed") == 0
+        """True when no scene failed and every run-level output was written."""
+        return self.count("failed") == 0 and not self.errors
 
 
 def stage_timeline(tasks: list[dict[str, Any]], origin: float) -> dict[str, dict[str, float]]:

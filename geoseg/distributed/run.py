@@ -18,6 +18,7 @@ import uuid
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from distributed import Client, Future, as_completed, get_task_stream
@@ -48,7 +49,13 @@ from geoseg.model_input import ModelInput, PreparedScene
 from geoseg.report_html import format_area, format_count, write_report_html
 from geoseg.resample import block_tiles, scene_blocks
 from geoseg.runlock import output_lock
-from geoseg.safepaths import ProtectedFiles, check_output_folder, check_unique_names, inside
+from geoseg.safepaths import (
+    ProtectedFiles,
+    check_output_folder,
+    check_replaceable,
+    check_unique_names,
+    inside,
+)
 from geoseg.tiling import TilingSpec
 from geoseg.workflow import Workflow
 
@@ -104,8 +111,7 @@ def run_workflow(
                 f"{len(client.scheduler_info()['workers'])} workers"
                 + (" with GPUs" if where.gpus else " on CPU")
             )
-            with get_task_stream(client) as stream, contextlib.ExitStack() as layer_files:
-                layer = _LayerFeed(workflow, output, jobs, records, layer_files)
+            with get_task_stream(client) as stream, _LayerFeed(workflow, output, jobs, records) as layer:
                 blocks, tiles = _process(client, todo, metadata, where, records, console, layer)
             workers = _worker_facts(client, stream.data, workflow.inference.device, where)
             timeline = {"cluster_ready_s": round(ready, 3), "stages": stage_timeline(stream.data, origin)}
@@ -122,6 +128,7 @@ def run_workflow(
             workers=workers,
             timeline=timeline,
             run_layer=layer.written,
+            errors=[layer.error] if layer.error else [],
         )
         _finish(report, workflow, output, metadata)
     return report
@@ -148,6 +155,8 @@ def _plan(
     jobs = [_job(workflow, scene, output, model, metadata, fingerprint, spec) for scene in inputs]
     hrefs = [scene.href for scene in inputs if scene.href]
     protected = ProtectedFiles([model, *workflow.protected_files(), *hrefs])
+    for path in run_level_outputs(workflow, output):  # a folder in the way: refused before any work
+        check_replaceable(path)
     protected.refuse(run_level_outputs(workflow, output))
     refused: dict[str, SceneRecord] = {}
     for job in jobs:
@@ -183,15 +192,11 @@ def _job(
 class _LayerFeed:
     """Adds each finished scene's vectors to the run layer (``RunLayer``) in the order of the
     jobs, as soon as every scene before it has finished, so that the layer is written while the
-    run goes on and the same run always gives the same layer."""
+    run goes on and the same run always gives the same layer. A layer that cannot be written (a
+    full disk) is given up alone, with its reason in ``error``: the scenes go on."""
 
     def __init__(
-        self,
-        workflow: Workflow,
-        output: Path,
-        jobs: list[SceneJob],
-        records: dict[str, SceneRecord],
-        files: contextlib.ExitStack,
+        self, workflow: Workflow, output: Path, jobs: list[SceneJob], records: dict[str, SceneRecord]
     ) -> None:
         formats = workflow.outputs.vector_formats
         layer_format = workflow.outputs.run_layer if formats else None
@@ -200,10 +205,23 @@ class _LayerFeed:
         self.waiting = collections.deque(jobs)
         self.records = records
         self.output = output
-        self.files = files
         self.parts: dict[str, bytes] = {}
         self.layer: RunLayer | None = None
+        self.error: str | None = None
+
+    def __enter__(self) -> _LayerFeed:
         self.advance()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Finish the layer (write it, or rename it into place); after an error, remove it."""
+        if self.layer is not None:
+            try:
+                self.layer.__exit__(exc_type, exc, tb)
+            except OutputError as problem:
+                self._give_up(problem)
 
     @property
     def written(self) -> str | None:
@@ -224,21 +242,35 @@ class _LayerFeed:
             part = self.parts.pop(record.id, None)
             if self.path is None or record.status not in ("ok", "skipped"):
                 continue
-            if part is not None:
-                self._layer(self.path).add_part(part)
-                continue
-            for vectors in record.outputs.get("vectors", []):
-                if str(vectors).endswith(self.first_format):
-                    try:
-                        self._layer(self.path).add(vectors)
-                    except VectorizeError as exc:  # changed since its run, yet as large
-                        forget_unreadable(record, self.output, str(exc))
+            try:
+                self._add(self.path, record, part)
+            except OutputError as problem:
+                self._give_up(problem)
+
+    def _add(self, path: Path, record: SceneRecord, part: bytes | None) -> None:
+        if part is not None:
+            self._layer(path).add_part(part)
+            return
+        for vectors in record.outputs.get("vectors", []):
+            if str(vectors).endswith(self.first_format):
+                try:
+                    self._layer(path).add(vectors)
+                except VectorizeError as exc:  # changed since its run, yet as large
+                    forget_unreadable(record, self.output, str(exc))
+
+    def _give_up(self, problem: OutputError) -> None:
+        """Leave the run layer out (what was written of it removed), saying why."""
+        self.error = f"run layer not written: {problem}"
+        if self.layer is not None:
+            with contextlib.suppress(Exception):
+                self.layer.__exit__(OutputError, problem, None)  # removes its temporary
+        self.layer, self.path = None, None
 
     def _layer(self, path: Path) -> RunLayer:
         if self.layer is None:  # GeoPandas: imported once the first scene is done, not at start
             from geoseg.vectorize.formats import RunLayer
 
-            self.layer = self.files.enter_context(RunLayer(path))
+            self.layer = RunLayer(path).__enter__()
         return self.layer
 
 
@@ -450,13 +482,17 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
     done = [s for s in report.scenes if s.status in ("ok", "skipped")]
     if done:
         parameters = workflow.model_dump(mode="json", include={"bands", "inference", "tiling", "outputs"})
-        catalog, unreadable = write_results_catalog(
-            done, output / "catalog" / "catalog.json", report.model, parameters, metadata
-        )
-        report.catalog = str(catalog)
-        for record in done:
-            if record.id in unreadable:
-                forget_unreadable(record, output, unreadable[record.id])
+        try:
+            catalog, unreadable = write_results_catalog(
+                done, output / "catalog" / "catalog.json", report.model, parameters, metadata
+            )
+        except OutputError as problem:
+            report.errors.append(f"results catalog not written: {problem}")
+        else:
+            report.catalog = str(catalog)
+            for record in done:
+                if record.id in unreadable:
+                    forget_unreadable(record, output, unreadable[record.id])
     totals = summary(report)
     report_json = inside(output, "run-report.json")
     facts = [
@@ -471,10 +507,13 @@ def _finish(report: RunReport, workflow: Workflow, output: Path, metadata: Model
         "all scenes": report.run_layer,
         "STAC catalog": report.catalog,
     }
-    report.report_html = str(
-        write_report_html(
-            report.scenes, inside(output, "report.html"), f"geoseg run: {output.name}", facts, files
+    try:
+        report.report_html = str(
+            write_report_html(
+                report.scenes, inside(output, "report.html"), f"geoseg run: {output.name}", facts, files
+            )
         )
-    )
+    except OutputError as problem:
+        report.errors.append(f"HTML report not written: {problem}")
     with atomic_output(report_json) as tmp:
         tmp.write_text(json.dumps(asdict(report) | {"summary": summary(report)}, indent=2, default=str))

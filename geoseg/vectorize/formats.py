@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pyproj
 
 from geoseg import __version__
-from geoseg.atomic import atomic_output
+from geoseg.atomic import atomic_output, writing
 from geoseg.errors import VectorizeError
 from geoseg.vectorize.features import GEOMETRY, Features
 from geoseg.vectorize.geojson import write_geojson
@@ -256,7 +256,10 @@ class RunLayer:
         append = self._tmp is not None
         if self._tmp is None:
             self._tmp = self._files.enter_context(atomic_output(self.out))
-        _write_ogr(features, self._tmp, self.driver, self.out.stem, geometry_type="Unknown", append=append)
+        with writing(self.out):  # appends run outside the with-block of ``atomic_output``
+            _write_ogr(
+                features, self._tmp, self.driver, self.out.stem, geometry_type="Unknown", append=append
+            )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

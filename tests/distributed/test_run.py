@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import psutil
 import pytest
 import rasterio
 
+from geoseg.atomic import TMP_MARK
 from geoseg.catalog import build_catalog
 from geoseg.vectorize import read_features
 from tests.distributed.conftest import GOOD_SCENES, geoseg, write_workflow
@@ -286,3 +288,37 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_run_layer_that_cannot_be_written_is_left_out_alone_and_the_scenes_go_on(
+    sample_data, rgb_checkpoint, tmp_path, monkeypatch
+):
+    """The driver writes the run layer: a full disk there (simulated in the driver process only;
+    the workers write the scenes' own files) costs the layer, not the batch or its reports."""
+    from geoseg.distributed.run import run_workflow
+    from geoseg.vectorize import formats
+    from geoseg.workflow import load_workflow
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(formats, "_write_ogr", disk_full)
+    scenes = [sample_data / s for s in GOOD_SCENES[:2]]
+    report = run_workflow(load_workflow(write_workflow(tmp_path, scenes, rgb_checkpoint)))
+    out = tmp_path / "out"
+    assert [s.status for s in report.scenes] == ["ok", "ok"] and not report.ok
+    assert report.errors == [
+        f"run layer not written: {out / 'all-scenes.gpkg'}: cannot be written (no space left on the device)"
+    ]
+    assert report.run_layer is None and report_of(tmp_path)["errors"] == report.errors
+    visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert visible == [
+        "catalog",
+        "masks",
+        "quicklooks",
+        "report.html",
+        "run-report.json",
+        "scenes",
+        "vectors",
+    ]
+    assert not [p for p in out.rglob("*") if TMP_MARK in p.name]
