@@ -32,6 +32,7 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from geoseg.safepaths import refuse_overwriting_inputs
     from geoseg.training.config import load_config
     from geoseg.training.trainer import TrainEvent
     from geoseg.training.trainer import train as run_training
@@ -39,6 +40,7 @@ def train(
     settings = load_config(config, steps=steps, time_limit_s=time_limit)
     if out is not None:
         settings = settings.model_copy(update={"out": str(out)})
+    refuse_overwriting_inputs([settings.out], [config])  # the config is an input too
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]train"),

@@ -91,15 +91,17 @@ class DataConfig(_Frozen):
     val: list[DatasetConfig] = Field(
         default_factory=list, description="empty: split 'train' by 'split' and 'val_fraction'"
     )
-    classes: list[str] = Field(default_factory=lambda: ["background", "building"], min_length=2)
-    chip_size_px: int = Field(128, ge=16, description="training chip side (multiple of the stride)")
+    classes: list[str] = Field(
+        default_factory=lambda: ["background", "building"], min_length=2, max_length=255
+    )
+    chip_size_px: int = Field(128, ge=16, le=2048, description="training chip side (multiple of the stride)")
     chip_stride_px: int | None = Field(None, ge=1, description="grid step; None: half a chip")
-    val_chip_size_px: int = Field(256, ge=16, description="validation window side")
+    val_chip_size_px: int = Field(256, ge=16, le=4096, description="validation window side")
     split: Literal["scene", "block"] = Field(
         "scene", description="when 'val' is empty: hold out whole scenes or spatial blocks"
     )
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    block_size_px: int = Field(512, ge=16, description="spatial block side for split='block'")
+    block_size_px: int = Field(512, ge=16, le=65536, description="spatial block side for split='block'")
     min_positive_fraction: float = Field(
         0.01, ge=0, le=1, description="a chip with at least this foreground share is 'positive'"
     )
@@ -145,6 +147,7 @@ class DataConfig(_Frozen):
     loader_workers: int = Field(
         0,
         ge=0,
+        le=64,
         description="DataLoader processes reading and augmenting chips ahead of the step "
         "(0: the training process); the batches are the same for any number",
     )
@@ -154,6 +157,8 @@ class DataConfig(_Frozen):
     def _distinct(cls, value: list[str]) -> list[str]:
         if repeated := sorted({c for c in value if value.count(c) > 1}):
             raise ValueError(f"class names must be distinct: {', '.join(repeated)} repeated")
+        if any(not name.strip() or not name.isprintable() for name in value):
+            raise ValueError("class names must be printable text, not empty")
         return value
 
     def entry_under(self, place: str) -> DatasetConfig:
@@ -168,7 +173,7 @@ class UNetConfig(_Frozen):
     """The U-Net generator's size."""
 
     name: Literal["unet"] = "unet"
-    base_width: int = Field(16, ge=1)
+    base_width: int = Field(16, ge=1, le=1024)
     depth: int = Field(3, ge=1, le=6)
     upsample: Upsampling = Field(
         "bilinear",
@@ -220,7 +225,7 @@ GeneratorConfig = Annotated[
 class DiscriminatorConfig(_Frozen):
     """The conditional PatchGAN critic (pix2pix ``NLayerDiscriminator``)."""
 
-    base_width: int = Field(32, ge=1)
+    base_width: int = Field(32, ge=1, le=1024)
     n_layers: int = Field(3, ge=1, le=5)
     spectral_norm: bool = True
 
@@ -228,8 +233,8 @@ class DiscriminatorConfig(_Frozen):
 class OptimConfig(_Frozen):
     """Steps, losses and optimiser settings."""
 
-    steps: int = Field(2000, ge=1)
-    batch_size: int = Field(8, ge=1)
+    steps: int = Field(2000, ge=1, le=10**9)
+    batch_size: int = Field(8, ge=1, le=4096)
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0, description="a larger lr_d gives two time-scale updates")
     beta1: float = Field(0.5, ge=0, lt=1)
@@ -250,10 +255,10 @@ class OptimConfig(_Frozen):
     )
     label_noise_std: float = Field(0.05, ge=0, description="Gaussian noise on real masks for D")
     eval_every_steps: int = Field(250, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)
     mixed_precision: bool = Field(True, description="autocast + GradScaler on CUDA only")
     boundary_tolerance_px: int = Field(2, ge=0)
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None: default")
+    num_threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads; None: default")
     time_limit_s: float | None = Field(
         None,
         gt=0,

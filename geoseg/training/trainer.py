@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -37,7 +37,7 @@ from geoseg.inference import Predictor, resolve_device
 from geoseg.model.architecture import logit_channels
 from geoseg.model.checkpoint import Generator, generator_for, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
-from geoseg.model.metadata import Domain, ModelMetadata, read_metadata
+from geoseg.model.metadata import MAX_PARAMETERS, Domain, ModelMetadata, read_metadata
 from geoseg.safepaths import refuse_overwriting_inputs
 from geoseg.training.chips import (
     Chip,
@@ -180,6 +180,41 @@ def prepare_data(config: TrainConfig) -> TrainingData:
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
     for parameter in module.parameters():
         parameter.requires_grad_(flag)
+
+
+PLAN_STEPS = 2_000
+"""Steps whose draws are planned at once: memory holds a chunk's draws, not a whole run's."""
+
+
+def planned_batches(
+    reader: ChipReader, sampler: ChipSampler, steps: int, batch_size: int, workers: int, pin_memory: bool
+) -> Iterator[Batch]:
+    """The run's batches, ``PLAN_STEPS`` at a time (the sampler draws in order, so the batches
+    are those of one plan of every step)."""
+    for first in range(0, steps, PLAN_STEPS):
+        draws = sampler.plan(min(PLAN_STEPS, steps - first) * batch_size)
+        yield from chip_batches(reader, draws, batch_size, workers=workers, pin_memory=pin_memory)
+
+
+def check_model_sizes(config: TrainConfig, in_bands: int) -> None:
+    """Refuse a generator or discriminator of more than ``MAX_PARAMETERS`` before allocating it
+    (a mistyped width would ask for terabytes); the discriminator is counted on the meta device."""
+    sizes = {"generator": config.generator.architecture(in_bands, len(config.data.classes)).parameters}
+    if config.adversarial:
+        with torch.device("meta"):
+            critic = NLayerDiscriminator(
+                in_bands + logit_channels(len(config.data.classes)),
+                config.discriminator.base_width,
+                config.discriminator.n_layers,
+                config.discriminator.spectral_norm,
+            )
+        sizes["discriminator"] = sum(p.numel() for p in critic.parameters())
+    for name, parameters in sizes.items():
+        if parameters > MAX_PARAMETERS:
+            raise ConfigError(
+                f"{name}: {parameters:,} parameters, more than the {MAX_PARAMETERS:,} allowed "
+                f"(a smaller {name}.base_width)"
+            )
 
 
 class Trainer:
@@ -379,6 +414,7 @@ def train(
     in_bands = len(data.scenes[0].scene.bands)
     start = starting_point(config, in_bands, data.band_colours) if config.init_from else None
     norm = start.metadata.normalization if start else data  # the starting weights expect theirs
+    check_model_sizes(config, in_bands)
     trainer = Trainer(
         config, in_bands, norm.mean, norm.std, target, start.generator.state_dict() if start else None
     )
@@ -393,12 +429,8 @@ def train(
         entries=[data.scenes[chip.scene_index].entry for chip in data.train_chips],
         weighting=config.data.entry_weighting,
     )
-    batches = chip_batches(
-        data.reader,
-        sampler.plan(opt.steps * opt.batch_size),
-        opt.batch_size,
-        workers=config.data.loader_workers,
-        pin_memory=target.type == "cuda",
+    batches = planned_batches(
+        data.reader, sampler, opt.steps, opt.batch_size, config.data.loader_workers, target.type == "cuda"
     )
     history: list[dict[str, Any]] = []
     window: list[StepLosses] = []
@@ -459,5 +491,10 @@ def train(
         band_colours=data.band_colours or (start.metadata.band_colours if start else None),
     )
     dtype = torch.float16 if opt.weights_dtype == "float16" else torch.float32
+    if diverged := [name for name, t in trainer.kept.state_dict().items() if not torch.isfinite(t).all()]:
+        raise ConfigError(
+            f"training diverged by step {step}: {diverged[0]} (and {len(diverged) - 1} more) not finite; "
+            f"{config.out} not written (lower training.lr_g or the loss weights)"
+        )
     path = save_checkpoint(os.fspath(config.out), trainer.kept.cpu(), metadata, dtype)
     return TrainResult(path, metrics, history, seconds, step, kept_step)

@@ -79,3 +79,17 @@ def test_an_evaluate_mistake_names_the_option(tmp_path):
     assert pattern.stderr.startswith("geoseg: error: evaluate: --masks: {stem:>99} is not a placeholder")
     neither = evaluate()
     assert neither.returncode == 2 and "give exactly one of 'masks' or 'labels'" in neither.stderr
+
+
+def test_train_never_writes_its_checkpoint_over_its_own_config(tiny_config_factory, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    text = yaml.safe_dump(tiny_config_factory(config))  # out: the config itself
+    config.write_text(text)
+    for extra in ([], ["--out", str(config)]):
+        result = subprocess.run(
+            [sys.executable, "-m", "geoseg", "train", str(config), *extra, "--device", "cpu"],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2 and "tiny.yaml" in result.stderr and "input" in result.stderr
+        assert config.read_text() == text

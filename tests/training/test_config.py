@@ -205,3 +205,29 @@ def test_unknown_generator_name_is_refused(tmp_path):
 def test_a_unet_field_error_names_the_field_as_written(tmp_path):
     with pytest.raises(ConfigError, match=r"field 'generator\.depth': Input should be less than"):
         parse_config({**MINIMAL, "generator": {"depth": 7}}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "field"),
+    [
+        ("data", {"loader_workers": 10**6}, "data.loader_workers"),  # forked until memory ran out
+        ("data", {"chip_size_px": 2**40}, "data.chip_size_px"),
+        ("data", {"val_chip_size_px": 8192}, "data.val_chip_size_px"),  # 15.8 GB for one window
+        ("data", {"classes": ["", "building"]}, "data.classes"),  # crashed after training
+        ("data", {"classes": ["background", "bui\x1b[31mlding"]}, "data.classes"),
+        ("data", {"classes": [f"c{i}" for i in range(300)]}, "data.classes"),
+        ("generator", {"base_width": 4096}, "generator.base_width"),
+        ("discriminator", {"base_width": 10**6}, "discriminator.base_width"),
+        ("training", {"seed": -1}, "training.seed"),
+        ("training", {"seed": 2**100}, "training.seed"),
+        ("training", {"num_threads": 10**6}, "training.num_threads"),
+        ("training", {"steps": 10**18}, "training.steps"),
+        ("training", {"batch_size": 10**9}, "training.batch_size"),
+    ],
+)
+def test_values_that_would_exhaust_the_machine_or_crash_later_are_refused_naming_the_field(
+    tmp_path, section, values, field
+):
+    raw = {**MINIMAL, section: {**MINIMAL.get(section, {}), **values}}
+    with pytest.raises(ConfigError, match=rf"field '{field}'"):
+        parse_config(raw, tmp_path)

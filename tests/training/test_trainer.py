@@ -21,7 +21,7 @@ from geoseg.training.chips import ChipSampler
 from geoseg.training.config import parse_config
 from geoseg.training.loader import Batch, chip_batches
 from geoseg.training.metrics import SegmentationMetrics
-from geoseg.training.trainer import Trainer, prepare_data, train
+from geoseg.training.trainer import Trainer, check_model_sizes, planned_batches, prepare_data, train
 from tests.conftest import eleven_bit_copy, reordered_copy
 
 
@@ -77,6 +77,41 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_data_is_read(tin
     raw["data"]["train"] = [{"images": str(tmp_path / "nowhere" / "*.tif"), "masks": "{stem}.tif"}]
     with pytest.raises(OutputError, match=r"cannot be written \(File name too long\)"):
         train(parse_config(raw, tmp_path), device="cpu")
+
+
+def test_a_diverged_run_keeps_the_previous_checkpoint_instead_of_writing_unusable_weights(
+    tiny_config_factory, tmp_path
+):
+    previous = tmp_path / "keep.safetensors"
+    previous.write_bytes(b"the checkpoint of an earlier, good run")
+    raw = tiny_config_factory(out=previous, lr_g=1e30, adversarial_weight=0.0)
+    with pytest.raises(
+        ConfigError, match=r"training diverged by step 4: .* not finite; .*keep.safetensors not written"
+    ):
+        train(parse_config(raw, tmp_path), device="cpu")
+    assert previous.read_bytes() == b"the checkpoint of an earlier, good run"
+
+
+def test_a_critic_too_large_to_build_is_refused_before_it_is_allocated(tiny_config_factory, tmp_path):
+    raw = tiny_config_factory()
+    raw["discriminator"] = {
+        "base_width": 1024,
+        "n_layers": 5,
+    }  # 2.2e9 parameters: 9 GB with Adam's moments x3
+    with pytest.raises(ConfigError, match=r"discriminator: 2,\d{3},\d{3},\d{3} parameters, more than"):
+        check_model_sizes(parse_config(raw, tmp_path), 3)
+    check_model_sizes(parse_config(tiny_config_factory(), tmp_path), 3)
+
+
+def test_batches_planned_in_chunks_are_the_batches_of_one_plan(tiny_config, monkeypatch):
+    data = prepare_data(tiny_config)
+
+    def draws(chunk_steps):
+        monkeypatch.setattr("geoseg.training.trainer.PLAN_STEPS", chunk_steps)
+        sampler = ChipSampler(data.train_chips, np.random.default_rng(7))
+        return [b.image.numpy().tobytes() for b in planned_batches(data.reader, sampler, 5, 2, 0, False)]
+
+    assert draws(2) == draws(5) and len(draws(2)) == 5
 
 
 def test_train_saves_a_self_describing_checkpoint(tiny_config):
