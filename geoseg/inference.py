@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from geoseg.errors import ConfigError, GeosegError
+from geoseg.errors import CheckpointError, ConfigError, GeosegError
 from geoseg.maskformat import PROBABILITY_SCALE
 from geoseg.model.checkpoint import load_generator
 from geoseg.model.metadata import ModelMetadata
@@ -187,7 +187,13 @@ class Predictor:
         if self.device.type == "cuda":
             image = image.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-            return self.model(image).float()
+            logits = self.model(image).float()
+        if not bool(torch.isfinite(logits).all()):  # else argmax makes them background, in silence
+            raise CheckpointError(
+                "the model's outputs are not finite (NaN or infinity): its weights or normalisation "
+                "overflow on these pixels"
+            )
+        return logits
 
     def _mean_probabilities(self, image: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, K, H, W) averaged over the ``tta`` views, each turned back."""

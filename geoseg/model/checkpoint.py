@@ -115,6 +115,8 @@ def load_generator(path: str | os.PathLike[str]) -> tuple[Generator, ModelMetada
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: bad tensor {name!r}: weights are not all finite")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            raise CheckpointError(f"{path}: bad tensor {name!r}: a variance is negative")
     return model.eval(), metadata
 
 

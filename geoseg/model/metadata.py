@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from geoseg.configfile import FieldProblem
@@ -52,12 +53,17 @@ PIXEL_DTYPES: Final = frozenset(
 """Real pixel types a GeoTIFF band may have (rasterio's names)."""
 
 
+FLOAT32_SAFE = 1e30
+"""Bound of normalisation and radiometry numbers: they are used in float32 (largest 3.4e38,
+smallest normal 1.2e-38), where 1e300 would be infinity and 1e-300 zero."""
+
+
 class Normalization(BaseModel):
     """Per-band statistics: the generator sees ``(pixel - mean) / std``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mean: list[FiniteFloat]
-    std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]]
+    mean: list[Annotated[float, Field(ge=-FLOAT32_SAFE, le=FLOAT32_SAFE)]]
+    std: list[Annotated[float, Field(ge=1 / FLOAT32_SAFE, le=FLOAT32_SAFE)]]
 
 
 class Radiometry(BaseModel):
@@ -78,7 +84,10 @@ class Radiometry(BaseModel):
         Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)],
         Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)],
     ] = (0.5, 99.5)
-    target: tuple[FiniteFloat, FiniteFloat] = (0.0, 255.0)
+    target: tuple[
+        Annotated[float, Field(ge=-FLOAT32_SAFE, le=FLOAT32_SAFE)],
+        Annotated[float, Field(ge=-FLOAT32_SAFE, le=FLOAT32_SAFE)],
+    ] = (0.0, 255.0)
     stretch: Literal["joint", "per_band"] = "joint"
 
     @field_validator("kept_dtypes")
@@ -110,6 +119,16 @@ class Domain(BaseModel):
     std: list[FiniteFloat]
     p1: list[FiniteFloat] = Field(description="1st percentile of each band's training pixels")
     p99: list[FiniteFloat] = Field(description="99th percentile of each band's training pixels")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Domain:
+        if self.gsd_min_m > self.gsd_max_m:
+            raise FieldProblem("gsd_min_m", f"{self.gsd_min_m} is above gsd_max_m {self.gsd_max_m}")
+        if any(s < 0 for s in self.std):
+            raise FieldProblem("std", "a standard deviation is negative")
+        if any(low > high for low, high in zip(self.p1, self.p99, strict=False)):  # counts: checked above
+            raise FieldProblem("p1", "a band's 1st percentile is above its 99th")
+        return self
 
 
 COLOUR_NAME = r"^[A-Za-z][A-Za-z_]{0,19}$"
@@ -161,8 +180,8 @@ class ModelMetadata(BaseModel):
     @field_validator("classes")
     @classmethod
     def _one_name_per_class(cls, classes: list[str], info: ValidationInfo) -> list[str]:
-        if any(not name.strip() for name in classes):
-            raise ValueError("class names must not be empty")
+        if any(not name.strip() or not name.isprintable() for name in classes):
+            raise ValueError("class names must be printable text, not empty")
         if len(set(classes)) != len(classes):
             raise ValueError(f"class names must be distinct, got {classes}")
         arch = info.data.get("architecture")
@@ -295,7 +314,7 @@ def read_header(path: Path) -> dict[str, Any]:
             header = json.loads(f.read(size))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError):  # ValueError: bad JSON, or an integer of 5 000 digits
         raise CheckpointError(f"{path}: not a safetensors checkpoint (unreadable header)") from None
     except RecursionError:
         raise CheckpointError(f"{path}: header JSON is nested too deeply") from None
@@ -306,7 +325,22 @@ def read_header(path: Path) -> dict[str, Any]:
     metadata = header.get("__metadata__", {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f"{path}: bad header field '__metadata__': must map names to strings")
+    weights = max((_end_of(entry) for name, entry in header.items() if name != "__metadata__"), default=0)
+    if (held := path.stat().st_size - 8 - size) != weights:
+        raise CheckpointError(
+            f"{path}: the header promises {weights:,} bytes of weights and the file holds {held:,} "
+            f"({'truncated' if held < weights else 'bytes after the weights'})"
+        )
     return header
+
+
+def _end_of(entry: object) -> int:
+    """Where a tensor's bytes end (``data_offsets[1]``); 0 for a malformed entry, which the
+    tensor checks refuse by name."""
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int):
+        return offsets[1]
+    return 0
 
 
 def _what_it_is_instead(head: bytes) -> str:

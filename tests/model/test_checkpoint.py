@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from geoseg.errors import CheckpointError
+from geoseg.inference import Predictor
 from geoseg.model.checkpoint import load_generator, save_checkpoint
 from geoseg.model.discriminator import NLayerDiscriminator
 from geoseg.model.metadata import Domain, ModelMetadata, read_metadata
@@ -265,6 +268,24 @@ HOSTILE_METADATA = {
         _linear_metadata(normalization=_norm(mean=(0.0, float("inf"), 0.0))),
         "normalization.mean.1",
     ),
+    "mean-1e300-infinite-in-float32": (
+        _linear_metadata(normalization=_norm(mean=(0.0, 1e300, 0.0))),
+        "normalization.mean.1",
+    ),
+    "std-1e-300-zero-in-float32": (
+        _linear_metadata(normalization=_norm(std=(1e-300, 1.0, 1.0))),
+        "normalization.std.0",
+    ),
+    "class-name-with-a-terminal-escape": (
+        _linear_metadata(classes=["background", "\x1b[2Jwater"]),
+        "classes",
+    ),
+    "domain-gsd-reversed": (
+        _linear_metadata(domain=_domain(gsd_min_m=10.0, gsd_max_m=0.01)),
+        "domain.gsd_min_m",
+    ),
+    "domain-std-negative": (_linear_metadata(domain=_domain(std=[1.0, -1.0, 1.0])), "domain.std"),
+    "domain-p1-above-p99": (_linear_metadata(domain=_domain(p1=[300.0, 2.0, 3.0])), "domain.p1"),
     "domain-mean-4-values-3-bands": (_linear_metadata(domain=_domain(mean=[1.0] * 4)), "domain.mean"),
     "domain-std-1-value-3-bands": (_linear_metadata(domain=_domain(std=[1.0])), "domain.std"),
     "domain-p1-empty": (_linear_metadata(domain=_domain(p1=[])), "domain.p1"),
@@ -279,6 +300,10 @@ HOSTILE_METADATA = {
     "radiometry-target-nan": (
         _linear_metadata(radiometry={"target": [0, float("nan")]}),
         "radiometry.target.1",
+    ),
+    "radiometry-target-1e300": (
+        _linear_metadata(radiometry={"target": [-1e300, 1e300]}),
+        "radiometry.target.0",
     ),
     "radiometry-unknown-dtype": (
         _linear_metadata(radiometry={"kept_dtypes": ["uint9"]}),
@@ -367,6 +392,7 @@ HOSTILE_HEADERS = {
     ),
     "nested-200000-levels": (b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nested too deeply"),
     "not-json": (b"{this is not json}", "unreadable header"),
+    "integer-of-5000-digits": (b'{"a":' + b"1" * 5000 + b"}", "unreadable header"),
     "metadata-not-json": (json.dumps({"__metadata__": {"geoseg": "{oops"}}).encode(), "bad metadata"),
     "no-geoseg-metadata": (json.dumps({"__metadata__": {}}).encode(), "no geoseg metadata"),
     "deep-training-config": (
@@ -386,6 +412,38 @@ def test_hostile_header_is_refused_in_one_line(tmp_path, header, reason):
     message = str(caught.value)
     assert len(message.splitlines()) == 1
     assert message.startswith(f"{path}: ") and reason in message, message
+
+
+def test_a_checkpoint_cut_short_or_padded_is_refused_from_its_header_before_the_model_is_built(tmp_path):
+    """A 135 KB file whose header claimed a 499 M-parameter U-Net made predict allocate 2.2 GB."""
+    good = _save(tmp_path / "good.safetensors", _linear_tensors(), _linear_metadata())
+    data = good.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:-4])
+    (tmp_path / "padded.safetensors").write_bytes(data + b"\0" * 4)
+    for name, reason in (("cut", "truncated"), ("padded", "bytes after the weights")):
+        with pytest.raises(
+            CheckpointError, match=rf"promises 16 bytes of weights and the file holds \d+ \({reason}\)"
+        ):
+            read_metadata(tmp_path / f"{name}.safetensors")
+
+
+def test_a_negative_batch_norm_variance_is_refused(tmp_path):
+    model = UNetGenerator(3, 2, base_width=4, depth=2)
+    tensors = dict(model.state_dict())
+    name = next(n for n in tensors if n.endswith("running_var"))
+    tensors[name] = torch.full_like(tensors[name], -1.0)
+    path = _save(tmp_path / "negative.safetensors", tensors, _unet_metadata())
+    with pytest.raises(CheckpointError, match=rf"'{re.escape(name)}': a variance is negative"):
+        load_generator(path)
+
+
+def test_a_model_whose_outputs_overflow_fails_instead_of_calling_everything_background(tmp_path):
+    tensors = {**_linear_tensors(), "head.weight": torch.full((1, 3, 1, 1), 3e38)}
+    predictor = Predictor.from_checkpoint(
+        _save(tmp_path / "big.safetensors", tensors, _linear_metadata()), "cpu"
+    )
+    with pytest.raises(CheckpointError, match="outputs are not finite"):
+        predictor.predict(np.full((1, 3, 8, 8), 200, dtype=np.uint8))
 
 
 def test_header_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
