@@ -443,6 +443,26 @@ def test_evaluate_refuses_labels_with_nothing_to_score_against(world, features, 
     assert "labels.geojson" in line and reason in line
 
 
+def test_evaluate_refuses_a_mask_without_one_labelled_pixel_instead_of_scoring_it_perfect(world):
+    with rasterio.open(world / "inputs" / "scene.tif") as src:
+        profile = {**src.profile, "count": 1, "dtype": "float32", "nodata": None}
+        shape = (1, src.height, src.width)
+    with rasterio.open(world / "work" / "scene.mask.tif", "w", **profile) as dst:
+        dst.write(np.full(shape, np.nan, dtype=np.float32))
+    result = geoseg(
+        "evaluate",
+        world / "inputs" / "model.safetensors",
+        "--images",
+        world / "inputs" / "scene.tif",
+        "--masks",
+        "{stem}.mask.tif",
+        "--device",
+        "cpu",
+        cwd=world / "work",
+    )
+    assert "no labelled pixel on the 1 scenes" in error_line(result)
+
+
 def test_evaluate_refuses_labels_with_nan_coordinates(world):
     ring = [[-84.4, 33.6], [-84.39, 33.6], [float("nan"), 33.61], [-84.4, 33.6]]
     feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}

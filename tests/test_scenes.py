@@ -212,7 +212,9 @@ def test_vrts_nested_past_the_limit_are_refused(tmp_path):
         open_scene(tmp_path / "10.vrt")
 
 
-def test_a_scene_or_vrt_source_of_huge_internal_blocks_is_refused_as_every_read_would_decode_them(tmp_path, monkeypatch):
+def test_a_scene_or_vrt_source_of_huge_internal_blocks_is_refused_as_every_read_would_decode_them(
+    tmp_path, monkeypatch
+):
     monkeypatch.setattr("geoseg.scenes.MAX_BLOCK_BYTES", 2**20)  # 1 MiB: stands in for 256 MiB
     profile = {"driver": "GTiff", "width": 1024, "height": 1024, "count": 3, "dtype": "uint8"}
     for tile in (1024, 256):

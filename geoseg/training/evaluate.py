@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from geoseg.errors import ConfigError
 from geoseg.inference import Predictor
 from geoseg.training.chips import Chip, ChipReader, chip_windows, open_datasets
 from geoseg.training.config import DatasetConfig
@@ -59,7 +60,13 @@ def evaluate_checkpoint(
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size, tta=tta)
     reader, chips = scored_windows(predictor, datasets, window_px)
-    return evaluate_chips(predictor, reader, chips, tolerance_px, batch_size), len(reader.scenes)
+    metrics = evaluate_chips(predictor, reader, chips, tolerance_px, batch_size)
+    if metrics.pixels == 0:  # 0 / 0 would score as perfect
+        raise ConfigError(
+            f"{', '.join(d.masks or d.labels or d.images for d in datasets)}: no labelled pixel "
+            f"on the {len(reader.scenes)} scenes (every label value is nodata, or no class id)"
+        )
+    return metrics, len(reader.scenes)
 
 
 def scored_windows(

@@ -59,14 +59,16 @@ class MaskLabels:
     """Ignore the mask's nodata tag: every pixel on the scene is a label."""
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """Class ids and validity of ``window``; ids ≥ num_classes are treated as no data."""
+        """Class ids and validity of ``window``; values that are no class id (negative, ≥
+        num_classes, fractional) are treated as no data."""
         values, valid = read_window(self.mask, window)
         if self.nodata_is_class:
             valid = inside_scene(self.mask, window)
         ids = values[0]
         if self.num_classes == 2:
             return (ids > 0).astype(np.uint8), valid
-        valid = valid & (ids < self.num_classes)
+        with np.errstate(invalid="ignore"):  # NaN is no class id either
+            valid = valid & (ids >= 0) & (ids < self.num_classes) & (ids == np.round(ids))
         return np.where(valid, ids, 0).astype(np.uint8), valid
 
 

@@ -269,3 +269,17 @@ def test_a_label_file_in_a_zip_is_read_by_its_gdal_name_and_a_link_loop_is_named
     (tmp_path / "b.geojson").symlink_to(tmp_path / "a.geojson")
     with pytest.raises(LabelError, match="a link to nothing"):
         read_vector_labels(tmp_path / "a.geojson", CLASSES)
+
+
+def test_mask_values_that_are_no_class_id_are_no_data_not_wrapped_into_a_class(tmp_path):
+    transform = rasterio.transform.from_origin(0, 20, 1, 1)
+    scene = open_scene(_utm_scene(tmp_path / "scene.tif", transform))
+    values = np.zeros((20, 20), dtype=np.float32)
+    values[:2, :4] = [[-5, -1, 0, 1], [2, 3, 1.5, np.nan]]
+    profile = {"driver": "GTiff", "width": 20, "height": 20, "count": 1, "dtype": "float32", "crs": UTM}
+    with rasterio.open(tmp_path / "mask.tif", "w", transform=transform, **profile) as dst:
+        dst.write(values[None])
+    labels = open_mask_labels(scene, str(tmp_path / "mask.tif"), num_classes=3)
+    ids, valid = labels.read(Window(0, 0, 4, 2))
+    assert valid.tolist() == [[False, False, True, True], [True, False, False, False]]
+    assert ids[valid].tolist() == [0, 1, 2]
