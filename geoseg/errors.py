@@ -20,7 +20,13 @@ class PathError(GeosegError):
         super().__init__(self.path, reason)  # args pickle, so the error survives Dask workers
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+        return f"{printable(self.path)}: {self.reason}"
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\n``, ``\\x1b``): a file name or
+    scene id may hold them, and must neither break a one-line message nor drive a terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class SceneError(PathError):

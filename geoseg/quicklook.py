@@ -32,6 +32,7 @@ from rasterio.enums import Resampling
 from scipy import ndimage, sparse
 
 from geoseg.atomic import atomic_output
+from geoseg.errors import printable
 from geoseg.maskformat import NODATA
 from geoseg.scenes import Scene
 from geoseg.units import ground_sampling_distance_m
@@ -301,6 +302,7 @@ def _with_caption(picture: Image.Image, title: str, gsd_m: float, metres_per_px:
     draw.text((width - 8, middle), label, fill="white", font=font, anchor="rm")
     bar_right = width - 8 - draw.textlength(label, font=font) - 6
     draw.rectangle([bar_right - bar_px, middle - 2, bar_right, middle + 2], fill="white")
+    title = printable(title)  # a scene id with a newline: one line of caption all the same
     caption = f"{title} · GSD {format_length(gsd_m)}"
     while len(title) > 1 and draw.textlength(caption, font=font) > bar_right - bar_px - 18:
         title = title[:-1]

@@ -293,6 +293,13 @@ def test_non_finite_pixels_are_nodata_in_the_mask(world, nodata):
     assert (classes[~bad] != 255).all()
 
 
+def test_a_file_name_with_control_characters_gives_one_whole_line_that_cannot_drive_the_terminal(world):
+    odd = world / "work" / "new\nline\x1b[2J.tif"
+    odd.write_text("not a raster")
+    line = error_line(predict(world, odd, "--out", "mask.tif"))
+    assert "new\\nline\\x1b[2J.tif: not a readable raster" in line and "\x1b" not in line
+
+
 def test_predict_refuses_a_scene_larger_than_the_limit_before_reading_it(world):
     scene = write_huge_header(world / "work" / "huge.tif")
     line = error_line(predict(world, scene, "--out", world / "work" / "mask.tif"))

@@ -16,6 +16,7 @@ from geoseg.quicklook import (
     format_length,
     overlay,
     picture_shape,
+    render_quicklook,
     scale_bar_m,
     stretch,
     thumbnail_factor,
@@ -127,3 +128,10 @@ def test_a_real_scene_gives_a_bounded_png_with_its_caption(sample_data, tmp_path
         assert png.format == "PNG" and png.mode == "RGB"
         assert 256 <= max(png.size) <= MAX_PX
     assert [p.name for p in out.parent.iterdir()] == ["scene.png"]
+
+
+def test_a_title_with_control_characters_is_one_caption_line_not_an_error():
+    """A scene file named with a newline made Pillow refuse to measure the caption: the scene failed."""
+    pixels = np.full((3, 40, 60), 120, dtype=np.uint8)
+    image = render_quicklook(pixels, np.zeros((40, 60), dtype=np.uint8), "new\nline\x1b[2J", 0.3, 0.3)
+    assert image.width >= 60 and image.height > 40

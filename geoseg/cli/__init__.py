@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - older typer on real click
 from geoseg import interrupts
 from geoseg.cli import commands  # noqa: F401  (registers the commands)
 from geoseg.cli.app import DEBUG_VARIABLE, app
-from geoseg.errors import GeosegError, GeosegWarning
+from geoseg.errors import GeosegError, GeosegWarning, printable
 from geoseg.gdal_settings import http_timeouts
 
 INTERRUPTED = 130
@@ -72,7 +72,7 @@ _show_other_warning = warnings.showwarning
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     """``GeosegWarning`` as one line on stderr; other warnings as Python shows them."""
     if issubclass(category, GeosegWarning):
-        print(f"geoseg: warning: {message}", file=sys.stderr)
+        print(f"geoseg: warning: {printable(str(message))}", file=sys.stderr)
     else:
         _show_other_warning(message, category, *args, **kwargs)
 
@@ -80,7 +80,7 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
 def _one_line(exc: BaseException) -> str:
     """The error as one line: GeosegErrors as they are, others with their type and file name."""
     if isinstance(exc, GeosegError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return printable(str(exc)) if str(exc) else type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"

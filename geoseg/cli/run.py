@@ -13,6 +13,7 @@ from rich.table import Table
 
 from geoseg.cli.app import app
 from geoseg.distributed.records import RunReport, SceneRecord, summary
+from geoseg.errors import printable
 from geoseg.report_html import format_area, format_count
 
 NUMERIC = ("buildings", "building area", "scene area")
@@ -82,7 +83,7 @@ def print_report(report: RunReport) -> None:
 def _row(scene: SceneRecord) -> dict[str, str]:
     style = {"ok": "green", "failed": "red"}.get(scene.status, "yellow")
     return {
-        "scene": escape(scene.id),
+        "scene": escape(printable(scene.id)),
         "status": f"[{style}]{scene.status}[/{style}]",
         "buildings": "" if scene.polygons is None else format_count(scene.polygons),
         "building area": format_area(scene.building_area_m2),
