@@ -24,7 +24,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from geoseg.errors import ConfigError, OutputError
+from geoseg.errors import OutputError
 
 MAX_NAME_CHARS = 100
 """Longest kept name; longer ids are cut and hashed (file systems allow 255 bytes)."""
@@ -55,17 +55,17 @@ def _is_kept(name: str) -> bool:
     )
 
 
-def check_unique_names(ids: Iterable[str]) -> None:
-    """Refuse ids whose file names would clash on a case-insensitive file system."""
+def name_clashes(ids: Iterable[str]) -> dict[str, str]:
+    """The ids whose file names would clash with an earlier id's on a case-insensitive file
+    system (``Case`` after ``case``), each mapped to that earlier id."""
     seen: dict[str, str] = {}
+    clashes: dict[str, str] = {}
     for scene_id in ids:
         key = safe_name(scene_id).casefold()
         if key in seen and seen[key] != scene_id:
-            raise ConfigError(
-                f"inputs: scene ids {seen[key]!r} and {scene_id!r} name the same output files "
-                "on case-insensitive file systems; rename one"
-            )
-        seen[key] = scene_id
+            clashes[scene_id] = seen[key]
+        seen.setdefault(key, scene_id)
+    return clashes
 
 
 def check_output_folder(output: str | os.PathLike[str]) -> None:

@@ -671,6 +671,18 @@ def test_run_never_overwrites_an_input_lying_where_an_output_goes(world):
     assert status["other"]["status"] == "ok"
 
 
+def test_a_scene_whose_names_differ_from_another_only_in_case_fails_alone(world):
+    for name in ("Case.tif", "case.tif"):
+        shutil.copy(world / "inputs" / "scene.tif", world / "work" / name)
+    result = geoseg("run", write_workflow(world, inputs=["Case.tif", "case.tif"]), cwd=world / "work")
+    assert result.returncode == 1, result.stderr
+    report = json.loads((world / "work" / "out" / "run-report.json").read_text())
+    status = {s["id"]: s for s in report["scenes"]}
+    assert status["Case"]["status"] == "ok" and status["case"]["status"] == "failed"
+    assert "the file names of scene 'Case' on case-insensitive file systems" in status["case"]["error"]
+    assert sorted(p.name for p in (world / "work" / "out" / "masks").iterdir()) == ["Case.tif"]
+
+
 @pytest.mark.slow
 def test_a_replaced_input_is_redone_not_skipped(world, sample_data):
     scene = world / "work" / "scene.tif"

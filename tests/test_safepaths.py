@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoseg.errors import ConfigError, OutputError
+from geoseg.errors import OutputError
 from geoseg.safepaths import (
     MAX_NAME_CHARS,
     check_output_folder,
     check_replaceable,
-    check_unique_names,
     glob_files,
     inside,
     is_dataset_name,
     local_file,
+    name_clashes,
     refuse_overwriting_inputs,
     safe_name,
 )
@@ -72,10 +72,9 @@ def test_unsafe_ids_are_cleaned_and_marked_with_a_hash(scene_id):
     assert name != scene_id and "~" in name
 
 
-def test_ids_that_differ_only_in_case_are_refused_with_a_clear_error():
-    with pytest.raises(ConfigError, match="'Scene' and 'scene'"):
-        check_unique_names(["Scene", "scene"])
-    check_unique_names(["scene", "other"])
+def test_ids_that_differ_only_in_case_clash_with_the_first_of_them():
+    assert name_clashes(["Scene", "other", "scene", "SCENE"]) == {"scene": "Scene", "SCENE": "Scene"}
+    assert name_clashes(["scene", "other", "scene"]) == {}  # one id twice is one scene
 
 
 def test_a_link_inside_the_output_that_points_outside_is_refused(tmp_path):

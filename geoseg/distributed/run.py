@@ -43,7 +43,7 @@ from geoseg.distributed.records import (
     summary,
 )
 from geoseg.distributed.worker_setup import WorkerFunction
-from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError, VectorizeError
+from geoseg.errors import ConfigError, GeosegError, GeosegWarning, OutputError, VectorizeError, printable
 from geoseg.model.metadata import ModelMetadata, read_metadata
 from geoseg.model_input import ModelInput, PreparedScene
 from geoseg.report_html import format_area, format_count, write_report_html
@@ -53,8 +53,8 @@ from geoseg.safepaths import (
     ProtectedFiles,
     check_output_folder,
     check_replaceable,
-    check_unique_names,
     inside,
+    name_clashes,
 )
 from geoseg.tiling import TilingSpec
 from geoseg.workflow import Workflow
@@ -137,17 +137,18 @@ def run_workflow(
 def _plan(
     workflow: Workflow, output: Path, model: Path, metadata: ModelMetadata
 ) -> tuple[list[SceneJob], dict[str, SceneRecord]]:
-    """The run's scene jobs, and a failed record for each scene whose outputs would replace an input.
+    """The run's scene jobs, and a failed record for each scene whose outputs would replace an
+    input or clash with another scene's.
 
-    Raises ``GeosegError`` when the inputs name no scene, ids clash, or a run-level output
-    (report, run layer, results catalog) is an input.
+    A scene whose file names would clash with an earlier one's fails alone. Raises
+    ``GeosegError`` when the inputs name no scene, or a run-level output (report, run layer,
+    results catalog) is an input or a folder.
     """
     inputs = load_inputs(
         workflow.inputs, asset_key=workflow.asset_key, base_dir=workflow.base_dir, output=output
     )
     if not inputs:
         raise ConfigError(f"inputs: {workflow.inputs} names no scene")
-    check_unique_names(scene.id for scene in inputs)
     fingerprint = workflow.fingerprint()
     spec = workflow.tiling.spec(metadata.total_stride, metadata.receptive_radius_px)
     if seams := spec.seam_warning(metadata.receptive_radius_px):
@@ -159,7 +160,15 @@ def _plan(
         check_replaceable(path)
     protected.refuse(run_level_outputs(workflow, output))
     refused: dict[str, SceneRecord] = {}
+    clashes = name_clashes(scene.id for scene in inputs)
     for job in jobs:
+        if (first := clashes.get(job.input.id)) is not None:
+            error = (
+                f"scene id {printable(job.input.id)!r}: its outputs would have the file names of scene "
+                f"{printable(first)!r} on case-insensitive file systems; rename one"
+            )
+            refused[job.input.id] = SceneRecord(job.input.id, job.input.href, "failed", error=error)
+            continue
         try:
             protected.refuse(job.output_paths)
         except OutputError as exc:
