@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,9 +29,10 @@ NAME_MAX_BYTES = 255
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A unique temporary path in the same folder (same filesystem, so rename is atomic); the
-    final name is cut short where the marks would make it longer than a file name may be."""
-    mark = f".{uuid.uuid4().hex[:8]}{TMP_MARK}{path.suffix}"
+    """A unique temporary path in the same folder (same filesystem, so rename is atomic), which
+    names its writer (``_writer``); the final name is cut short where the marks would make it
+    longer than a file name may be."""
+    mark = f".{_writer(os.getpid())}-{uuid.uuid4().hex[:8]}{TMP_MARK}{path.suffix}"
     budget = NAME_MAX_BYTES - 1 - len(os.fsencode(mark))
     name = os.fsencode(path.name)[:budget].decode("utf-8", errors="ignore")  # whole characters
     return path.with_name(f".{name}{mark}")
@@ -148,6 +152,41 @@ def make_folder(folder: str | os.PathLike[str]) -> Path:
 def _sidecars(tmp: Path) -> list[Path]:
     stem = tmp.with_suffix("").name
     return [p for p in tmp.parent.glob(f"{glob.escape(stem)}.*") if p != tmp]
+
+
+def _writer(pid: int) -> str:
+    """This host (a short hash of its name) and ``pid``, as a temporary's name holds them."""
+    return f"{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]}-{pid}"
+
+
+_WRITTEN_BY = re.compile(rf"\.([0-9a-f]{{6}}-[0-9]+)-[0-9a-f]{{8}}{re.escape(TMP_MARK)}")
+
+
+def remove_dead_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Delete the temporaries in ``folder`` whose writer ran on this host and is gone (killed
+    by SIGKILL, say, which leaves no chance to clean up); return how many. A live writer's
+    temporaries, and those written on other hosts, are left alone."""
+    count = 0
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _WRITTEN_BY.search(entry.name)
+            if not entry.name.startswith(".") or match is None or entry.is_dir(follow_symlinks=False):
+                continue
+            pid = int(match[1].rpartition("-")[2])
+            if _writer(pid) == match[1] and not _alive(pid):
+                Path(entry.path).unlink(missing_ok=True)
+                count += 1
+    return count
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str], subfolders: Iterable[str] = ()) -> int:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pyogrio.errors
 import pytest
@@ -13,6 +16,7 @@ from geoseg.atomic import (
     TMP_MARK,
     atomic_output,
     make_folder,
+    remove_dead_temporaries,
     remove_stale_temporaries,
     temporary_sibling,
 )
@@ -170,3 +174,16 @@ def test_an_error_raised_while_writing_names_the_output_not_its_temporary(tmp_pa
 def test_other_errors_raised_while_writing_pass_through_unchanged(tmp_path):
     with pytest.raises(ValueError, match="a bug"), atomic_output(tmp_path / "v.gpkg"):
         raise ValueError("a bug")
+
+
+def test_only_temporaries_of_writers_gone_from_this_host_are_removed(tmp_path):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    mine = temporary_sibling(tmp_path / "mask.tif")
+    dead = Path(str(mine).replace(f"-{os.getpid()}-", f"-{int(gone.stdout)}-"))
+    elsewhere = tmp_path / f".mask.tif.abcdef-{int(gone.stdout)}-0123abcd{TMP_MARK}.tif"  # another host
+    for path in (mine, dead, elsewhere, tmp_path / "mask.tif"):
+        path.write_text("")
+    assert remove_dead_temporaries(tmp_path) == 1
+    assert not dead.exists() and mine.exists() and elsewhere.exists() and (tmp_path / "mask.tif").exists()

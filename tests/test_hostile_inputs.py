@@ -26,6 +26,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from geoseg.atomic import TMP_MARK
 from geoseg.runlock import output_lock
 from tests.conftest import SHIPPED_MODEL, raw_vrt_of, vrt_of
 
@@ -161,6 +162,28 @@ def test_a_write_that_fails_half_way_is_one_line_naming_the_output_and_leaves_no
     line = error_line(result)  # the reason is GDAL's or the OS's: "File too large", "disk I/O error" …
     assert line.startswith(f"geoseg: error: {out}: cannot be written (") and len(line) < 200
     assert sorted(p.name for p in work.iterdir()) == ([] if out.endswith(".tif") else ["mask.tif"])
+
+
+def test_a_predict_killed_by_sigkill_leaves_temporaries_that_the_next_predict_removes(world, sample_data):
+    work = world / "work"
+    command = [
+        sys.executable,
+        "-m",
+        "geoseg",
+        "predict",
+        sample_data / "edge" / "cogeo.tif",
+        "--out",
+        "m.tif",
+    ]
+    killed = subprocess.Popen([*map(str, command), "--device", "cpu"], cwd=work, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not [p for p in work.iterdir() if TMP_MARK in p.name] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert [p for p in work.iterdir() if TMP_MARK in p.name], "no working file to leave behind"
+    assert predict(world, world / "inputs" / "scene.tif", "--out", "m.tif").returncode == 0
+    assert [p.name for p in work.iterdir()] == ["m.tif"]
 
 
 # --- geoseg predict: values that used to give tracebacks or wrong masks --------------------

@@ -67,6 +67,7 @@ def predict(
     ] = "none",
 ) -> None:
     """Segment IMAGE into a georeferenced class mask, tile by tile, without seams."""
+    from geoseg.atomic import remove_dead_temporaries
     from geoseg.errors import ConfigError, OutputError
     from geoseg.inference import Predictor
     from geoseg.predict import predict_scene
@@ -78,6 +79,7 @@ def predict(
     except ValueError:
         raise ConfigError(f"--bands: expected comma-separated integers, got {bands!r}") from None
     started = time.perf_counter()
+    remove_dead_temporaries(out.parent)  # what a killed predict left (a working mask, its levels)
     predictor = Predictor.from_checkpoint(model, device, batch_size, compile_model, tta, precision)
     with block_progress() as progress:
         predict_scene(

@@ -32,6 +32,7 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from geoseg.atomic import remove_dead_temporaries
     from geoseg.safepaths import refuse_overwriting_inputs
     from geoseg.training.config import load_config
     from geoseg.training.trainer import TrainEvent
@@ -41,6 +42,7 @@ def train(
     if out is not None:
         settings = settings.model_copy(update={"out": str(out)})
     refuse_overwriting_inputs([settings.out], [config])  # the config is an input too
+    remove_dead_temporaries(Path(settings.out).parent)  # what a killed train left
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]train"),

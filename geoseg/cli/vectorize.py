@@ -46,8 +46,11 @@ def vectorize(
     scene_id: Annotated[str | None, typer.Option(help="Scene id (default: mask stem).")] = None,
 ) -> None:
     """Vectorise MASK into one polygon per connected component, with areas in metres."""
+    from geoseg.atomic import remove_dead_temporaries
     from geoseg.vectorize import vectorize_mask
 
+    for folder in {path.parent for path in out}:
+        remove_dead_temporaries(folder)  # what a killed vectorize left
     summary = vectorize_mask(
         mask,
         out,
