@@ -103,28 +103,46 @@ SHAPEFILE_INDEXES = frozenset({".qix", ".sbn", ".sbx"})
 
 def _replace_together(moves: list[tuple[Path, Path]]) -> None:
     """Rename each (source, target), all or none: a file and its sidecars are never left half
-    old, half new. Old targets are set aside first and put back if any rename fails."""
+    old, half new. Each old target is kept under a hard link (a second name: the target never
+    goes missing, even to a reader) and put back if a rename fails. A lone file is one rename."""
     for _, target in moves:
         check_replaceable(target)
+    if len(moves) == 1:
+        os.replace(*moves[0])
+        return
     kept: list[tuple[Path, Path]] = []
     done: list[Path] = []
     try:
         for _, target in moves:
-            if target.exists() or target.is_symlink():
-                aside = temporary_sibling(target)
-                os.replace(target, aside)
-                kept.append((aside, target))
+            if target.exists():
+                kept.append((_second_name(target), target))
         for source, target in moves:
             os.replace(source, target)
             done.append(target)
     except OSError as exc:
-        for target in done:
-            target.unlink(missing_ok=True)
-        for aside, target in kept:
-            os.replace(aside, target)
+        backups = {target: backup for backup, target in kept}
+        for target in done:  # replaced: the old file back, or none where there was none
+            if target in backups:
+                os.replace(backups.pop(target), target)
+            else:
+                target.unlink(missing_ok=True)
+        for backup in backups.values():  # a second name of a file never replaced
+            backup.unlink(missing_ok=True)
         raise OutputError(moves[-1][1], f"cannot be written ({exc.strerror or exc})") from None
-    for aside, _ in kept:
-        aside.unlink(missing_ok=True)
+    for backup, _ in kept:
+        backup.unlink(missing_ok=True)
+
+
+def _second_name(target: Path) -> Path:
+    """A temporary hard link to ``target`` (a copy where the filesystem has no hard links)."""
+    backup = temporary_sibling(target)
+    try:
+        os.link(target, backup, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        shutil.copy2(target, backup, follow_symlinks=False)
+    return backup
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
