@@ -32,7 +32,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import geoseg
 from geoseg.atomic import check_writable
-from geoseg.errors import ConfigError
+from geoseg.errors import CheckpointError, ConfigError
 from geoseg.inference import Predictor, resolve_device
 from geoseg.model.architecture import logit_channels
 from geoseg.model.checkpoint import Generator, generator_for, save_checkpoint
@@ -215,6 +215,21 @@ def check_model_sizes(config: TrainConfig, in_bands: int) -> None:
                 f"{name}: {parameters:,} parameters, more than the {MAX_PARAMETERS:,} allowed "
                 f"(a smaller {name}.base_width)"
             )
+
+
+def _validated(trainer: Trainer, data: TrainingData, step: int, config: TrainConfig) -> SegmentationMetrics:
+    """``trainer.validate``; a generator whose outputs are no longer finite ends the run."""
+    try:
+        return trainer.validate(data)
+    except CheckpointError:  # the Predictor's refusal of non-finite outputs
+        raise _diverged(step, config, "the generator's outputs are not finite") from None
+
+
+def _diverged(step: int, config: TrainConfig, what: str) -> ConfigError:
+    return ConfigError(
+        f"training diverged by step {step}: {what}; {config.out} not written "
+        "(lower training.lr_g or the loss weights)"
+    )
 
 
 class Trainer:
@@ -443,7 +458,7 @@ def train(
         metrics = None
         out_of_time = opt.time_limit_s is not None and time.perf_counter() - started >= opt.time_limit_s
         if step % opt.eval_every_steps == 0 or step == opt.steps or out_of_time:
-            metrics = trainer.validate(data)
+            metrics = _validated(trainer, data, step, config)
             history.append(
                 {
                     "step": step,
@@ -469,7 +484,7 @@ def train(
     if start is not None and config.init_from_share:
         blend = interpolated(trainer.kept.state_dict(), start.generator.state_dict(), config.init_from_share)
         trainer.kept.load_state_dict(blend)
-        metrics = trainer.validate(data)
+        metrics = _validated(trainer, data, step, config)
     seconds = time.perf_counter() - started
     training = {
         "config": portable_config(config),
@@ -492,9 +507,6 @@ def train(
     )
     dtype = torch.float16 if opt.weights_dtype == "float16" else torch.float32
     if diverged := [name for name, t in trainer.kept.state_dict().items() if not torch.isfinite(t).all()]:
-        raise ConfigError(
-            f"training diverged by step {step}: {diverged[0]} (and {len(diverged) - 1} more) not finite; "
-            f"{config.out} not written (lower training.lr_g or the loss weights)"
-        )
+        raise _diverged(step, config, f"{diverged[0]} (and {len(diverged) - 1} more) not finite")
     path = save_checkpoint(os.fspath(config.out), trainer.kept.cpu(), metadata, dtype)
     return TrainResult(path, metrics, history, seconds, step, kept_step)

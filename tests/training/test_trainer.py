@@ -86,7 +86,7 @@ def test_a_diverged_run_keeps_the_previous_checkpoint_instead_of_writing_unusabl
     previous.write_bytes(b"the checkpoint of an earlier, good run")
     raw = tiny_config_factory(out=previous, lr_g=1e30, adversarial_weight=0.0)
     with pytest.raises(
-        ConfigError, match=r"training diverged by step 4: .* not finite; .*keep.safetensors not written"
+        ConfigError, match=r"training diverged by step \d: .* not finite; .*keep.safetensors not written"
     ):
         train(parse_config(raw, tmp_path), device="cpu")
     assert previous.read_bytes() == b"the checkpoint of an earlier, good run"
