@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import psutil
+
 from geoseg.errors import GeosegError, OutputError
 from geoseg.safepaths import check_replaceable
 
@@ -191,20 +193,10 @@ def remove_dead_temporaries(folder: str | os.PathLike[str]) -> int:
             if not entry.name.startswith(".") or match is None or entry.is_dir(follow_symlinks=False):
                 continue
             pid = int(match[1].rpartition("-")[2])
-            if _writer(pid) == match[1] and not _alive(pid):
+            if _writer(pid) == match[1] and not psutil.pid_exists(pid):
                 Path(entry.path).unlink(missing_ok=True)
                 count += 1
     return count
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str], subfolders: Iterable[str] = ()) -> int:
