@@ -193,7 +193,7 @@ def remove_dead_temporaries(folder: str | os.PathLike[str]) -> int:
             if not entry.name.startswith(".") or match is None or entry.is_dir(follow_symlinks=False):
                 continue
             pid = int(match[1].rpartition("-")[2])
-            if _writer(pid) == match[1] and not psutil.pid_exists(pid):
+            if _writer(pid) == match[1] and pid < 2**31 and not psutil.pid_exists(pid):  # no pid is larger
                 Path(entry.path).unlink(missing_ok=True)
                 count += 1
     return count

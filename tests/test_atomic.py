@@ -185,7 +185,9 @@ def test_only_temporaries_of_writers_gone_from_this_host_are_removed(tmp_path):
     mine = temporary_sibling(tmp_path / "mask.tif")
     dead = Path(str(mine).replace(f"-{os.getpid()}-", f"-{int(gone.stdout)}-"))
     elsewhere = tmp_path / f".mask.tif.abcdef-{int(gone.stdout)}-0123abcd{TMP_MARK}.tif"  # another host
-    for path in (mine, dead, elsewhere, tmp_path / "mask.tif"):
+    huge = Path(str(mine).replace(f"-{os.getpid()}-", f"-{2**70}-"))  # a name no writer had: left
+    for path in (mine, dead, elsewhere, huge, tmp_path / "mask.tif"):
         path.write_text("")
     assert remove_dead_temporaries(tmp_path) == 1
     assert not dead.exists() and mine.exists() and elsewhere.exists() and (tmp_path / "mask.tif").exists()
+    assert huge.exists()
